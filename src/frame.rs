@@ -1,0 +1,522 @@
+//! The wire format: a length header, then the payload. Byte-compatible with
+//! CPython's `multiprocessing.connection.Connection.send_bytes`/`recv_bytes`,
+//! so a Rust process and a Python process can talk over one pipe or socket.
+//!
+//! ```text
+//! len <= 2^31-1:  [ len: i32 big-endian ][ payload: len bytes ]
+//! len >  2^31-1:  [ -1:  i32 big-endian ][ len: u64 big-endian ][ payload ]
+//! ```
+//!
+//! Guarantees of this module:
+//! - **Sender**: a message over the maximum is refused with
+//!   [`Error::TooLarge`] before a byte is written. Header and payload go out
+//!   in one `writev` where the kernel takes them whole, so a frame of at most
+//!   `PIPE_BUF` bytes in total is one atomic pipe write.
+//! - **Receiver**: a header over the maximum is [`Error::TooLarge`]; a
+//!   negative length other than -1 is [`Error::Corrupt`]; a stream that ends
+//!   inside a frame is [`Error::Truncated`], one that ends exactly at a
+//!   boundary is [`Error::Closed`]. The payload buffer grows as bytes arrive,
+//!   never more than one [`CHUNK`] ahead of them, so a lying header cannot
+//!   make the receiver allocate what was never sent.
+//! - After a framing error the stream cannot be resynchronised: the decoder
+//!   is *poisoned* and every later receive returns [`Error::Corrupt`].
+//! - A receive that times out keeps what it has read; the next receive goes on
+//!   from there, so timeouts never lose or split a message.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::sys::{self, Readiness, WriteKind};
+
+/// Bytes in the short header.
+pub const HEADER_LEN: usize = 4;
+/// Bytes in the long header (`-1` then a `u64` length).
+pub const LONG_HEADER_LEN: usize = 12;
+/// Longest payload the short header can describe: `2^31 - 1`.
+pub const SHORT_MAX: u64 = i32::MAX as u64;
+/// How far ahead of the bytes that arrived the receiver may allocate.
+pub const CHUNK: usize = 1 << 20;
+/// The read-ahead buffer: one `read` can bring in many small frames.
+pub const READ_AHEAD: usize = 64 * 1024;
+/// No limit: the default maximum message size, as in Python.
+pub const UNLIMITED: u64 = u64::MAX;
+
+/// Encodes the header for a payload of `len` bytes into `out`; returns how
+/// many bytes of `out` it used (4 or 12).
+pub fn encode_header(len: u64, out: &mut [u8; LONG_HEADER_LEN]) -> usize {
+    if len <= SHORT_MAX {
+        out[..4].copy_from_slice(&(len as i32).to_be_bytes());
+        HEADER_LEN
+    } else {
+        out[..4].copy_from_slice(&(-1i32).to_be_bytes());
+        out[4..].copy_from_slice(&len.to_be_bytes());
+        LONG_HEADER_LEN
+    }
+}
+
+/// Encodes one whole frame into a new vector (for tests and for peers that
+/// want bytes rather than a write).
+pub fn encode(payload: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; LONG_HEADER_LEN];
+    let n = encode_header(payload.len() as u64, &mut header);
+    let mut out = Vec::with_capacity(n + payload.len());
+    out.extend_from_slice(&header[..n]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Checks `len` against `max` (the sender's side of the limit).
+pub fn check_len(len: u64, max: u64) -> Result<()> {
+    if len > max {
+        Err(Error::TooLarge { len, max })
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes one frame to `fd`, whole, after checking it against `max`.
+pub fn write_frame(fd: BorrowedFd<'_>, kind: WriteKind, payload: &[u8], max: u64) -> Result<()> {
+    check_len(payload.len() as u64, max)?;
+    let mut header = [0u8; LONG_HEADER_LEN];
+    let n = encode_header(payload.len() as u64, &mut header);
+    sys::write_all_vectored(fd, kind, &[&header[..n], payload]).map_err(write_error)
+}
+
+/// Maps a write error: a reader that is gone is [`Error::Closed`].
+pub(crate) fn write_error(e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EPIPE) | Some(libc::ECONNRESET) => Error::Closed,
+        _ => Error::io("write", e),
+    }
+}
+
+/// Where a [`Decoder`] gets its bytes.
+pub trait Source {
+    /// Appends at most `max` (> 0) bytes to `buf`; `Ok(0)` is end of stream.
+    fn read_append(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize>;
+
+    /// Waits until a read would not block, or `deadline` passes
+    /// (`Ok(false)`). Sources that cannot block return `Ok(true)`.
+    fn wait_readable(&mut self, deadline: Instant) -> io::Result<bool> {
+        let _ = deadline;
+        Ok(true)
+    }
+}
+
+/// A blocking fd as a [`Source`].
+#[derive(Debug, Clone, Copy)]
+pub struct FdSource<'a>(pub BorrowedFd<'a>);
+
+impl Source for FdSource<'_> {
+    fn read_append(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        match sys::read_append(self.0, buf, max) {
+            // A socket whose peer died with unread data resets; that is
+            // end of stream to us.
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Ok(0),
+            other => other,
+        }
+    }
+
+    fn wait_readable(&mut self, deadline: Instant) -> io::Result<bool> {
+        Ok(sys::wait_readable(self.0, Some(deadline))? == Readiness::Ready)
+    }
+}
+
+/// Any [`io::Read`] as a [`Source`] (for decoding bytes in memory).
+#[derive(Debug)]
+pub struct ReadSource<R>(pub R);
+
+impl<R: io::Read> Source for ReadSource<R> {
+    fn read_append(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let start = buf.len();
+        buf.resize(start + max, 0);
+        let r = loop {
+            match self.0.read(&mut buf[start..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        buf.truncate(start + *r.as_ref().unwrap_or(&0));
+        r
+    }
+}
+
+/// One decoded message: borrowed from the read-ahead buffer when it fit
+/// there, owned when it was read straight into its own allocation.
+#[derive(Debug)]
+pub enum Frame<'a> {
+    /// A message inside the read-ahead buffer.
+    Buffered(&'a [u8]),
+    /// A large message in its own buffer.
+    Owned(Vec<u8>),
+}
+
+impl Frame<'_> {
+    /// The message's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Frame::Buffered(s) => s,
+            Frame::Owned(v) => v,
+        }
+    }
+
+    /// The message as an owned vector (copies a buffered one).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            Frame::Buffered(s) => s.to_vec(),
+            Frame::Owned(v) => v,
+        }
+    }
+}
+
+/// A large message being read straight into its own buffer.
+#[derive(Debug)]
+struct Partial {
+    len: usize,
+    data: Vec<u8>,
+}
+
+/// A streaming frame decoder: keeps its place across timeouts, reads ahead
+/// for small frames, and never trusts a length header with memory.
+#[derive(Debug)]
+pub struct Decoder {
+    /// Read-ahead bytes; `buf[pos..]` are not consumed yet.
+    buf: Vec<u8>,
+    pos: usize,
+    partial: Option<Partial>,
+    max: u64,
+    poisoned: bool,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new(UNLIMITED)
+    }
+}
+
+impl Decoder {
+    /// A decoder that refuses messages longer than `max` bytes.
+    pub fn new(max: u64) -> Self {
+        Decoder {
+            buf: Vec::new(),
+            pos: 0,
+            partial: None,
+            max,
+            poisoned: false,
+        }
+    }
+
+    /// The maximum message size this decoder accepts.
+    pub fn max_message_size(&self) -> u64 {
+        self.max
+    }
+
+    /// Changes the maximum message size.
+    pub fn set_max_message_size(&mut self, max: u64) {
+        self.max = max;
+    }
+
+    /// True if bytes of a next message are already buffered (a receive may
+    /// still need more from the source to finish it).
+    pub fn has_buffered(&self) -> bool {
+        self.pos < self.buf.len() || self.partial.is_some()
+    }
+
+    /// True if a whole message is buffered: the next receive will not read.
+    pub fn has_whole_frame(&self) -> bool {
+        if self.partial.is_some() {
+            return false;
+        }
+        match parse_header(&self.buf[self.pos..]) {
+            Ok(Some((hlen, len))) => (self.buf.len() - self.pos - hlen) as u64 >= len,
+            _ => false,
+        }
+    }
+
+    /// Receives one whole message from `src`, waiting at most until
+    /// `deadline` (`None`: as long as it takes).
+    pub fn recv<'a>(
+        &'a mut self,
+        src: &mut impl Source,
+        deadline: Option<Instant>,
+    ) -> Result<Frame<'a>> {
+        if self.poisoned {
+            return Err(Error::corrupt(
+                "an earlier framing error left the stream out of step",
+            ));
+        }
+        let result = self.recv_inner(src, deadline);
+        if let Err(e) = &result {
+            if matches!(
+                e,
+                Error::TooLarge { .. } | Error::Corrupt { .. } | Error::Truncated { .. }
+            ) {
+                self.poisoned = true;
+            }
+        }
+        // Re-borrow: the frame, if any, points into self.buf.
+        match result {
+            Ok(Some(v)) => Ok(Frame::Owned(v)),
+            Ok(None) => {
+                let (hlen, len) = parse_header(&self.buf[self.pos..])
+                    .ok()
+                    .flatten()
+                    .expect("recv_inner checked a whole frame is buffered");
+                let start = self.pos + hlen;
+                let end = start + len as usize;
+                self.pos = end;
+                Ok(Frame::Buffered(&self.buf[start..end]))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Returns `Ok(None)` when a whole frame sits at `buf[pos..]` (the
+    /// caller slices it out), `Ok(Some(v))` for a large frame read into `v`.
+    fn recv_inner(
+        &mut self,
+        src: &mut impl Source,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<u8>>> {
+        loop {
+            if let Some(p) = &mut self.partial {
+                while p.data.len() < p.len {
+                    let remaining = p.len - p.data.len();
+                    if p.data.capacity() == p.data.len() {
+                        p.data.reserve_exact(remaining.min(CHUNK));
+                    }
+                    let room = (p.data.capacity() - p.data.len()).min(remaining);
+                    let got = p.data.len() as u64;
+                    let expected = p.len as u64;
+                    let n = read_some(src, &mut p.data, room, deadline)?;
+                    if n == 0 {
+                        return Err(Error::Truncated { expected, got });
+                    }
+                }
+                let p = self.partial.take().expect("checked above");
+                return Ok(Some(p.data));
+            }
+
+            let avail = &self.buf[self.pos..];
+            match parse_header(avail)? {
+                None => {}
+                Some((hlen, len)) => {
+                    if len > self.max {
+                        return Err(Error::TooLarge { len, max: self.max });
+                    }
+                    let len = usize::try_from(len).map_err(|_| Error::TooLarge {
+                        len,
+                        max: usize::MAX as u64,
+                    })?;
+                    let have = avail.len() - hlen;
+                    if have >= len {
+                        return Ok(None);
+                    }
+                    if hlen + len > READ_AHEAD {
+                        // Too big for the read-ahead buffer: move what we
+                        // have into the message's own buffer, read the rest
+                        // straight into it.
+                        let mut data = Vec::with_capacity(len.min(have + CHUNK));
+                        data.extend_from_slice(&avail[hlen..]);
+                        self.buf.clear();
+                        self.pos = 0;
+                        self.partial = Some(Partial { len, data });
+                        continue;
+                    }
+                }
+            }
+
+            // Need more bytes in the read-ahead buffer.
+            if self.pos > 0 {
+                self.buf.drain(..self.pos);
+                self.pos = 0;
+            }
+            if self.buf.capacity() < READ_AHEAD {
+                self.buf.reserve_exact(READ_AHEAD - self.buf.len());
+            }
+            let room = READ_AHEAD - self.buf.len();
+            let n = read_some(src, &mut self.buf, room, deadline)?;
+            if n == 0 {
+                let avail = self.buf.len() as u64;
+                return Err(match parse_header(&self.buf)? {
+                    _ if avail == 0 => Error::Closed,
+                    None => {
+                        let expected = if self.buf.len() >= HEADER_LEN {
+                            LONG_HEADER_LEN
+                        } else {
+                            HEADER_LEN
+                        };
+                        Error::Truncated {
+                            expected: expected as u64,
+                            got: avail,
+                        }
+                    }
+                    Some((hlen, len)) => Error::Truncated {
+                        expected: len,
+                        got: avail - hlen as u64,
+                    },
+                });
+            }
+        }
+    }
+}
+
+/// Reads once, after waiting for readiness if there is a deadline.
+fn read_some(
+    src: &mut impl Source,
+    buf: &mut Vec<u8>,
+    max: usize,
+    deadline: Option<Instant>,
+) -> Result<usize> {
+    if let Some(d) = deadline {
+        if !src.wait_readable(d).map_err(|e| Error::io("poll", e))? {
+            return Err(Error::Timeout);
+        }
+    }
+    src.read_append(buf, max).map_err(|e| Error::io("read", e))
+}
+
+/// Parses a header at the start of `bytes`: `Ok(None)` if more bytes are
+/// needed, else `(header length, payload length)`.
+pub fn parse_header(bytes: &[u8]) -> Result<Option<(usize, u64)>> {
+    if bytes.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let short = i32::from_be_bytes(bytes[..4].try_into().expect("4 bytes"));
+    match short {
+        0.. => Ok(Some((HEADER_LEN, short as u64))),
+        -1 => {
+            if bytes.len() < LONG_HEADER_LEN {
+                return Ok(None);
+            }
+            let long = u64::from_be_bytes(bytes[4..12].try_into().expect("8 bytes"));
+            Ok(Some((LONG_HEADER_LEN, long)))
+        }
+        n => Err(Error::corrupt(format!(
+            "negative message length {n} in header"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(bytes: &[u8], chunk: usize) -> (Vec<Vec<u8>>, Error) {
+        struct Chunked<'a>(&'a [u8], usize);
+        impl io::Read for Chunked<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(self.1).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut src = ReadSource(Chunked(bytes, chunk));
+        let mut dec = Decoder::default();
+        let mut out = Vec::new();
+        loop {
+            match dec.recv(&mut src, None) {
+                Ok(f) => out.push(f.into_vec()),
+                Err(e) => return (out, e),
+            }
+        }
+    }
+
+    #[test]
+    fn header_matches_cpython_struct_pack() {
+        // struct.pack("!i", 5) and struct.pack("!i", -1) + struct.pack("!Q", 2**31)
+        let mut h = [0u8; LONG_HEADER_LEN];
+        assert_eq!(encode_header(5, &mut h), 4);
+        assert_eq!(&h[..4], &[0, 0, 0, 5]);
+        assert_eq!(encode_header(SHORT_MAX, &mut h), 4);
+        assert_eq!(&h[..4], &[0x7f, 0xff, 0xff, 0xff]);
+        assert_eq!(encode_header(SHORT_MAX + 1, &mut h), 12);
+        assert_eq!(h, [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0, 0, 0]);
+    }
+
+    #[test]
+    fn round_trip_in_any_chunking() {
+        let msgs: Vec<Vec<u8>> = [0usize, 1, 3, 4, 5, 4096, 70_000, 200_000]
+            .iter()
+            .map(|&n| (0..n).map(|i| (i % 251) as u8).collect())
+            .collect();
+        let stream: Vec<u8> = msgs.iter().flat_map(|m| encode(m)).collect();
+        for chunk in [1, 3, 7, 4096, 1 << 20] {
+            let (got, end) = decode_all(&stream, chunk);
+            assert_eq!(got, msgs, "chunk {chunk}");
+            assert!(end.is_closed(), "chunk {chunk}: {end:?}");
+        }
+    }
+
+    #[test]
+    fn end_inside_a_frame_is_truncated_and_at_a_boundary_is_closed() {
+        let stream = encode(b"hello");
+        for cut in 1..stream.len() {
+            let (got, end) = decode_all(&stream[..cut], 2);
+            assert!(got.is_empty());
+            assert!(matches!(end, Error::Truncated { .. }), "cut {cut}: {end:?}");
+        }
+        let (_, end) = decode_all(&stream[..3], 100);
+        assert!(
+            matches!(
+                end,
+                Error::Truncated {
+                    expected: 4,
+                    got: 3
+                }
+            ),
+            "{end:?}"
+        );
+        let (_, end) = decode_all(&stream[..6], 100);
+        assert!(
+            matches!(
+                end,
+                Error::Truncated {
+                    expected: 5,
+                    got: 2
+                }
+            ),
+            "{end:?}"
+        );
+        assert!(decode_all(&[], 1).1.is_closed());
+    }
+
+    #[test]
+    fn negative_length_is_corrupt_and_poisons() {
+        let mut stream = (-2i32).to_be_bytes().to_vec();
+        stream.extend(encode(b"after"));
+        let (got, end) = decode_all(&stream, 64);
+        assert!(got.is_empty());
+        assert!(matches!(end, Error::Corrupt { .. }), "{end:?}");
+    }
+
+    #[test]
+    fn receiver_refuses_headers_over_its_limit() {
+        let stream = encode(&[7u8; 100]);
+        let mut src = ReadSource(&stream[..]);
+        let mut dec = Decoder::new(99);
+        let e = dec.recv(&mut src, None).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { len: 100, max: 99 }), "{e:?}");
+        let e = dec.recv(&mut src, None).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "poisoned: {e:?}");
+    }
+
+    #[test]
+    fn a_lying_long_header_allocates_at_most_one_chunk() {
+        let mut stream = (-1i32).to_be_bytes().to_vec();
+        stream.extend((4u64 << 30).to_be_bytes());
+        stream.extend([1, 2, 3]);
+        let mut src = ReadSource(&stream[..]);
+        let mut dec = Decoder::default();
+        let e = dec.recv(&mut src, None).unwrap_err();
+        assert!(
+            matches!(e, Error::Truncated { expected, got: 3 } if expected == 4 << 30),
+            "{e:?}"
+        );
+        let p_cap = dec.buf.capacity();
+        assert!(p_cap <= READ_AHEAD, "read-ahead stays bounded: {p_cap}");
+    }
+}

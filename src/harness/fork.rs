@@ -1,0 +1,444 @@
+//! Run closures in forked child processes, with a deadline, and get back how
+//! each one ended and the bytes it returned.
+//!
+//! # The fork rules this module keeps for you
+//! - The child runs only the closure and then `_exit`s: it never returns into
+//!   the caller (a test harness, say), never runs atexit handlers and never
+//!   flushes the parent's stdio buffers twice.
+//! - A panic in the child is caught (the panic message is captured, not
+//!   printed) and the child exits with [`PANIC_EXIT_CODE`].
+//! - The child gets a process group of its own and is SIGKILLed by the kernel
+//!   if the parent dies. At its deadline the parent SIGKILLs the group and
+//!   reports [`Outcome::TimedOut`], with what the child was blocked in.
+//! - Every child is reaped: by [`Child::wait`], by [`wait_all`], or on drop.
+//!
+//! # The fork rules you keep
+//! After `fork()` only the calling thread exists in the child; a lock some
+//! other thread held (stdout's, a test framework's) stays held forever. So
+//! the closure must not print, must not touch test-framework state, and
+//! should report back only by returning bytes (or through pipes it was
+//! given). Values moved into the closure belong to the child: the parent's
+//! copy is dropped when [`spawn`] returns, which closes the parent's copies of
+//! any fds they own. That is how a pipe's ends are divided between processes.
+//!
+//! A multi-threaded parent (`cargo test`) can also leak one test's fds into
+//! another test's child, which delays end-of-stream. Tests that fork hold
+//! [`serial()`] for their whole body.
+//!
+//! # Example
+//! ```
+//! use ipc_harness::harness::fork::{self, Outcome};
+//! use std::time::Duration;
+//!
+//! let child = fork::spawn(|| b"hello from the child".to_vec())?;
+//! let report = child.wait(Duration::from_secs(10))?;
+//! assert!(matches!(report.outcome, Outcome::Exited(0)));
+//! assert_eq!(report.output, b"hello from the child");
+//!
+//! let report = fork::run(Duration::from_secs(10), || panic!("boom"))?;
+//! assert!(matches!(&report.outcome, Outcome::Panicked { message } if message.contains("boom")));
+//!
+//! let report = fork::run(Duration::from_millis(200), || loop {
+//!     std::thread::sleep(Duration::from_secs(1));
+//! })?;
+//! assert!(matches!(report.outcome, Outcome::TimedOut { .. }));
+//! # Ok::<(), ipc_harness::Error>(())
+//! ```
+
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::{self, Decoder, ReadSource};
+use crate::sys::{self, ExitStatus, Pid, WriteKind};
+
+/// The exit code of a child whose closure panicked.
+pub const PANIC_EXIT_CODE: i32 = 101;
+
+const TAG_OUTPUT: u8 = 0;
+const TAG_PANIC: u8 = 1;
+
+static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+/// Takes the process-wide fork lock. Hold it for the whole of any test that
+/// forks or checks fd counts, so tests on other threads cannot leak fds into
+/// its children (or count its fds). A panic while holding it does not poison
+/// it for the other tests.
+pub fn serial() -> MutexGuard<'static, ()> {
+    FORK_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It exited with this code (0 after its closure returned).
+    Exited(i32),
+    /// Its closure panicked; `message` is the panic message and location.
+    Panicked {
+        /// What the panic said, e.g. `panicked at src/x.rs:3:5:\nboom`.
+        message: String,
+    },
+    /// A signal (not ours) killed it.
+    Signaled(i32),
+    /// It was still running at its deadline and was SIGKILLed.
+    TimedOut {
+        /// What it was blocked in when killed, from `/proc` (e.g.
+        /// `read(fd 5) [pipe_read]`), when that could be read.
+        blocked_in: Option<String>,
+    },
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Exited(0) => write!(f, "exited normally"),
+            Outcome::Exited(code) => write!(f, "exited with code {code}"),
+            Outcome::Panicked { message } => write!(f, "panicked: {message}"),
+            Outcome::Signaled(sig) => write!(f, "was killed by signal {sig}"),
+            Outcome::TimedOut {
+                blocked_in: Some(b),
+            } => {
+                write!(f, "hung past its deadline, blocked in {b}, and was killed")
+            }
+            Outcome::TimedOut { blocked_in: None } => {
+                write!(f, "hung past its deadline and was killed")
+            }
+        }
+    }
+}
+
+/// What came back from a child.
+#[derive(Debug, Clone)]
+pub struct ChildReport {
+    /// The child's pid.
+    pub pid: Pid,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The bytes its closure returned (empty unless it returned).
+    pub output: Vec<u8>,
+}
+
+impl ChildReport {
+    /// True if the closure returned and the child exited with code 0.
+    pub fn is_success(&self) -> bool {
+        self.outcome == Outcome::Exited(0)
+    }
+
+    /// The output, or a panic that says how the child ended instead.
+    #[track_caller]
+    pub fn expect_success(self) -> Vec<u8> {
+        if !self.is_success() {
+            panic!("child {} {}", self.pid, self.outcome);
+        }
+        self.output
+    }
+}
+
+/// A running child. Wait for it with [`Child::wait`] or [`wait_all`]; one
+/// dropped without a wait is killed and reaped.
+#[derive(Debug)]
+pub struct Child {
+    pid: Pid,
+    pidfd: OwnedFd,
+    results: OwnedFd,
+    reaped: bool,
+}
+
+/// Forks; the child runs `f` and returns its bytes to the parent. See the
+/// module docs for what `f` may do.
+pub fn spawn<F>(f: F) -> Result<Child>
+where
+    F: FnOnce() -> Vec<u8>,
+{
+    let (results, results_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
+    let pid = sys::fork_run(move || child_main(f, results_w)).map_err(|e| Error::io("fork", e))?;
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::waitpid(pid, true);
+            return Err(Error::io("pidfd_open", e));
+        }
+    };
+    Ok(Child {
+        pid,
+        pidfd,
+        results,
+        reaped: false,
+    })
+}
+
+/// Spawns `f` in a child and waits for it at most `timeout`.
+pub fn run<F>(timeout: Duration, f: F) -> Result<ChildReport>
+where
+    F: FnOnce() -> Vec<u8>,
+{
+    spawn(f)?.wait(timeout)
+}
+
+fn child_main<F: FnOnce() -> Vec<u8>>(f: F, results: OwnedFd) -> i32 {
+    static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+    // The default hook prints to stderr, whose lock another thread of the
+    // parent may have held at fork time. Capture the message instead.
+    panic::set_hook(Box::new(|info| {
+        if let Ok(mut slot) = PANIC_MESSAGE.try_lock() {
+            *slot = Some(info.to_string());
+        }
+    }));
+    let (tag, body, code) = match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(output) => (TAG_OUTPUT, output, 0),
+        Err(payload) => {
+            let hooked = PANIC_MESSAGE.try_lock().ok().and_then(|mut s| s.take());
+            let message = hooked.unwrap_or_else(|| {
+                payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic with a non-string payload".into())
+            });
+            (TAG_PANIC, message.into_bytes(), PANIC_EXIT_CODE)
+        }
+    };
+    let mut msg = Vec::with_capacity(body.len() + 1);
+    msg.push(tag);
+    msg.extend_from_slice(&body);
+    // If the parent is gone there is no one to tell; exit all the same.
+    let _ = frame::write_frame(results.as_fd(), WriteKind::Pipe, &msg, frame::UNLIMITED);
+    code
+}
+
+impl Child {
+    /// The child's pid (also its process group id).
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Sends `signal` to the child alone.
+    pub fn signal(&self, signal: libc::c_int) -> Result<()> {
+        sys::kill(self.pid, signal).map_err(|e| Error::io("kill", e))
+    }
+
+    /// Waits at most `timeout` for the child to end; past it, kills its
+    /// process group and reports [`Outcome::TimedOut`].
+    pub fn wait(self, timeout: Duration) -> Result<ChildReport> {
+        let mut reports = wait_all(vec![self], timeout)?;
+        Ok(reports.pop().expect("one child, one report"))
+    }
+
+    fn kill_and_reap(&mut self) -> Option<ExitStatus> {
+        if self.reaped {
+            return None;
+        }
+        let _ = sys::kill_group(self.pid, libc::SIGKILL);
+        let _ = sys::kill(self.pid, libc::SIGKILL);
+        self.reaped = true;
+        sys::waitpid(self.pid, true).ok().flatten()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// Waits for all `children` under one deadline `timeout` from now, reading
+/// their results as they come (so a child returning many bytes never blocks
+/// on a full pipe). Children still running at the deadline are killed and
+/// reported as [`Outcome::TimedOut`]. Reports come back in the order given.
+pub fn wait_all(mut children: Vec<Child>, timeout: Duration) -> Result<Vec<ChildReport>> {
+    let deadline = Instant::now() + timeout;
+    let n = children.len();
+    let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); n];
+    let mut results_open = vec![true; n];
+    let mut statuses: Vec<Option<ExitStatus>> = vec![None; n];
+    let mut timed_out: Vec<Option<Option<String>>> = vec![None; n];
+
+    loop {
+        // Poll every open results pipe and every live child's pidfd.
+        let mut pollfds = Vec::new();
+        let mut owners = Vec::new();
+        for (i, c) in children.iter().enumerate() {
+            if statuses[i].is_none() {
+                pollfds.push(pollfd(&c.pidfd));
+                owners.push((i, false));
+            }
+            if results_open[i] {
+                pollfds.push(pollfd(&c.results));
+                owners.push((i, true));
+            }
+        }
+        if statuses.iter().all(Option::is_some) {
+            break;
+        }
+        let ready =
+            sys::poll_fds(&mut pollfds, Some(deadline)).map_err(|e| Error::io("poll", e))?;
+        if ready == 0 {
+            for (i, c) in children.iter_mut().enumerate() {
+                if statuses[i].is_none() {
+                    timed_out[i] = Some(blocked_in(c.pid));
+                    statuses[i] = Some(
+                        c.kill_and_reap()
+                            .unwrap_or(ExitStatus::Signal(libc::SIGKILL)),
+                    );
+                }
+            }
+            break;
+        }
+        for (pfd, &(i, is_results)) in pollfds.iter().zip(&owners) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            if is_results {
+                if drain_once(&children[i].results, &mut outputs[i])? == 0 {
+                    results_open[i] = false;
+                }
+            } else {
+                let c = &mut children[i];
+                statuses[i] = sys::waitpid(c.pid, true).map_err(|e| Error::io("waitpid", e))?;
+                c.reaped = true;
+            }
+        }
+    }
+
+    // Everything the children wrote before exiting is in the pipes now;
+    // take it without waiting on grandchildren that may hold a copy.
+    for (i, c) in children.iter().enumerate() {
+        while results_open[i] {
+            let mut p = [pollfd(&c.results)];
+            let ready =
+                sys::poll_fds(&mut p, Some(Instant::now())).map_err(|e| Error::io("poll", e))?;
+            if ready == 0 || drain_once(&c.results, &mut outputs[i])? == 0 {
+                results_open[i] = false;
+            }
+        }
+    }
+
+    let mut reports = Vec::with_capacity(n);
+    for (i, c) in children.iter().enumerate() {
+        let (tag, body) = decode_result(&outputs[i]);
+        let outcome = match (
+            timed_out[i].take(),
+            statuses[i].expect("every child reaped"),
+        ) {
+            (Some(blocked_in), _) => Outcome::TimedOut { blocked_in },
+            (None, _) if tag == Some(TAG_PANIC) => Outcome::Panicked {
+                message: String::from_utf8_lossy(&body).into_owned(),
+            },
+            (None, ExitStatus::Code(code)) => Outcome::Exited(code),
+            (None, ExitStatus::Signal(sig)) => Outcome::Signaled(sig),
+        };
+        let output = if tag == Some(TAG_OUTPUT) {
+            body
+        } else {
+            Vec::new()
+        };
+        reports.push(ChildReport {
+            pid: c.pid,
+            outcome,
+            output,
+        });
+    }
+    Ok(reports)
+}
+
+fn pollfd(fd: &OwnedFd) -> libc::pollfd {
+    use std::os::fd::AsRawFd;
+    libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+fn drain_once(fd: &OwnedFd, out: &mut Vec<u8>) -> Result<usize> {
+    sys::read_append(fd.as_fd(), out, 64 * 1024).map_err(|e| Error::io("read child result", e))
+}
+
+fn decode_result(bytes: &[u8]) -> (Option<u8>, Vec<u8>) {
+    let mut dec = Decoder::default();
+    match dec.recv(&mut ReadSource(bytes), None) {
+        Ok(f) => {
+            let msg = f.as_slice();
+            match msg.split_first() {
+                Some((&tag, body)) => (Some(tag), body.to_vec()),
+                None => (None, Vec::new()),
+            }
+        }
+        Err(_) => (None, Vec::new()),
+    }
+}
+
+/// What `pid` is blocked in, from `/proc/PID/syscall` and `/proc/PID/wchan`,
+/// e.g. `read(fd 5) [pipe_read]`.
+pub fn blocked_in(pid: Pid) -> Option<String> {
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .ok()
+        .filter(|w| !w.is_empty() && w != "0");
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok();
+    let call = syscall.as_deref().and_then(describe_syscall);
+    match (call, wchan) {
+        (Some(c), Some(w)) => Some(format!("{c} [{w}]")),
+        (Some(c), None) => Some(c),
+        (None, Some(w)) => Some(format!("[{w}]")),
+        (None, None) => None,
+    }
+}
+
+/// Turns a `/proc/PID/syscall` line (`0 0x5 0x7ff... ...`) into words.
+fn describe_syscall(line: &str) -> Option<String> {
+    let mut parts = line.split_whitespace();
+    let nr: i64 = parts.next()?.parse().ok()?;
+    let arg0 = parts
+        .next()
+        .and_then(|a| i64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
+    let name = match nr {
+        0 => "read",
+        1 => "write",
+        7 => "poll",
+        19 => "readv",
+        20 => "writev",
+        23 => "select",
+        35 => "nanosleep",
+        45 => "recvfrom",
+        46 => "sendmsg",
+        47 => "recvmsg",
+        61 => "wait4",
+        202 => "futex",
+        230 => "clock_nanosleep",
+        232 => "epoll_wait",
+        257 => "openat",
+        270 => "pselect6",
+        271 => "ppoll",
+        _ => return Some(format!("syscall {nr}")),
+    };
+    Some(match (name, arg0) {
+        ("read" | "write" | "readv" | "writev" | "recvfrom" | "sendmsg" | "recvmsg", Some(fd)) => {
+            format!("{name}(fd {fd})")
+        }
+        _ => name.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_lines_are_described() {
+        assert_eq!(
+            describe_syscall("0 0x5 0x7ffd 0x10 0 0 0 0x7ffd 0x7f").as_deref(),
+            Some("read(fd 5)")
+        );
+        assert_eq!(
+            describe_syscall("7 0x1 0x1 0xffffffff 0 0 0 0x1 0x2").as_deref(),
+            Some("poll")
+        );
+        assert_eq!(describe_syscall("running"), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! Self-checking messages: from its bytes alone a receiver can tell which
+//! send a message is (producer, sequence number), and whether it is whole,
+//! a prefix of one, several glued together, or corrupt.
+//!
+//! Layout of a message of `len >= ID_LEN` bytes:
+//!
+//! ```text
+//! [ b"ih" ][ producer: u16 LE ][ seq: u32 LE ][ len: u64 LE ][ content ... ]
+//! ```
+//!
+//! Content byte `i` (counting from the start of the message) is
+//! `(i % 251) as u8 ^ key(producer, seq)`: 251 is prime, so a byte shifted
+//! by any amount shows, and the key makes two messages of the same length
+//! differ. Messages shorter than [`ID_LEN`] cannot carry an id; their bytes
+//! are derived from their length alone, so they can be checked only as a
+//! multiset (which lengths arrived how often).
+
+use std::fmt;
+
+/// Bytes of the id at the start of a message.
+pub const ID_LEN: usize = 16;
+const MAGIC: [u8; 2] = *b"ih";
+
+/// Which send a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MsgId {
+    /// The producing process (or thread) number.
+    pub producer: u16,
+    /// Its sequence number within the producer, from 0.
+    pub seq: u32,
+}
+
+impl fmt::Display for MsgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p{}#{}", self.producer, self.seq)
+    }
+}
+
+fn key(producer: u16, seq: u32) -> u8 {
+    let h = (u64::from(producer) << 32 | u64::from(seq)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 56) as u8
+}
+
+fn fill_content(out: &mut [u8], start: usize, key: u8) {
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = ((start + i) % 251) as u8 ^ key;
+    }
+}
+
+/// The message `id` of `len` bytes.
+pub fn make(id: MsgId, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    if len < ID_LEN {
+        fill_content(&mut out, 0, small_key(len));
+        return out;
+    }
+    out[..2].copy_from_slice(&MAGIC);
+    out[2..4].copy_from_slice(&id.producer.to_le_bytes());
+    out[4..8].copy_from_slice(&id.seq.to_le_bytes());
+    out[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+    fill_content(&mut out[ID_LEN..], ID_LEN, key(id.producer, id.seq));
+    out
+}
+
+fn small_key(len: usize) -> u8 {
+    0xA0 ^ len as u8
+}
+
+/// What a received message turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Exactly the message `id`.
+    Whole(MsgId),
+    /// A message too short to carry an id, intact: its length is all we know.
+    Small(usize),
+    /// The message `id` followed by `extra` more bytes: two or more sends
+    /// glued together (or garbage appended).
+    Merged {
+        /// The first message.
+        id: MsgId,
+        /// Bytes past its end.
+        extra: usize,
+    },
+    /// The first `got` bytes of the message `id` of `len` bytes.
+    Split {
+        /// The message it is a part of.
+        id: MsgId,
+        /// Bytes received.
+        got: usize,
+        /// Bytes the message has.
+        len: usize,
+    },
+    /// Bytes that are not (a prefix of) any message: `why` says what is off.
+    Corrupt {
+        /// What did not check out.
+        why: String,
+    },
+}
+
+/// Identifies `bytes` as one of [`Verdict`]'s cases.
+pub fn verify(bytes: &[u8]) -> Verdict {
+    if bytes.len() < ID_LEN || bytes[..2] != MAGIC {
+        if bytes.len() < ID_LEN && content_ok(bytes, 0, small_key(bytes.len())) {
+            return Verdict::Small(bytes.len());
+        }
+        return Verdict::Corrupt {
+            why: format!(
+                "{} bytes that are neither a short message nor start with an id",
+                bytes.len()
+            ),
+        };
+    }
+    let producer = u16::from_le_bytes([bytes[2], bytes[3]]);
+    let seq = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+    let id = MsgId { producer, seq };
+    let k = key(producer, seq);
+    let own = bytes.len().min(len);
+    if !content_ok(&bytes[ID_LEN.min(own)..own], ID_LEN, k) {
+        return Verdict::Corrupt {
+            why: format!("content of {id} (len {len}) does not match its id"),
+        };
+    }
+    match bytes.len().cmp(&len) {
+        std::cmp::Ordering::Equal => Verdict::Whole(id),
+        std::cmp::Ordering::Less => Verdict::Split {
+            id,
+            got: bytes.len(),
+            len,
+        },
+        std::cmp::Ordering::Greater => Verdict::Merged {
+            id,
+            extra: bytes.len() - len,
+        },
+    }
+}
+
+fn content_ok(bytes: &[u8], start: usize, key: u8) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == ((start + i) % 251) as u8 ^ key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: MsgId = MsgId {
+        producer: 1,
+        seq: 7,
+    };
+
+    #[test]
+    fn whole_small_split_merged_corrupt() {
+        for len in [ID_LEN, ID_LEN + 1, 5000] {
+            assert_eq!(verify(&make(A, len)), Verdict::Whole(A));
+        }
+        for len in 0..ID_LEN {
+            assert_eq!(verify(&make(A, len)), Verdict::Small(len));
+        }
+        let m = make(A, 100);
+        assert_eq!(
+            verify(&m[..40]),
+            Verdict::Split {
+                id: A,
+                got: 40,
+                len: 100
+            }
+        );
+        let mut glued = m.clone();
+        glued.extend(make(
+            MsgId {
+                producer: 2,
+                seq: 0,
+            },
+            30,
+        ));
+        assert_eq!(verify(&glued), Verdict::Merged { id: A, extra: 30 });
+        let mut flipped = m.clone();
+        flipped[60] ^= 1;
+        assert!(matches!(verify(&flipped), Verdict::Corrupt { .. }));
+        let mut shifted = m.clone();
+        shifted.remove(50);
+        shifted.push(0);
+        assert!(matches!(verify(&shifted), Verdict::Corrupt { .. }));
+        assert!(
+            matches!(verify(&m[5..]), Verdict::Corrupt { .. }),
+            "a suffix is no message"
+        );
+    }
+
+    #[test]
+    fn same_length_messages_differ() {
+        let b = MsgId {
+            producer: 1,
+            seq: 8,
+        };
+        assert_ne!(make(A, 64)[ID_LEN..], make(b, 64)[ID_LEN..]);
+    }
+}

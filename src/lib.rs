@@ -1,0 +1,76 @@
+//! # ipc-harness
+//!
+//! Inter-process message primitives for Linux whose delivery and boundary
+//! semantics are proven by property tests across forked processes, and the
+//! harness that does the proving.
+//!
+//! ## The message-boundary model
+//! A pipe (or a `SOCK_STREAM` socket) is a **byte stream**. The kernel
+//! promises that bytes arrive in order and that one write of at most
+//! `PIPE_BUF` (4096) bytes is not interleaved with other writers. It does
+//! **not** promise that one `read` returns one `write`: two writes can come
+//! back glued together (`b"Spam 004Spam 000"`), one write can come back in
+//! pieces, and a large write from one writer can be interleaved with
+//! another's. [`raw::RawPipe`] shows all of this on purpose.
+//!
+//! The primitives here close that gap with framing: every message travels
+//! as a length header and a payload ([`frame`], byte-compatible with
+//! CPython's `multiprocessing.connection`), so each receive returns exactly
+//! one message, whole, or a clear [`Error`].
+//!
+//! | primitive | kernel object | boundaries | order | many writers | many readers |
+//! |---|---|---|---|---|---|
+//! | [`pipe()`] | `pipe2` | kept | kept | frames ≤ `PIPE_BUF` only | no |
+//! | [`duplex()`] | `socketpair(SOCK_STREAM)` | kept | kept, per direction | no | no |
+//! | [`raw::RawPipe`] | `pipe2` | **none** | bytes only | writes ≤ `PIPE_BUF` | no |
+//!
+//! ## Hello, pipe
+//! ```
+//! use ipc_harness::{pipe, harness::fork};
+//! use std::time::Duration;
+//!
+//! let (tx, mut rx) = pipe()?;
+//! // `tx` moves into the child; the parent's copy closes when spawn returns.
+//! let child = fork::spawn(move || {
+//!     for i in 0..3u32 {
+//!         tx.send(&format!("Spam {i:03}")).unwrap();
+//!     }
+//!     Vec::new()
+//! })?;
+//! for i in 0..3u32 {
+//!     assert_eq!(rx.recv::<String>()?, format!("Spam {i:03}"));
+//! }
+//! // The child exited, so the last write end is closed: end of stream.
+//! assert!(rx.recv_bytes().unwrap_err().is_closed());
+//! child.wait(Duration::from_secs(10))?.expect_success();
+//! # Ok::<(), ipc_harness::Error>(())
+//! ```
+//!
+//! ## Disconnection
+//! A receive after every sender is gone returns [`Error::Closed`] at a
+//! message boundary, and [`Error::Truncated`] if a sender died inside a
+//! message. A send after the receiver is gone returns [`Error::Closed`]; it
+//! never kills your process with `SIGPIPE`.
+//!
+//! ## Forking safely
+//! Read [`harness::fork`] before forking from a multi-threaded program (such
+//! as `cargo test`): the child may only do simple things, and should report
+//! back through a pipe. Every fd this crate creates is `O_CLOEXEC`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![warn(missing_docs)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "ipc-harness supports Linux only: it relies on pipe2, F_SETPIPE_SZ, O_DIRECT pipes, pidfd_open and /proc."
+);
+
+pub mod error;
+pub mod frame;
+pub mod harness;
+pub mod pipe;
+pub mod raw;
+pub mod sys;
+
+pub use error::{Error, Result};
+pub use pipe::{Connection, Receiver, Sender, duplex, pipe};

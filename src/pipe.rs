@@ -1,0 +1,323 @@
+//! Framed pipes: [`pipe()`] gives a one-way `(Sender, Receiver)` over
+//! `pipe2(O_CLOEXEC)`, [`duplex()`] a two-way pair of [`Connection`]s over an
+//! `AF_UNIX` `SOCK_STREAM` socketpair, like Python's `Pipe(duplex=False)` and
+//! `Pipe()`.
+//!
+//! # Contract
+//! - Each receive returns exactly one message, byte-identical to one send:
+//!   never two merged, never a prefix (the [`frame`](crate::frame) format).
+//! - Messages arrive in the order they were sent.
+//! - The end of the stream at a message boundary is [`Error::Closed`]; inside
+//!   a message it is [`Error::Truncated`]. A send to a peer that is gone is
+//!   [`Error::Closed`], never a `SIGPIPE`.
+//! - `EINTR` never surfaces; a receive with a timeout that expires keeps what
+//!   it had read, and the next receive continues the same message.
+//! - One process sends on a given end and one receives: a receiver reads
+//!   ahead, so two processes reading the same end would steal each other's
+//!   bytes (use a [`Queue`](crate) for many readers). Likewise two writers
+//!   on one end keep boundaries only for frames of at most `PIPE_BUF` bytes.
+//!
+//! System calls: a send is one `writev` (pipes) or `sendmsg(MSG_NOSIGNAL)`
+//! (sockets) per frame when the kernel takes it whole, more for frames larger
+//! than the pipe's free space. A receive is one `read` of up to 64 KiB that
+//! may bring in many small frames; large frames are read straight into
+//! their own buffer. A receive with a timeout polls before each read.
+//!
+//! # Example
+//! ```
+//! use ipc_harness::pipe;
+//! use ipc_harness::harness::fork;
+//! use std::time::Duration;
+//!
+//! let (tx, mut rx) = pipe()?;
+//! let child = fork::spawn(move || {
+//!     // The child keeps only the sender; the parent's receiver copy is
+//!     // dropped here so that the parent sees end of stream when we exit.
+//!     tx.send_bytes(b"Spam 004").unwrap();
+//!     tx.send_bytes(b"Spam 000").unwrap();
+//!     Vec::new()
+//! })?;
+//! // Cannot deadlock: each message is smaller than the pipe's capacity.
+//! assert_eq!(rx.recv_bytes()?, b"Spam 004"); // one message per receive,
+//! assert_eq!(rx.recv_bytes()?, b"Spam 000"); // never "Spam 004Spam 000"
+//! child.wait(Duration::from_secs(10))?.expect_success();
+//! # drop(rx);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::{self, Decoder, FdSource, Frame};
+use crate::sys::{self, Readiness, SocketKind, WriteKind};
+
+/// Creates a one-way framed pipe: what the [`Sender`] sends, the
+/// [`Receiver`] receives, one whole message at a time.
+pub fn pipe() -> Result<(Sender, Receiver)> {
+    let (r, w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
+    Ok((Sender::from_fd(w), Receiver::from_fd(r)))
+}
+
+/// Creates a two-way framed connection on a `SOCK_STREAM` socketpair: each
+/// [`Connection`] sends to and receives from the other.
+pub fn duplex() -> Result<(Connection, Connection)> {
+    let (a, b) = sys::socketpair(SocketKind::Stream).map_err(|e| Error::io("socketpair", e))?;
+    Ok((Connection::from_fd(a), Connection::from_fd(b)))
+}
+
+fn deadline_after(timeout: Duration) -> Instant {
+    // A timeout too large to add is as good as none; cap it far away.
+    Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// The receiving half shared by [`Receiver`] and [`Connection`].
+#[derive(Debug)]
+struct Inbox {
+    decoder: Decoder,
+}
+
+impl Inbox {
+    fn recv(&mut self, fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<Frame<'_>> {
+        self.decoder.recv(&mut FdSource(fd), deadline)
+    }
+
+    fn recv_into(&mut self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
+        let frame = self.recv(fd, None)?;
+        let msg = frame.as_slice();
+        if msg.len() > buf.len() {
+            return Err(Error::BufferTooSmall {
+                message: frame.into_vec(),
+            });
+        }
+        buf[..msg.len()].copy_from_slice(msg);
+        Ok(msg.len())
+    }
+
+    fn poll(&self, fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool> {
+        if self.decoder.has_buffered() {
+            return Ok(true);
+        }
+        let deadline = timeout.map(deadline_after);
+        let ready = sys::wait_readable(fd, deadline).map_err(|e| Error::io("poll", e))?;
+        Ok(ready == Readiness::Ready)
+    }
+}
+
+#[cfg(feature = "serde")]
+fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(|source| Error::Codec {
+        action: "encode",
+        source,
+    })
+}
+
+#[cfg(feature = "serde")]
+fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|source| Error::Codec {
+        action: "decode",
+        source,
+    })
+}
+
+/// The sending end of a [`pipe()`].
+#[derive(Debug)]
+pub struct Sender {
+    fd: OwnedFd,
+    max: u64,
+}
+
+impl Sender {
+    /// Wraps the write end of a pipe (or a FIFO, or anything `writev` works on)
+    /// that carries this crate's frames, e.g. one inherited from Python.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Sender {
+            fd,
+            max: frame::UNLIMITED,
+        }
+    }
+
+    /// Gives the fd back.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Refuses, with [`Error::TooLarge`] and before writing anything, any
+    /// message longer than `max` bytes. The default is no limit.
+    pub fn set_max_message_size(&mut self, max: u64) {
+        self.max = max;
+    }
+
+    /// The maximum message size.
+    pub fn max_message_size(&self) -> u64 {
+        self.max
+    }
+
+    /// Sends one message. Blocks while the pipe is full. [`Error::Closed`]
+    /// if the receiver is gone; [`Error::TooLarge`] (nothing written) if the
+    /// message is over the limit.
+    pub fn send_bytes(&self, msg: &[u8]) -> Result<()> {
+        frame::write_frame(self.fd.as_fd(), WriteKind::Pipe, msg, self.max)
+    }
+
+    /// Sends a value encoded with the crate's serde codec (postcard).
+    #[cfg(feature = "serde")]
+    pub fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.send_bytes(&encode_value(value)?)
+    }
+}
+
+/// The receiving end of a [`pipe()`].
+#[derive(Debug)]
+pub struct Receiver {
+    fd: OwnedFd,
+    inbox: Inbox,
+}
+
+impl Receiver {
+    /// Wraps the read end of a pipe (or FIFO) carrying this crate's frames.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Receiver {
+            fd,
+            inbox: Inbox {
+                decoder: Decoder::default(),
+            },
+        }
+    }
+
+    /// Gives the fd back. Bytes already read ahead are lost with the
+    /// receiver: only call this on a receiver that has not received.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Refuses headers announcing more than `max` bytes with
+    /// [`Error::TooLarge`]. The default is no limit.
+    pub fn set_max_message_size(&mut self, max: u64) {
+        self.inbox.decoder.set_max_message_size(max);
+    }
+
+    /// Receives one whole message, waiting as long as it takes.
+    /// [`Error::Closed`] once every sender is gone and every message taken.
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
+        Ok(self.inbox.recv(self.fd.as_fd(), None)?.into_vec())
+    }
+
+    /// Like [`recv_bytes`](Self::recv_bytes), but gives up with
+    /// [`Error::Timeout`] after `timeout`. A timeout loses nothing: a message
+    /// half read is finished by the next receive.
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        let deadline = deadline_after(timeout);
+        Ok(self.inbox.recv(self.fd.as_fd(), Some(deadline))?.into_vec())
+    }
+
+    /// Receives one message into `buf`, returning its length. If it does
+    /// not fit, returns [`Error::BufferTooSmall`] holding the whole message.
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.inbox.recv_into(self.fd.as_fd(), buf)
+    }
+
+    /// True if there is something to receive: waits up to `timeout`
+    /// (`None`: forever; `Some(Duration::ZERO)`: just looks), like Python's
+    /// `Connection.poll`. End of stream counts as something to receive.
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.inbox.poll(self.fd.as_fd(), timeout)
+    }
+
+    /// Receives a value sent with [`Sender::send`].
+    #[cfg(feature = "serde")]
+    pub fn recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        decode_value(self.inbox.recv(self.fd.as_fd(), None)?.as_slice())
+    }
+}
+
+/// One end of a [`duplex()`] connection: sends to and receives from the
+/// other end.
+#[derive(Debug)]
+pub struct Connection {
+    fd: OwnedFd,
+    max: u64,
+    inbox: Inbox,
+}
+
+impl Connection {
+    /// Wraps a connected stream socket carrying this crate's frames, e.g.
+    /// one end of a Python `multiprocessing.Pipe()`.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Connection {
+            fd,
+            max: frame::UNLIMITED,
+            inbox: Inbox {
+                decoder: Decoder::default(),
+            },
+        }
+    }
+
+    /// Gives the fd back (bytes already read ahead are lost).
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Sets the maximum message size for both directions.
+    pub fn set_max_message_size(&mut self, max: u64) {
+        self.max = max;
+        self.inbox.decoder.set_max_message_size(max);
+    }
+
+    /// Sends one message to the other end. See [`Sender::send_bytes`].
+    pub fn send_bytes(&self, msg: &[u8]) -> Result<()> {
+        frame::write_frame(self.fd.as_fd(), WriteKind::Socket, msg, self.max)
+    }
+
+    /// Receives one whole message. See [`Receiver::recv_bytes`].
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
+        Ok(self.inbox.recv(self.fd.as_fd(), None)?.into_vec())
+    }
+
+    /// Receives one message or gives up after `timeout`.
+    /// See [`Receiver::recv_bytes_timeout`].
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        let deadline = deadline_after(timeout);
+        Ok(self.inbox.recv(self.fd.as_fd(), Some(deadline))?.into_vec())
+    }
+
+    /// Receives one message into `buf`. See [`Receiver::recv_bytes_into`].
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.inbox.recv_into(self.fd.as_fd(), buf)
+    }
+
+    /// True if there is something to receive. See [`Receiver::poll`].
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.inbox.poll(self.fd.as_fd(), timeout)
+    }
+
+    /// Sends a value encoded with the crate's serde codec (postcard).
+    #[cfg(feature = "serde")]
+    pub fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.send_bytes(&encode_value(value)?)
+    }
+
+    /// Receives a value sent with [`Connection::send`].
+    #[cfg(feature = "serde")]
+    pub fn recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        decode_value(self.inbox.recv(self.fd.as_fd(), None)?.as_slice())
+    }
+}
+
+macro_rules! impl_fd_traits {
+    ($($t:ty),*) => {$(
+        impl AsFd for $t {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.fd.as_fd()
+            }
+        }
+        impl AsRawFd for $t {
+            fn as_raw_fd(&self) -> RawFd {
+                self.fd.as_raw_fd()
+            }
+        }
+    )*};
+}
+impl_fd_traits!(Sender, Receiver, Connection);

@@ -1,0 +1,507 @@
+//! The only module that talks to the kernel directly, and the only one with
+//! `unsafe`. Everything above it is safe Rust over `OwnedFd`/`BorrowedFd`.
+//!
+//! Rules kept here, so no caller has to remember them:
+//! - every fd is created `O_CLOEXEC` (`pipe2`, `SOCK_CLOEXEC`);
+//! - `EINTR` never escapes: reads, writes and polls retry, and a poll with a
+//!   deadline recomputes what is left of it;
+//! - a write to a pipe or socket whose reader is gone returns `EPIPE`; it never
+//!   kills the process with `SIGPIPE` (sockets use `MSG_NOSIGNAL`; pipes block
+//!   `SIGPIPE` in the writing thread for the duration of the write and consume
+//!   the signal the write raised, unless the process already ignores it).
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::unistd::Pid as NixPid;
+
+/// `PIPE_BUF`: writes of at most this many bytes to a pipe are atomic.
+pub const PIPE_BUF: usize = libc::PIPE_BUF;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Retries `f` while it fails with `EINTR`.
+fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// A new pipe `(read end, write end)`, both `O_CLOEXEC`; `packet` adds
+/// `O_DIRECT` (packet mode: each write is one packet of at most `PIPE_BUF`).
+pub fn pipe(packet: bool) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut flags = OFlag::O_CLOEXEC;
+    if packet {
+        flags |= OFlag::O_DIRECT;
+    }
+    Ok(nix::unistd::pipe2(flags)?)
+}
+
+/// The socket types a socketpair can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    /// `SOCK_STREAM`: a byte stream, like a pipe but two-way.
+    Stream,
+    /// `SOCK_SEQPACKET`: reliable, ordered, message boundaries kept.
+    SeqPacket,
+    /// `SOCK_DGRAM`: message boundaries kept; on `AF_UNIX`, reliable.
+    Datagram,
+}
+
+/// A connected `AF_UNIX` socket pair of `kind`, both ends `SOCK_CLOEXEC`.
+pub fn socketpair(kind: SocketKind) -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType};
+    let ty = match kind {
+        SocketKind::Stream => SockType::Stream,
+        SocketKind::SeqPacket => SockType::SeqPacket,
+        SocketKind::Datagram => SockType::Datagram,
+    };
+    Ok(nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        ty,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
+/// `read(2)` into `buf`, retrying on `EINTR`. `Ok(0)` is end of stream.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    retry(|| {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+        cvt_size(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+    })
+}
+
+/// Reads at most `max` bytes into the spare capacity of `buf` (reserving
+/// them first) and extends its length by what was read, without zeroing the
+/// memory first. Retries on `EINTR`. `Ok(0)` is end of stream.
+pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare: &mut [MaybeUninit<u8>] = &mut buf.spare_capacity_mut()[..max];
+    let n = retry(|| {
+        // SAFETY: `spare` is valid for writes of `spare.len()` bytes; read(2)
+        // writes only initialized bytes and reports how many.
+        cvt_size(unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) })
+    })?;
+    // SAFETY: the kernel initialized the first `n <= max` spare bytes, and
+    // `len + n` is within the capacity reserved above.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// `write(2)` of `buf`, retrying on `EINTR`; may write fewer bytes. A pipe
+/// whose reader is gone gives `EPIPE`, never `SIGPIPE`.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    without_sigpipe(|| {
+        retry(|| {
+            // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+            cvt_size(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
+        })
+    })
+}
+
+/// How a writer reaches its fd: plain `writev` (pipes, FIFOs) or `sendmsg`
+/// with `MSG_NOSIGNAL` (sockets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// A pipe or FIFO.
+    Pipe,
+    /// A socket.
+    Socket,
+}
+
+/// Writes every byte of `bufs`, in order, in as few system calls as the
+/// kernel allows (one `writev`/`sendmsg` when it takes everything, which it
+/// does atomically for a pipe write of at most `PIPE_BUF` bytes in total).
+/// Retries `EINTR` and short writes; `EPIPE` is returned, never raised as
+/// `SIGPIPE`. `WouldBlock` from a non-blocking fd is returned together with
+/// nothing about progress, so use it on blocking fds only.
+pub fn write_all_vectored(fd: BorrowedFd<'_>, kind: WriteKind, bufs: &[&[u8]]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = bufs
+        .iter()
+        .filter(|b| !b.is_empty())
+        .map(|b| IoSlice::new(b))
+        .collect();
+    let mut rest: &mut [IoSlice<'_>] = &mut slices;
+    let body = |rest: &mut &mut [IoSlice<'_>]| -> io::Result<()> {
+        while !rest.is_empty() {
+            let n = retry(|| writev_once(fd, kind, rest))?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
+            }
+            IoSlice::advance_slices(rest, n);
+        }
+        Ok(())
+    };
+    match kind {
+        WriteKind::Pipe => without_sigpipe(|| body(&mut rest)),
+        WriteKind::Socket => body(&mut rest),
+    }
+}
+
+fn writev_once(fd: BorrowedFd<'_>, kind: WriteKind, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    let iovcnt = slices.len().min(libc::UIO_MAXIOV as usize);
+    match kind {
+        WriteKind::Pipe => {
+            // SAFETY: IoSlice is ABI-compatible with iovec, and every slice
+            // borrows memory valid for reads for the whole call.
+            cvt_size(unsafe {
+                libc::writev(
+                    fd.as_raw_fd(),
+                    slices.as_ptr().cast(),
+                    iovcnt as libc::c_int,
+                )
+            })
+        }
+        WriteKind::Socket => {
+            // SAFETY: a zeroed msghdr is valid (no name, no control data).
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = iovcnt as _;
+            // SAFETY: `msg` points at `iovcnt` valid iovecs (IoSlice is
+            // ABI-compatible with iovec) that live across the call.
+            cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })
+        }
+    }
+}
+
+/// Runs `f` (a write to a pipe) so that `EPIPE` cannot kill the process.
+///
+/// If the process ignores `SIGPIPE` (every Rust `main` does by default) this
+/// is one `sigaction` query. Otherwise `SIGPIPE` is blocked in this thread
+/// around `f`, and a `SIGPIPE` that `f` raised is consumed before the mask is
+/// restored, so the thread never sees it.
+fn without_sigpipe<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; passing a null new
+    // action only queries the current disposition.
+    let ignored = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    };
+    if ignored {
+        return f();
+    }
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialize it.
+    let (set, old_mask) = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old_mask: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old_mask);
+        (set, old_mask)
+    };
+    // SAFETY: old_mask was filled in by pthread_sigmask above.
+    let was_blocked = unsafe { libc::sigismember(&old_mask, libc::SIGPIPE) == 1 };
+    let result = f();
+    if !was_blocked {
+        if let Err(e) = &result {
+            if e.raw_os_error() == Some(libc::EPIPE) {
+                let zero = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: `set` holds SIGPIPE, which is blocked in this thread,
+                // so sigtimedwait only dequeues the signal our write raised.
+                unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+            }
+        }
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+    }
+    result
+}
+
+/// What `poll` found on an fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Data (or end of stream, or an error) is waiting: a read won't block.
+    Ready,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// Waits until `fd` is readable (or at end of stream) or `deadline` passes.
+/// `None` waits forever. Never returns `TimedOut` before the deadline:
+/// `EINTR` and early wake-ups recompute what is left and wait again.
+pub fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<Readiness> {
+    wait_for(fd, libc::POLLIN, deadline)
+}
+
+/// Waits until `fd` is writable, like [`wait_readable`].
+pub fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<Readiness> {
+    wait_for(fd, libc::POLLOUT, deadline)
+}
+
+fn wait_for(
+    fd: BorrowedFd<'_>,
+    events: libc::c_short,
+    deadline: Option<Instant>,
+) -> io::Result<Readiness> {
+    let mut fds = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    }];
+    Ok(match poll_fds(&mut fds, deadline)? {
+        0 => Readiness::TimedOut,
+        _ => Readiness::Ready,
+    })
+}
+
+/// `poll(2)` on `fds` until at least one is ready or `deadline` passes;
+/// returns how many are ready (0: the deadline passed). Retries `EINTR` with
+/// the time that is left.
+pub fn poll_fds(fds: &mut [libc::pollfd], deadline: Option<Instant>) -> io::Result<usize> {
+    loop {
+        let timeout_ms: libc::c_int = match deadline {
+            None => -1,
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    0
+                } else {
+                    // Round up, so we never wake before the deadline.
+                    let left = d - now;
+                    let ms = left.as_micros().div_ceil(1000);
+                    ms.min(libc::c_int::MAX as u128) as libc::c_int
+                }
+            }
+        };
+        // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd.
+        let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if ret == 0 {
+            match deadline {
+                // A timed-out poll can wake a hair early; check the clock.
+                Some(d) if Instant::now() < d => continue,
+                _ => return Ok(0),
+            }
+        }
+        return Ok(ret as usize);
+    }
+}
+
+/// The capacity of the pipe behind `fd` (`F_GETPIPE_SZ`).
+pub fn pipe_capacity(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    Ok(fcntl(fd, FcntlArg::F_GETPIPE_SZ)? as usize)
+}
+
+/// Sets the capacity of the pipe behind `fd` (`F_SETPIPE_SZ`); the kernel
+/// rounds up to a power-of-two number of pages. Returns the new capacity.
+pub fn set_pipe_capacity(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
+    let arg = libc::c_int::try_from(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pipe capacity too large"))?;
+    Ok(fcntl(fd, FcntlArg::F_SETPIPE_SZ(arg))? as usize)
+}
+
+/// Sets or clears `O_NONBLOCK` on the open file description behind `fd`
+/// (shared with every copy of the fd, including across fork).
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let mut flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    flags.set(OFlag::O_NONBLOCK, on);
+    fcntl(fd, FcntlArg::F_SETFL(flags))?;
+    Ok(())
+}
+
+/// Clears `FD_CLOEXEC` on `fd`, so a program started with `exec` inherits it
+/// (used to hand an endpoint to a peer program such as `python3`).
+pub fn set_inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+    Ok(())
+}
+
+/// The fds this process has open, from `/proc/self/fd` (the fd used to read
+/// the directory itself is left out).
+pub fn open_fds() -> io::Result<Vec<RawFd>> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        if let Some(fd) = entry?.file_name().to_str().and_then(|s| s.parse().ok()) {
+            fds.push(fd);
+        }
+    }
+    // One of them was the directory handle read_dir had open; drop the ones
+    // that are no longer open now that it is closed.
+    fds.retain(|&fd| {
+        // SAFETY: F_GETFD on any int is harmless; it fails with EBADF if closed.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    });
+    fds.sort_unstable();
+    Ok(fds)
+}
+
+// ---------------------------------------------------------------------------
+// Processes: fork, exit, signals, reaping. Used by `harness::fork`.
+// ---------------------------------------------------------------------------
+
+/// A process id.
+pub type Pid = libc::pid_t;
+
+/// Forks. In the child, puts it in a process group of its own, asks the
+/// kernel to SIGKILL it if the parent dies, runs `child`, and ends with
+/// `_exit(code)` where `code` is what `child` returned: the child never
+/// returns into the caller, never runs atexit handlers and never flushes the
+/// parent's stdio buffers. In the parent, returns the child's pid.
+///
+/// `child` runs in a copy of a process that may have had other threads; only
+/// the forking thread exists in the child, and any lock another thread held
+/// stays held. `child` must therefore not print, touch stdout/stderr locks,
+/// or use test-framework state (see the fork rules in the crate docs).
+/// Memory allocation is fine: glibc's malloc is fork-safe.
+pub fn fork_run(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+    // SAFETY: fork has no memory-safety preconditions of its own; the hazards
+    // of a multi-threaded parent (held locks) are confined to the child, which
+    // runs only `child` and then `_exit`s without unwinding into the caller.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let _ = nix::unistd::setpgid(NixPid::from_raw(0), NixPid::from_raw(0));
+        let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+        let code = child();
+        exit_now(code)
+    }
+    Ok(pid)
+}
+
+/// `_exit(code)`: ends this process at once, without atexit handlers, stdio
+/// flushing or unwinding. The only way a forked child should end.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+/// This process's id.
+pub fn getpid() -> Pid {
+    nix::unistd::getpid().as_raw()
+}
+
+/// A pidfd for `pid` (`pidfd_open`): readable once the process has exited.
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a new fd that nobody else owns; pidfds are
+    // always close-on-exec.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// Sends `signal` to the process group `pgid` (its leader's pid).
+pub fn kill_group(pgid: Pid, signal: libc::c_int) -> io::Result<()> {
+    Ok(nix::sys::signal::killpg(
+        NixPid::from_raw(pgid),
+        to_signal(signal)?,
+    )?)
+}
+
+/// Sends `signal` to the process `pid`.
+pub fn kill(pid: Pid, signal: libc::c_int) -> io::Result<()> {
+    Ok(nix::sys::signal::kill(
+        NixPid::from_raw(pid),
+        to_signal(signal)?,
+    )?)
+}
+
+fn to_signal(signal: libc::c_int) -> io::Result<nix::sys::signal::Signal> {
+    Ok(nix::sys::signal::Signal::try_from(signal)?)
+}
+
+/// How a reaped process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit`/`_exit` with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// Reaps `pid`. `block == false` returns `Ok(None)` if it is still running.
+pub fn waitpid(pid: Pid, block: bool) -> io::Result<Option<ExitStatus>> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus};
+    let flags = (!block).then_some(WaitPidFlag::WNOHANG);
+    loop {
+        return match retry(|| Ok(nix::sys::wait::waitpid(NixPid::from_raw(pid), flags)?))? {
+            WaitStatus::StillAlive => Ok(None),
+            WaitStatus::Exited(_, code) => Ok(Some(ExitStatus::Code(code))),
+            WaitStatus::Signaled(_, sig, _) => Ok(Some(ExitStatus::Signal(sig as i32))),
+            // Stopped/continued children are not ended: wait on.
+            _ if block => continue,
+            _ => Ok(None),
+        };
+    }
+}
+
+/// Installs a handler for `signal` that does nothing, without `SA_RESTART`,
+/// so every blocking system call it interrupts fails with `EINTR`. Used by
+/// signal-storm tests; returns the previous action so it can be restored.
+pub fn install_noop_handler(signal: libc::c_int) -> io::Result<SavedAction> {
+    extern "C" fn noop(_: libc::c_int) {}
+    // SAFETY: a zeroed sigaction is valid; we fill in a handler that is
+    // async-signal-safe (it does nothing) and an empty mask.
+    unsafe {
+        let mut new: libc::sigaction = std::mem::zeroed();
+        new.sa_sigaction = noop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut new.sa_mask);
+        new.sa_flags = 0;
+        let mut old: libc::sigaction = std::mem::zeroed();
+        cvt(libc::sigaction(signal, &new, &mut old))?;
+        Ok(SavedAction { signal, old })
+    }
+}
+
+/// A signal's previous action, restored on drop.
+pub struct SavedAction {
+    signal: libc::c_int,
+    old: libc::sigaction,
+}
+
+impl Drop for SavedAction {
+    fn drop(&mut self) {
+        // SAFETY: `old` was filled in by sigaction and is a valid action.
+        unsafe { libc::sigaction(self.signal, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+/// Arms `ITIMER_REAL` to deliver `SIGALRM` to this process every `interval`
+/// (zero disarms it).
+pub fn set_interval_timer(interval: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: interval.as_secs() as libc::time_t,
+        tv_usec: interval.subsec_micros() as libc::suseconds_t,
+    };
+    let it = libc::itimerval {
+        it_interval: tv,
+        it_value: tv,
+    };
+    // SAFETY: `it` is a valid itimerval; the old value is not requested.
+    cvt(unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) }).map(drop)
+}
