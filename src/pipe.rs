@@ -126,6 +126,7 @@ fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 #[derive(Debug)]
 pub struct Sender {
     fd: OwnedFd,
+    kind: WriteKind,
     max: u64,
 }
 
@@ -135,6 +136,7 @@ impl Sender {
     pub fn from_fd(fd: OwnedFd) -> Self {
         Sender {
             fd,
+            kind: WriteKind::Pipe,
             max: frame::UNLIMITED,
         }
     }
@@ -159,7 +161,7 @@ impl Sender {
     /// if the receiver is gone; [`Error::TooLarge`] (nothing written) if the
     /// message is over the limit.
     pub fn send_bytes(&self, msg: &[u8]) -> Result<()> {
-        frame::write_frame(self.fd.as_fd(), WriteKind::Pipe, msg, self.max)
+        frame::write_frame(self.fd.as_fd(), self.kind, msg, self.max)
     }
 
     /// Sends a value encoded with the crate's serde codec (postcard).
@@ -264,6 +266,25 @@ impl Connection {
     pub fn set_max_message_size(&mut self, max: u64) {
         self.max = max;
         self.inbox.decoder.set_max_message_size(max);
+    }
+
+    /// Splits the connection into a [`Sender`] and a [`Receiver`] on the
+    /// same socket (the fd is duplicated), so that one thread can send while
+    /// another receives: two processes that both send large messages before
+    /// receiving would otherwise fill the socket's buffers and deadlock.
+    /// The peer sees end of stream once both halves are dropped.
+    pub fn split(self) -> Result<(Sender, Receiver)> {
+        let dup = self.fd.try_clone().map_err(|e| Error::io("dup", e))?;
+        let sender = Sender {
+            fd: dup,
+            kind: WriteKind::Socket,
+            max: self.max,
+        };
+        let receiver = Receiver {
+            fd: self.fd,
+            inbox: self.inbox,
+        };
+        Ok((sender, receiver))
     }
 
     /// Sends one message to the other end. See [`Sender::send_bytes`].

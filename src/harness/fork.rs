@@ -374,6 +374,26 @@ fn decode_result(bytes: &[u8]) -> (Option<u8>, Vec<u8>) {
     }
 }
 
+/// The pids of this process's children that have not been reaped (alive or
+/// zombie), from `/proc/self/task/*/children`. A test that has waited for
+/// everything it forked expects this to be empty.
+pub fn unreaped_children() -> Vec<Pid> {
+    let mut pids = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            if let Ok(list) = std::fs::read_to_string(path) {
+                pids.extend(
+                    list.split_whitespace()
+                        .filter_map(|p| p.parse::<Pid>().ok()),
+                );
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids
+}
+
 /// What `pid` is blocked in, from `/proc/PID/syscall` and `/proc/PID/wchan`,
 /// e.g. `read(fd 5) [pipe_read]`.
 pub fn blocked_in(pid: Pid) -> Option<String> {

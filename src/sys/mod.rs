@@ -505,3 +505,13 @@ pub fn set_interval_timer(interval: Duration) -> io::Result<()> {
     // SAFETY: `it` is a valid itimerval; the old value is not requested.
     cvt(unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) }).map(drop)
 }
+
+/// Restores the default action of `signal` (for `SIGPIPE`: kill the
+/// process). Tests use it to prove a write can never raise `SIGPIPE`.
+pub fn reset_signal_default(signal: libc::c_int) -> io::Result<()> {
+    use nix::sys::signal::{SigHandler, signal as set_signal};
+    // SAFETY: SIG_DFL installs no handler code, so no handler can run with
+    // broken invariants; this only changes the disposition.
+    unsafe { set_signal(to_signal(signal)?, SigHandler::SigDfl) }?;
+    Ok(())
+}
