@@ -107,7 +107,7 @@ impl Inbox {
 }
 
 #[cfg(feature = "serde")]
-fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(value).map_err(|source| Error::Codec {
         action: "encode",
         source,
