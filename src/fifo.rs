@@ -312,6 +312,11 @@ fn open_error(path: &Path, e: io::Error) -> Error {
             _ => Error::path_io("open", path, e),
         },
         Some(libc::EISDIR) => Error::NotAFifo { path: path.into() },
+        // A socket, or a device without a driver.
+        Some(libc::ENXIO) => match sysfifo::lstat(path) {
+            Ok(st) if st.kind != Kind::Fifo => not_a_fifo(path, st.kind),
+            _ => Error::path_io("open", path, e),
+        },
         _ => Error::path_io("open", path, e),
     }
 }
