@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -610,8 +611,10 @@ fn unlocked_writers_over_pipe_buf_interleave_and_are_caught() {
         let v = run_writers(&plan, false);
         if !v.is_empty() {
             // Caught, with a violation that is about boundaries.
+            // A timeout alone would not be evidence; a torn frame is.
             assert!(
-                v.iter().any(|s| s.contains("stopped early")
+                v.iter().any(|s| s.contains("corrupt stream")
+                    || s.contains("over the limit")
                     || s.contains("Merged")
                     || s.contains("Split")
                     || s.contains("Corrupt")),
@@ -865,10 +868,18 @@ fn a_writer_inherited_across_fork_still_excludes_its_parent() {
     let w = std::sync::Arc::new(FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap());
     let per = 6u32;
     let wc = w.clone();
+    let inherited_read_end = r.as_raw_fd();
     let child = fork::spawn(move || {
+        // SAFETY: the child closes its inherited copy of the parent's read
+        // end (so that a reader giving up means EPIPE here too); the
+        // child's copy of the `FifoReader` is never dropped (it `_exit`s),
+        // so nothing closes that fd twice.
+        unsafe { libc::close(inherited_read_end) };
         for seq in 0..per {
-            wc.send_bytes(&payload::make(MsgId { producer: 1, seq }, 200_000))
-                .unwrap();
+            let msg = payload::make(MsgId { producer: 1, seq }, 200_000);
+            if wc.send_bytes(&msg).is_err() {
+                break;
+            }
         }
         Vec::new()
     })
@@ -877,9 +888,9 @@ fn a_writer_inherited_across_fork_still_excludes_its_parent() {
     let wp = w.clone();
     let sender = std::thread::spawn(move || {
         for seq in 0..per {
-            wp.send_bytes(&payload::make(MsgId { producer: 0, seq }, 200_000))
-                .unwrap();
+            wp.send_bytes(&payload::make(MsgId { producer: 0, seq }, 200_000))?;
         }
+        Ok::<(), Error>(())
     });
     let mut received = Vec::new();
     let mut end = None;
@@ -895,8 +906,11 @@ fn a_writer_inherited_across_fork_still_excludes_its_parent() {
     if end.is_some() {
         drop(r);
     }
-    sender.join().unwrap();
+    let sent = sender.join().unwrap();
     child.wait(CHILD_DEADLINE).unwrap().expect_success();
+    if end.is_none() {
+        sent.unwrap();
+    }
     let plan = vec![vec![200_000; per as usize]; 2];
     let v = violations(&plan, &received, end.as_ref());
     assert!(v.is_empty(), "{v:#?}");
