@@ -429,7 +429,7 @@ impl ReadEnd {
 }
 
 /// The read end of a FIFO carrying framed messages, like
-/// [`Receiver`](crate::Receiver) (which it uses).
+/// [`crate::Receiver`] (which it uses).
 #[derive(Debug)]
 pub struct FifoReader {
     rx: Receiver,

@@ -30,7 +30,7 @@ fn config() -> Config {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(16);
+        .unwrap_or(32);
     Config {
         cases,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
@@ -746,7 +746,10 @@ fn son(path: PathBuf, lines: bool, messages: Vec<String>) -> Vec<u8> {
     loop {
         match fifo_cli::send(&path, &opts, &messages) {
             Ok(n) => return vec![n as u8],
-            Err(Error::NotFound { .. }) if Instant::now() < deadline => {
+            // The father may not have made the directory or the FIFO yet.
+            Err(Error::NotFound { .. } | Error::NoSuchDirectory { .. })
+                if Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(5))
             }
             Err(e) => panic!("{e}"),
@@ -786,12 +789,12 @@ fn father_and_sons_as_separate_processes_end_to_end() {
             .collect();
         let mut all = vec![father];
         all.extend(sons);
-        let reports = fork::wait_all(all, CHILD_DEADLINE).unwrap();
-        let mut reports = reports.into_iter();
-        let out = reports.next().unwrap().expect_success();
-        for r in reports {
+        let mut reports = fork::wait_all(all, CHILD_DEADLINE).unwrap();
+        // The sons first: a son that failed explains a father still waiting.
+        for r in reports.split_off(1) {
             assert_eq!(r.expect_success(), [2]);
         }
+        let out = reports.pop().unwrap().expect_success();
         let out = String::from_utf8(out).unwrap();
         let mut got: Vec<&str> = Vec::new();
         for line in out.lines() {
