@@ -515,6 +515,9 @@ pub struct LineReader {
     pos: usize,
     /// `buf[pos..scanned]` holds no newline.
     scanned: usize,
+    max: u64,
+    /// Discarding the rest of a line refused as too long.
+    skipping: bool,
 }
 
 impl LineReader {
@@ -532,6 +535,8 @@ impl LineReader {
             buf: Vec::new(),
             pos: 0,
             scanned: 0,
+            max: frame::UNLIMITED,
+            skipping: false,
         })
     }
 
@@ -544,6 +549,17 @@ impl LineReader {
     /// [`FifoReader::keep_listening`].
     pub fn keep_listening(&mut self) -> Result<()> {
         self.end.keep_listening(self.fd.as_fd())
+    }
+
+    /// Refuses lines longer than `max` bytes (without the `\n`) with
+    /// [`Error::TooLarge`], so a writer that never sends a newline cannot
+    /// make the reader buffer without end: at most `max` plus 64 KiB is
+    /// held. The refused line is skipped, up to and including its newline;
+    /// the next receive returns the line after it. `len` in the error is
+    /// the line's length if it was seen whole, else the bytes seen so far.
+    /// The default is no limit, as in Python.
+    pub fn set_max_line_length(&mut self, max: u64) {
+        self.max = max;
     }
 
     /// Receives one whole line, without its `\n`, waiting as long as it
@@ -564,12 +580,36 @@ impl LineReader {
         loop {
             if let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
                 let end = self.scanned + i;
-                let line = self.buf[self.pos..end].to_vec();
+                let start = self.pos;
                 self.pos = end + 1;
                 self.scanned = self.pos;
-                return Ok(line);
+                if std::mem::take(&mut self.skipping) {
+                    continue; // the end of a line refused earlier
+                }
+                let len = end - start;
+                if len as u64 > self.max {
+                    return Err(Error::TooLarge {
+                        len: len as u64,
+                        max: self.max,
+                    });
+                }
+                return Ok(self.buf[start..end].to_vec());
             }
             self.scanned = self.buf.len();
+            if self.skipping {
+                self.buf.clear();
+                self.scanned = 0;
+                self.pos = 0;
+            } else if (self.buf.len() - self.pos) as u64 > self.max {
+                // Over the limit with no end in sight: refuse the line, and
+                // skip the rest of it as it arrives.
+                let len = (self.buf.len() - self.pos) as u64;
+                self.buf.clear();
+                self.scanned = 0;
+                self.pos = 0;
+                self.skipping = true;
+                return Err(Error::TooLarge { len, max: self.max });
+            }
             if self.pos > 0 {
                 self.buf.drain(..self.pos);
                 self.scanned -= self.pos;
@@ -585,7 +625,9 @@ impl LineReader {
             let n = sys::read_append(self.fd.as_fd(), &mut self.buf, READ_CHUNK)
                 .map_err(|e| Error::io("read", e))?;
             if n == 0 {
-                if self.buf.is_empty() {
+                if self.buf.is_empty() || std::mem::take(&mut self.skipping) {
+                    self.buf.clear();
+                    self.scanned = 0;
                     return Err(Error::Closed);
                 }
                 self.scanned = 0;

@@ -51,8 +51,8 @@
 //! ```
 
 use std::io::{BufRead, Write};
-use std::path::Path;
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::fifo::{Fifo, FifoReader, FifoWriter, LineReader, Wait};
@@ -86,6 +86,99 @@ impl Default for SendOptions {
         SendOptions {
             lines: false,
             wait: Wait::Blocking,
+        }
+    }
+}
+
+/// `ipc-harness fifo ...`: the clap subcommands, ready to be nested in the
+/// binary's command enum (see [`FifoCommand::run`]).
+#[derive(Debug, Clone, PartialEq, clap::Subcommand)]
+pub enum FifoCommand {
+    /// The father: create the FIFO if nothing is at PATH, then print each
+    /// message (or line) received, with this process's pid and the time.
+    Listen(ListenArgs),
+    /// The son: send each MESSAGE (or, with none, each line of standard
+    /// input) to the FIFO at PATH, waiting for a listener.
+    Send(SendArgs),
+}
+
+/// Arguments of `fifo listen`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct ListenArgs {
+    /// Where the FIFO is (created, mode 0600, if nothing is there).
+    pub path: PathBuf,
+    /// Create missing parent directories (mode 0700).
+    #[arg(long)]
+    pub parents: bool,
+    /// Receive newline-terminated lines instead of framed messages.
+    #[arg(long)]
+    pub lines: bool,
+    /// Keep listening for new writers after the last one has closed.
+    #[arg(long)]
+    pub keep_listening: bool,
+    /// Stop after N messages.
+    #[arg(long, value_name = "N")]
+    pub count: Option<usize>,
+}
+
+/// Arguments of `fifo send`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct SendArgs {
+    /// The FIFO to send to.
+    pub path: PathBuf,
+    /// The messages; with none, each line of standard input is one.
+    pub messages: Vec<String>,
+    /// Send newline-terminated lines instead of framed messages.
+    #[arg(long)]
+    pub lines: bool,
+    /// Wait at most this many seconds for a listener (default: forever).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: Option<Duration>,
+    /// Do not wait for a listener: fail at once if there is none.
+    #[arg(long, conflicts_with = "timeout")]
+    pub nonblock: bool,
+}
+
+fn parse_seconds(s: &str) -> std::result::Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?} is not a usable number of seconds"))
+}
+
+impl FifoCommand {
+    /// Runs the subcommand: [`listen`] writing to `out`, or [`send`] (with
+    /// `stdin`'s lines when no message was given, through
+    /// [`send_lines_from`]). Returns how many messages were received or
+    /// sent.
+    pub fn run(self, out: &mut impl Write, stdin: impl BufRead) -> Result<usize> {
+        match self {
+            FifoCommand::Listen(a) => {
+                let opts = ListenOptions {
+                    parents: a.parents,
+                    lines: a.lines,
+                    keep_listening: a.keep_listening,
+                    max_messages: a.count,
+                };
+                listen(&a.path, &opts, out)
+            }
+            FifoCommand::Send(a) => {
+                let wait = match (a.nonblock, a.timeout) {
+                    (true, _) => Wait::NonBlocking,
+                    (false, Some(t)) => Wait::Timeout(t),
+                    (false, None) => Wait::Blocking,
+                };
+                let opts = SendOptions {
+                    lines: a.lines,
+                    wait,
+                };
+                if a.messages.is_empty() {
+                    send_lines_from(&a.path, &opts, stdin)
+                } else {
+                    send(&a.path, &opts, &a.messages)
+                }
+            }
         }
     }
 }
@@ -274,6 +367,44 @@ mod tests {
         assert_eq!(at(1_700_000_000, 7), "2023-11-14T22:13:20.000007Z");
         assert_eq!(at(951_782_400, 0), "2000-02-29T00:00:00.000000Z");
         assert_eq!(at(4_107_542_399, 999_999), "2100-02-28T23:59:59.999999Z");
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        fifo: FifoCommand,
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<FifoCommand, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("fifo").chain(args.iter().copied())).map(|c| c.fifo)
+    }
+
+    #[test]
+    fn the_subcommands_parse_as_documented() {
+        assert_eq!(
+            parse(&["listen", "/tmp/f", "--parents", "--lines", "--count", "3"]).unwrap(),
+            FifoCommand::Listen(ListenArgs {
+                path: "/tmp/f".into(),
+                parents: true,
+                lines: true,
+                keep_listening: false,
+                count: Some(3),
+            })
+        );
+        assert_eq!(
+            parse(&["send", "/tmp/f", "Spam 000", "Spam 001", "--timeout", "1.5"]).unwrap(),
+            FifoCommand::Send(SendArgs {
+                path: "/tmp/f".into(),
+                messages: vec!["Spam 000".into(), "Spam 001".into()],
+                lines: false,
+                timeout: Some(Duration::from_millis(1500)),
+                nonblock: false,
+            })
+        );
+        assert!(parse(&["send", "/tmp/f", "--timeout", "-1"]).is_err());
+        assert!(parse(&["send", "/tmp/f", "--timeout", "1", "--nonblock"]).is_err());
+        assert!(parse(&["listen"]).is_err(), "PATH is required");
     }
 
     #[test]

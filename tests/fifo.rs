@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ipc_harness::fifo::{Fifo, FifoReader, FifoWriter, LineReader, Wait};
-use ipc_harness::fifo_cli::{self, ListenOptions, SendOptions};
+use ipc_harness::fifo_cli::{self, FifoCommand, ListenOptions};
 use ipc_harness::harness::fork::{self, Child};
 use ipc_harness::harness::payload::{self, MsgId, Verdict};
 use ipc_harness::harness::sizes;
@@ -691,6 +691,40 @@ proptest! {
 }
 
 #[test]
+fn an_over_long_line_is_refused_and_skipped_and_the_stream_goes_on() {
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let mut r = LineReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    r.set_max_line_length(10);
+    let w = FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap();
+    // All of it fits in the pipe, so one process can write, then read.
+    w.send_line("ok").unwrap();
+    w.send_line("x".repeat(30)).unwrap(); // seen whole: refused, skipped
+    w.send_line("fine").unwrap();
+    assert_eq!(r.recv_line().unwrap(), b"ok");
+    let e = r.recv_line().unwrap_err();
+    assert!(matches!(e, Error::TooLarge { len: 30, max: 10 }), "{e:?}");
+    assert_eq!(r.recv_line().unwrap(), b"fine");
+
+    // A line over the limit whose end has not come yet: refused at once,
+    // and its end is skipped when it comes.
+    let raw = FifoWriter::open(fifo.path(), Wait::NonBlocking)
+        .unwrap()
+        .into_fd();
+    use std::os::fd::AsFd;
+    sys::write(raw.as_fd(), &[b'z'; 40]).unwrap();
+    let e = r.recv_line().unwrap_err();
+    assert!(matches!(e, Error::TooLarge { len: 40, max: 10 }), "{e:?}");
+    let e = r.recv_line_timeout(Duration::from_millis(20)).unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+    sys::write(raw.as_fd(), &[b'z'; 40]).unwrap();
+    sys::write(raw.as_fd(), b"zz\nlast\n").unwrap();
+    assert_eq!(r.recv_line().unwrap(), b"last");
+    drop((w, raw));
+    assert!(r.recv_line().unwrap_err().is_closed());
+}
+
+#[test]
 fn many_line_writers_never_interleave_even_past_pipe_buf() {
     let _serial = fork::serial();
     let dir = tempdir();
@@ -739,14 +773,25 @@ fn many_line_writers_never_interleave_even_past_pipe_buf() {
 // The seed's father and son, end to end
 // ---------------------------------------------------------------------------
 
-/// Sends `messages`, retrying while the listener has not created the FIFO.
-fn son(path: PathBuf, lines: bool, messages: Vec<String>) -> Vec<u8> {
-    let opts = SendOptions { lines, wait: PEER };
+/// `ipc-harness fifo ARGS...` as the binary will parse it.
+fn cli(args: &[String]) -> FifoCommand {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        fifo: FifoCommand,
+    }
+    use clap::Parser;
+    let argv = std::iter::once("fifo".to_string()).chain(args.iter().cloned());
+    Cli::try_parse_from(argv).unwrap().fifo
+}
+
+/// Runs `fifo send ARGS...` (stdin: `input`), retrying while the listener
+/// has not made the directory or the FIFO yet. Returns the count sent.
+fn son(args: Vec<String>, input: &'static [u8]) -> Vec<u8> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match fifo_cli::send(&path, &opts, &messages) {
+        match cli(&args).run(&mut std::io::sink(), input) {
             Ok(n) => return vec![n as u8],
-            // The father may not have made the directory or the FIFO yet.
             Err(Error::NotFound { .. } | Error::NoSuchDirectory { .. })
                 if Instant::now() < deadline =>
             {
@@ -762,31 +807,38 @@ fn father_and_sons_as_separate_processes_end_to_end() {
     let _serial = fork::serial();
     let dir = tempdir();
     let path = dir.path().join("sub").join("seed-fifo");
+    let path_arg = path.display().to_string();
     for lines in [true, false] {
-        // The father and two sons are siblings: none forked another.
-        let p = path.clone();
+        let mut flags: Vec<String> = Vec::new();
+        if lines {
+            flags.push("--lines".into());
+        }
+        // The father and the sons are siblings: none forked another.
+        let mut args: Vec<String> = ["listen", &path_arg, "--parents", "--keep-listening"]
+            .map(String::from)
+            .to_vec();
+        args.extend(["--count".into(), "4".into()]);
+        args.extend(flags.clone());
         let father = fork::spawn(move || {
-            let opts = ListenOptions {
-                parents: true,
-                lines,
-                keep_listening: true,
-                max_messages: Some(4),
-            };
             let mut out = Vec::new();
-            match fifo_cli::listen(&p, &opts, &mut out) {
+            match cli(&args).run(&mut out, std::io::empty()) {
                 Ok(4) => out,
                 other => panic!("{other:?}"),
             }
         })
         .unwrap();
         let father_pid = father.pid();
-        let sons: Vec<Child> = (0..2)
-            .map(|s| {
-                let p = path.clone();
-                let msgs = (0..2).map(|i| format!("Spam {s}{i:02}")).collect();
-                fork::spawn(move || son(p, lines, msgs)).unwrap()
-            })
-            .collect();
+        // One son names his messages; the other reads them from stdin.
+        let mut first: Vec<String> = ["send", &path_arg, "--timeout", "10", "Spam 000", "Spam 001"]
+            .map(String::from)
+            .to_vec();
+        first.extend(flags.clone());
+        let mut second: Vec<String> = ["send", &path_arg].map(String::from).to_vec();
+        second.extend(flags);
+        let sons = vec![
+            fork::spawn(move || son(first, b"")).unwrap(),
+            fork::spawn(move || son(second, b"Spam 100\nSpam 101\n")).unwrap(),
+        ];
         let mut all = vec![father];
         all.extend(sons);
         let mut reports = fork::wait_all(all, CHILD_DEADLINE).unwrap();
@@ -820,6 +872,19 @@ fn father_and_sons_as_separate_processes_end_to_end() {
     let e =
         fifo_cli::listen(&dir.path().join("nope").join("f"), &opts, &mut Vec::new()).unwrap_err();
     assert!(matches!(e, Error::NoSuchDirectory { .. }), "{e:?}");
+    // And a son with --nonblock and no father is told there is no reader.
+    let fifo = Fifo::create(dir.path().join("lonely")).unwrap();
+    let args = [
+        "send",
+        &fifo.path().display().to_string(),
+        "--nonblock",
+        "hi",
+    ]
+    .map(String::from);
+    let e = cli(&args)
+        .run(&mut std::io::sink(), std::io::empty())
+        .unwrap_err();
+    assert!(matches!(e, Error::NoReader { .. }), "{e:?}");
 }
 
 #[test]
