@@ -25,7 +25,10 @@
 //!
 //! **Opening** (every fd `O_CLOEXEC`):
 //! - Never through a symlink: `O_NOFOLLOW` on the last component, and a
-//!   symlink there is [`Error::Symlink`] (dangling or not).
+//!   symlink there is [`Error::Symlink`] (dangling or not), left as it was.
+//!   Directories on the way are resolved as usual, so a path through a
+//!   symlinked directory such as `/var/run` still works; the hostile case,
+//!   someone else planting a link where the FIFO should be, is refused.
 //! - Anything but a FIFO is [`Error::NotAFifo`], decided by `fstat` on the
 //!   opened fd (not on the path before opening, which could change between
 //!   the check and the open). The open itself is `O_NONBLOCK`, so it cannot
@@ -78,6 +81,10 @@
 //!   [`FifoReader::keep_listening`] (and [`LineReader::keep_listening`])
 //!   instead keeps waiting for new writers: the reader opens a write end of
 //!   its own, so the count of writers never drops to zero.
+//!
+//! - [`LineReader::set_max_line_length`] bounds what a writer that never
+//!   sends a newline can make the reader hold; [`FifoReader::set_max_message_size`]
+//!   does the same for frames.
 //!
 //! **Limits.** One reader per FIFO: a reader reads ahead, so two readers
 //! would split frames between them. A writer killed in the middle of a

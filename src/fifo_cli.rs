@@ -15,6 +15,9 @@
 //!
 //! Both sides must agree on framing: `--lines` on both, or on neither.
 //!
+//! [`FifoCommand`] is the clap definition of both subcommands; the binary
+//! nests it as `ipc-harness fifo ...` and calls [`FifoCommand::run`].
+//!
 //! ```
 //! use ipc_harness::fifo::Wait;
 //! use ipc_harness::fifo_cli::{self, ListenOptions, SendOptions};

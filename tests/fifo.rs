@@ -106,8 +106,7 @@ fn mode_is_0600_whatever_the_umask() {
         let path = dir.path().join(format!("f{i}"));
         let p = path.clone();
         let report = fork::run(CHILD_DEADLINE, move || {
-            // SAFETY: umask(2) only sets this (single-purpose) child's mask.
-            unsafe { libc::umask(umask) };
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
             match Fifo::create(&p) {
                 Ok(f) => {
                     f.keep();
@@ -938,11 +937,10 @@ fn a_writer_inherited_across_fork_still_excludes_its_parent() {
     let wc = w.clone();
     let inherited_read_end = r.as_raw_fd();
     let child = fork::spawn(move || {
-        // SAFETY: the child closes its inherited copy of the parent's read
-        // end (so that a reader giving up means EPIPE here too); the
-        // child's copy of the `FifoReader` is never dropped (it `_exit`s),
-        // so nothing closes that fd twice.
-        unsafe { libc::close(inherited_read_end) };
+        // The child closes its inherited copy of the parent's read end, so
+        // that a reader giving up means EPIPE here too. (Its copy of the
+        // `FifoReader` is never dropped: the child `_exit`s.)
+        let _ = nix::unistd::close(inherited_read_end);
         for seq in 0..per {
             let msg = payload::make(MsgId { producer: 1, seq }, 200_000);
             if wc.send_bytes(&msg).is_err() {
