@@ -52,7 +52,10 @@
 //!   (`POLLHUP`), and between polls a `tee(SPLICE_F_NONBLOCK)` of one byte
 //!   into a scratch pipe, which copies rather than consumes, tells a silent
 //!   writer (`EAGAIN`) from no writer at all (`0`). `POLLHUP` alone could
-//!   not: Linux reports it only once a writer has come *and gone*.
+//!   not: Linux reports it only once a writer has come *and gone*. As with
+//!   the kernel's own open interrupted by a signal, a writer that opens in
+//!   the very moment a reader's timeout expires may find the reader gone
+//!   (its first send is then [`Error::Closed`]).
 //!
 //! **Talking.**
 //! - Framed messages ([`FifoWriter::send_bytes`], [`FifoReader::recv_bytes`])

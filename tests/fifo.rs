@@ -54,6 +54,14 @@ fn is_fifo(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// No child of this process is left, running or unreaped (call holding
+/// `fork::serial()`, so no other test has children).
+fn assert_no_children() {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    let r = waitpid(None, Some(WaitPidFlag::WNOHANG));
+    assert_eq!(r, Err(nix::errno::Errno::ECHILD), "a child was left behind");
+}
+
 fn fds() -> Vec<i32> {
     sys::open_fds().expect("/proc/self/fd")
 }
@@ -564,6 +572,7 @@ fn run_writers(plan: &[Vec<usize>], locked: bool) -> Vec<String> {
         Some(r)
     };
     let reports = fork::wait_all(children, CHILD_DEADLINE).unwrap();
+    assert_no_children();
     let mut v = violations(plan, &received, end.as_ref());
     if let Some(mut r) = reader {
         // Every writer has exited: anything still to come is extra.
@@ -846,6 +855,7 @@ fn father_and_sons_as_separate_processes_end_to_end() {
             assert_eq!(r.expect_success(), [2]);
         }
         let out = reports.pop().unwrap().expect_success();
+        assert_no_children();
         let out = String::from_utf8(out).unwrap();
         let mut got: Vec<&str> = Vec::new();
         for line in out.lines() {
