@@ -103,6 +103,76 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// Something already exists at the path where a FIFO was to be created.
+    /// It is left as it was.
+    #[error("{} already exists, so no FIFO was created there", path.display())]
+    AlreadyExists {
+        /// The path asked for.
+        path: PathBuf,
+    },
+
+    /// The directory that should hold `path` does not exist.
+    #[error(
+        "the directory {} does not exist, so {} cannot be there (create it first, or ask for missing parents to be created)",
+        parent_of(path).display(),
+        path.display()
+    )]
+    NoSuchDirectory {
+        /// The path asked for (its parent is the missing directory).
+        path: PathBuf,
+    },
+
+    /// Nothing exists at the path that was to be opened.
+    #[error("{} does not exist", path.display())]
+    NotFound {
+        /// The path that was opened.
+        path: PathBuf,
+    },
+
+    /// A non-blocking open of a FIFO for writing found no reader (the
+    /// kernel's `ENXIO`).
+    #[error("{} has no reader: no process has it open for reading", path.display())]
+    NoReader {
+        /// The FIFO's path.
+        path: PathBuf,
+    },
+
+    /// The path is a symbolic link; FIFOs are never opened through one.
+    /// The link is left as it was.
+    #[error("{} is a symbolic link, and FIFOs are never opened through one", path.display())]
+    Symlink {
+        /// The path that was opened.
+        path: PathBuf,
+    },
+
+    /// The stream ended inside a line: these bytes came with no newline
+    /// after them. Nothing is dropped: the partial line is here.
+    #[error("the stream ended inside a line: {} bytes came with no newline after them", bytes.len())]
+    PartialLine {
+        /// The bytes of the unfinished last line.
+        bytes: Vec<u8>,
+    },
+
+    /// The operating system refused an operation on a path; `context` names
+    /// the operation, e.g. `"open"`.
+    #[error("could not {context} {}", path.display())]
+    PathIo {
+        /// What the crate was doing, as a verb phrase: `"open"`, `"remove"`.
+        context: &'static str,
+        /// The path it was doing it to.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn parent_of(path: &std::path::Path) -> &std::path::Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    }
 }
 
 impl Error {
@@ -121,6 +191,15 @@ impl Error {
     /// True for [`Error::Closed`].
     pub fn is_closed(&self) -> bool {
         matches!(self, Error::Closed)
+    }
+
+    /// An [`Error::PathIo`]: `context` on `path` failed with `source`.
+    pub fn path_io(context: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::PathIo {
+            context,
+            path: path.into(),
+            source,
+        }
     }
 
     /// True for [`Error::Timeout`].

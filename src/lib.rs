@@ -66,6 +66,8 @@ compile_error!(
 );
 
 pub mod error;
+pub mod fifo;
+pub mod fifo_cli;
 pub mod frame;
 pub mod harness;
 pub mod pipe;
@@ -73,4 +75,5 @@ pub mod raw;
 pub mod sys;
 
 pub use error::{Error, Result};
+pub use fifo::Fifo;
 pub use pipe::{Connection, Receiver, Sender, duplex, pipe};

@@ -5,7 +5,7 @@
 //!
 //! # Contract
 //! - Each receive returns exactly one message, byte-identical to one send:
-//!   never two merged, never a prefix (the [`frame`](crate::frame) format).
+//!   never two merged, never a prefix (the [`crate::frame`] format).
 //! - Messages arrive in the order they were sent.
 //! - The end of the stream at a message boundary is [`Error::Closed`]; inside
 //!   a message it is [`Error::Truncated`]. A send to a peer that is gone is
@@ -107,7 +107,7 @@ impl Inbox {
 }
 
 #[cfg(feature = "serde")]
-fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     postcard::to_stdvec(value).map_err(|source| Error::Codec {
         action: "encode",
         source,

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::unistd::Pid as NixPid;
 
+pub mod fifo;
+
 /// `PIPE_BUF`: writes of at most this many bytes to a pipe are atomic.
 pub const PIPE_BUF: usize = libc::PIPE_BUF;
 

@@ -1,0 +1,993 @@
+//! `Fifo`: named pipes by path (issue 6), proven across forked processes.
+//!
+//! Every test that forks or counts fds holds `fork::serial()` for its whole
+//! body. Children never print: they return bytes through `fork::spawn`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ipc_harness::fifo::{Fifo, FifoReader, FifoWriter, LineReader, Wait};
+use ipc_harness::fifo_cli::{self, FifoCommand, ListenOptions};
+use ipc_harness::harness::fork::{self, Child};
+use ipc_harness::harness::payload::{self, MsgId, Verdict};
+use ipc_harness::harness::sizes;
+use ipc_harness::{Error, Sender, sys};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence};
+
+/// How long any child may run.
+const CHILD_DEADLINE: Duration = Duration::from_secs(20);
+/// How long the parent waits for any one message before calling it lost.
+const RECV_PATIENCE: Duration = Duration::from_secs(5);
+/// A generous open timeout for peers that are known to be coming.
+const PEER: Wait = Wait::Timeout(Duration::from_secs(10));
+
+fn config() -> Config {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32);
+    Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/fifo.txt",
+        ))),
+        ..Config::default()
+    }
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn is_fifo(path: &Path) -> bool {
+    fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false)
+}
+
+/// No child of this process is left, running or unreaped (call holding
+/// `fork::serial()`, so no other test has children).
+fn assert_no_children() {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    let r = waitpid(None, Some(WaitPidFlag::WNOHANG));
+    assert_eq!(r, Err(nix::errno::Errno::ECHILD), "a child was left behind");
+}
+
+fn fds() -> Vec<i32> {
+    sys::open_fds().expect("/proc/self/fd")
+}
+
+// ---------------------------------------------------------------------------
+// Creating, dropping, removing
+// ---------------------------------------------------------------------------
+
+#[test]
+fn create_then_drop_removes_the_fifo_and_keep_leaves_it() {
+    let _serial = fork::serial();
+    let before = fds();
+    let dir = tempdir();
+    let path = dir.path().join("f");
+
+    let fifo = Fifo::create(&path).unwrap();
+    assert!(is_fifo(&path));
+    assert_eq!(mode_of(&path), 0o600);
+    assert_eq!(fifo.path(), path);
+    drop(fifo);
+    assert!(!path.exists(), "drop removes the FIFO");
+
+    let kept = Fifo::create(&path).unwrap().keep();
+    assert_eq!(kept, path);
+    assert!(is_fifo(&path), "a kept FIFO stays");
+    fs::remove_file(&path).unwrap();
+
+    let fifo = Fifo::create(&path).unwrap();
+    fifo.remove().unwrap();
+    assert!(!path.exists(), "remove removes the FIFO");
+
+    // A handle never removes what it did not create.
+    let fifo = Fifo::create(&path).unwrap();
+    fs::remove_file(&path).unwrap();
+    fs::write(&path, b"someone else's file").unwrap();
+    drop(fifo);
+    assert_eq!(fs::read(&path).unwrap(), b"someone else's file");
+    assert_eq!(fds(), before, "no fd leaks");
+}
+
+#[test]
+fn mode_is_0600_whatever_the_umask() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    // umask is per process: set it in a child, where no other test sees it.
+    for (i, umask) in [0o000, 0o077, 0o022, 0o277, 0o477, 0o777]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path().join(format!("f{i}"));
+        let p = path.clone();
+        let report = fork::run(CHILD_DEADLINE, move || {
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+            match Fifo::create(&p) {
+                Ok(f) => {
+                    f.keep();
+                    mode_of(&p).to_le_bytes().to_vec()
+                }
+                Err(e) => e.to_string().into_bytes(),
+            }
+        })
+        .unwrap();
+        let out = report.expect_success();
+        let mode = u32::from_le_bytes(
+            out.as_slice()
+                .try_into()
+                .unwrap_or_else(|_| panic!("umask {umask:o}: {}", String::from_utf8_lossy(&out))),
+        );
+        assert_eq!(mode, 0o600, "umask {umask:o}");
+        assert_eq!(mode_of(&path), 0o600, "umask {umask:o}, seen by the parent");
+    }
+}
+
+#[test]
+fn missing_directory_is_a_clear_error_naming_it() {
+    let dir = tempdir();
+    let missing = dir.path().join("no").join("such");
+    let path = missing.join("fifo");
+
+    let e = Fifo::create(&path).unwrap_err();
+    assert!(
+        matches!(&e, Error::NoSuchDirectory { path: p } if p == &path),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(text.contains(&missing.display().to_string()), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(!dir.path().join("no").exists(), "nothing was created");
+
+    for e in [
+        FifoWriter::open(&path, Wait::NonBlocking).unwrap_err(),
+        FifoReader::open(&path, Wait::NonBlocking).unwrap_err(),
+    ] {
+        assert!(matches!(&e, Error::NoSuchDirectory { .. }), "{e:?}");
+    }
+
+    // Asked to, create_all makes the parents (0700) and the FIFO (0600).
+    let fifo = Fifo::create_all(&path).unwrap();
+    assert!(is_fifo(&path));
+    assert_eq!(mode_of(&missing), 0o700);
+    assert_eq!(mode_of(&path), 0o600);
+    drop(fifo);
+
+    // A FIFO that does not exist, in a directory that does.
+    let e = FifoWriter::open(dir.path().join("absent"), Wait::NonBlocking).unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
+}
+
+/// What is at a path, precisely enough to tell it was not touched.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    kind: String,
+    ino: u64,
+    mode: u32,
+    content: Option<Vec<u8>>,
+    target: Option<PathBuf>,
+}
+
+fn snapshot(path: &Path) -> Snapshot {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path).unwrap();
+    Snapshot {
+        kind: format!("{:?}", m.file_type()),
+        ino: m.ino(),
+        mode: m.mode(),
+        content: m.is_file().then(|| fs::read(path).unwrap()),
+        target: fs::read_link(path).ok(),
+    }
+}
+
+#[test]
+fn existing_non_fifos_and_symlinks_are_refused_and_left_as_they_were() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let d = dir.path();
+    let real = d.join("real-fifo");
+    let _real = Fifo::create(&real).unwrap();
+    fs::write(d.join("file"), b"precious").unwrap();
+    fs::create_dir(d.join("dir")).unwrap();
+    std::os::unix::fs::symlink(&real, d.join("link-to-fifo")).unwrap();
+    std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(d.join("socket")).unwrap();
+
+    type Check = fn(&Error) -> bool;
+    let not_a_fifo: Check = |e| matches!(e, Error::NotAFifo { .. });
+    let symlink: Check = |e| matches!(e, Error::Symlink { .. });
+    let cases: [(&str, Check); 5] = [
+        ("file", not_a_fifo),
+        ("dir", not_a_fifo),
+        ("socket", not_a_fifo),
+        ("link-to-fifo", symlink),
+        ("dangling", symlink),
+    ];
+    let before = fds();
+    for (name, expected) in cases {
+        let path = d.join(name);
+        let snap = snapshot(&path);
+
+        let e = Fifo::create(&path).unwrap_err();
+        assert!(
+            matches!(&e, Error::AlreadyExists { path: p } if p == &path),
+            "{name}: {e:?}"
+        );
+        assert!(e.to_string().contains(&path.display().to_string()));
+
+        for wait in [Wait::NonBlocking, Wait::Timeout(Duration::from_millis(50))] {
+            let errors = [
+                ("writer", FifoWriter::open(&path, wait).unwrap_err()),
+                ("reader", FifoReader::open(&path, wait).unwrap_err()),
+                ("line reader", LineReader::open(&path, wait).unwrap_err()),
+            ];
+            for (who, e) in errors {
+                assert!(expected(&e), "{name}, {who}, {wait:?}: {e:?}");
+                assert!(
+                    e.to_string().contains(&path.display().to_string()),
+                    "{name}: the error names the path: {e}"
+                );
+            }
+        }
+        assert_eq!(snapshot(&path), snap, "{name} is left as it was");
+    }
+    assert_eq!(fds(), before, "refused opens leave no fd behind");
+    assert_eq!(fs::read(d.join("file")).unwrap(), b"precious");
+}
+
+// ---------------------------------------------------------------------------
+// Open semantics
+// ---------------------------------------------------------------------------
+
+#[test]
+fn blocking_reader_open_waits_for_a_writer_that_opens_later() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let path = fifo.path().to_path_buf();
+    let p = path.clone();
+    let start = Instant::now();
+    // The writer opens 300 ms from now, then stays silent for another
+    // second: the reader's open must return when the writer opens, not
+    // when it first writes.
+    let child = fork::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let w = FifoWriter::open(&p, PEER).unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        w.send_bytes(b"late").unwrap();
+        Vec::new()
+    })
+    .unwrap();
+    let mut r = FifoReader::open(&path, Wait::Blocking).unwrap();
+    let opened = start.elapsed();
+    assert!(
+        opened >= Duration::from_millis(250),
+        "opened after {opened:?}"
+    );
+    assert!(
+        opened < Duration::from_millis(1000),
+        "the open noticed the silent writer, after {opened:?}"
+    );
+    assert_eq!(r.recv_bytes_timeout(RECV_PATIENCE).unwrap(), b"late");
+    assert!(r.recv_bytes().unwrap_err().is_closed());
+    child.wait(CHILD_DEADLINE).unwrap().expect_success();
+}
+
+#[test]
+fn blocking_writer_open_waits_for_a_reader_that_opens_later() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let path = fifo.path().to_path_buf();
+    let p = path.clone();
+    let start = Instant::now();
+    let child = fork::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut r = LineReader::open(&p, PEER).unwrap();
+        r.recv_line().unwrap()
+    })
+    .unwrap();
+    let w = FifoWriter::open(&path, Wait::Blocking).unwrap();
+    let opened = start.elapsed();
+    assert!(
+        opened >= Duration::from_millis(250),
+        "opened after {opened:?}"
+    );
+    w.send_line("Spam 000").unwrap();
+    assert_eq!(
+        child.wait(CHILD_DEADLINE).unwrap().expect_success(),
+        b"Spam 000"
+    );
+}
+
+#[test]
+fn timed_opens_give_up_on_time_and_leave_nothing_open() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let before = fds();
+    let timeout = Duration::from_millis(200);
+
+    let start = Instant::now();
+    let e = FifoWriter::open(fifo.path(), Wait::Timeout(timeout)).unwrap_err();
+    let took = start.elapsed();
+    assert!(e.is_timeout(), "{e:?}");
+    assert!(
+        took >= timeout && took < timeout * 5,
+        "writer gave up after {took:?}"
+    );
+
+    let start = Instant::now();
+    let e = FifoReader::open(fifo.path(), Wait::Timeout(timeout)).unwrap_err();
+    let took = start.elapsed();
+    assert!(e.is_timeout(), "{e:?}");
+    assert!(
+        took >= timeout && took < timeout * 5,
+        "reader gave up after {took:?}"
+    );
+
+    let e = LineReader::open(fifo.path(), Wait::Timeout(timeout)).unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+
+    assert_eq!(fds(), before, "a timed-out open leaves no fd behind");
+    // And no half-open reader: a writer still finds nobody there.
+    let e = FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap_err();
+    assert!(matches!(e, Error::NoReader { .. }), "{e:?}");
+}
+
+#[test]
+fn nonblocking_writer_without_reader_is_no_reader() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let before = fds();
+    let e = FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap_err();
+    assert!(
+        matches!(&e, Error::NoReader { path } if path == fifo.path()),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("has no reader"), "{e}");
+    assert_eq!(fds(), before);
+
+    // With a reader there, the same open succeeds at once.
+    let _r = FifoReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    let w = FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap();
+    drop(w);
+}
+
+#[test]
+fn reader_sees_closed_only_after_the_last_of_several_writers_closes() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let mut r = FifoReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    // Writer i says hello, stays open (i + 1) * 150 ms, says bye, closes.
+    // If the reader saw end of stream when an earlier writer closed, it
+    // would see Closed before the last bye.
+    let children: Vec<Child> = (0..3u8)
+        .map(|i| {
+            let p = fifo.path().to_path_buf();
+            fork::spawn(move || {
+                let w = FifoWriter::open(&p, PEER).unwrap();
+                w.send_bytes(&[b'h', i]).unwrap();
+                std::thread::sleep(Duration::from_millis(150 * (u64::from(i) + 1)));
+                w.send_bytes(&[b'b', i]).unwrap();
+                Vec::new()
+            })
+            .unwrap()
+        })
+        .collect();
+    // Hold a write end until every child has opened (their hellos are
+    // in), so that no gap between writers is an end of stream.
+    let gate = FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap();
+    let mut got = Vec::new();
+    while got.iter().filter(|m: &&Vec<u8>| m[0] == b'h').count() < 3 {
+        got.push(r.recv_bytes_timeout(RECV_PATIENCE).unwrap());
+    }
+    drop(gate);
+    loop {
+        match r.recv_bytes_timeout(RECV_PATIENCE) {
+            Ok(m) => got.push(m),
+            Err(Error::Closed) => break,
+            Err(e) => panic!("{e:?} after {got:?}"),
+        }
+    }
+    let byes: Vec<u8> = got.iter().filter(|m| m[0] == b'b').map(|m| m[1]).collect();
+    assert_eq!(byes, [0, 1, 2], "every bye before Closed, last writer last");
+    for report in fork::wait_all(children, CHILD_DEADLINE).unwrap() {
+        report.expect_success();
+    }
+
+    // Keep listening: the same reader, now holding a write end of its own,
+    // waits for new writers instead of seeing Closed.
+    let mut r = FifoReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    r.keep_listening().unwrap();
+    let e = r
+        .recv_bytes_timeout(Duration::from_millis(100))
+        .unwrap_err();
+    assert!(
+        e.is_timeout(),
+        "no writer, but no end of stream either: {e:?}"
+    );
+    for round in 0..2u8 {
+        let p = fifo.path().to_path_buf();
+        let report = fork::run(CHILD_DEADLINE, move || {
+            let w = FifoWriter::open(&p, Wait::NonBlocking).unwrap();
+            w.send_bytes(&[round]).unwrap();
+            Vec::new()
+        })
+        .unwrap();
+        report.expect_success();
+        assert_eq!(r.recv_bytes_timeout(RECV_PATIENCE).unwrap(), [round]);
+        let e = r.recv_bytes_timeout(Duration::from_millis(50)).unwrap_err();
+        assert!(e.is_timeout(), "round {round}: {e:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Many writers by path: the oracle
+// ---------------------------------------------------------------------------
+
+/// Everything wrong with what arrived, given what each writer sent.
+/// `end` is how the reading ended, if not by getting everything.
+fn violations(plan: &[Vec<usize>], received: &[Vec<u8>], end: Option<&Error>) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(e) = end {
+        v.push(format!("the reader stopped early: {e}"));
+    }
+    let mut last_seq: Vec<Option<u32>> = vec![None; plan.len()];
+    let mut seen = HashSet::new();
+    let mut small: BTreeMap<usize, i64> = BTreeMap::new();
+    for &len in plan.iter().flatten() {
+        if len < payload::ID_LEN {
+            *small.entry(len).or_default() += 1;
+        }
+    }
+    for (i, msg) in received.iter().enumerate() {
+        match payload::verify(msg) {
+            Verdict::Whole(id) => {
+                let w = usize::from(id.producer);
+                let Some(sizes) = plan.get(w) else {
+                    v.push(format!("message {i}: {id} from no writer"));
+                    continue;
+                };
+                if !seen.insert(id) {
+                    v.push(format!("message {i}: {id} arrived twice"));
+                }
+                let sent_len = sizes.get(id.seq as usize).copied();
+                if sent_len != Some(msg.len()) {
+                    v.push(format!(
+                        "message {i}: {id} has {} bytes, sent {sent_len:?}",
+                        msg.len()
+                    ));
+                }
+                // Per writer, in order (short messages carry no id).
+                if last_seq[w].is_some_and(|last| id.seq <= last) {
+                    v.push(format!("message {i}: {id} out of order"));
+                }
+                last_seq[w] = Some(id.seq);
+            }
+            Verdict::Small(len) => *small.entry(len).or_default() -= 1,
+            other => v.push(format!("message {i} ({} bytes): {other:?}", msg.len())),
+        }
+    }
+    for (w, sizes) in plan.iter().enumerate() {
+        for (seq, &len) in sizes.iter().enumerate() {
+            let id = MsgId {
+                producer: w as u16,
+                seq: seq as u32,
+            };
+            if len >= payload::ID_LEN && !seen.contains(&id) {
+                v.push(format!("{id} ({len} bytes) never arrived"));
+            }
+        }
+    }
+    for (len, n) in small {
+        if n != 0 {
+            v.push(format!(
+                "short messages of {len} bytes: {n} more sent than received"
+            ));
+        }
+    }
+    v
+}
+
+/// One writer's way of sending a message.
+type SendFn = Box<dyn Fn(&[u8]) -> ipc_harness::Result<()>>;
+
+/// Forks one child per writer in `plan`; each opens the FIFO by path and
+/// sends its messages (through the lock, or, with `locked == false`, as raw
+/// frames on the same fd with no lock). Returns the violations found.
+fn run_writers(plan: &[Vec<usize>], locked: bool) -> Vec<String> {
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let expected: usize = plan.iter().map(Vec::len).sum();
+
+    // The writers are forked before the reader exists, so that they do not
+    // inherit a read end: when the reader gives up, they get EPIPE.
+    let children: Vec<Child> = plan
+        .iter()
+        .enumerate()
+        .map(|(w, sizes)| {
+            let sizes = sizes.clone();
+            let path = fifo.path().to_path_buf();
+            fork::spawn(move || {
+                let writer = FifoWriter::open(&path, PEER).unwrap();
+                let send: SendFn = if locked {
+                    Box::new(move |m| writer.send_bytes(m))
+                } else {
+                    let raw = Sender::from_fd(writer.into_fd());
+                    Box::new(move |m| raw.send_bytes(m))
+                };
+                for (seq, &len) in sizes.iter().enumerate() {
+                    let id = MsgId {
+                        producer: w as u16,
+                        seq: seq as u32,
+                    };
+                    if send(&payload::make(id, len)).is_err() {
+                        break; // the reader gave up; nothing to report
+                    }
+                }
+                Vec::new()
+            })
+            .unwrap()
+        })
+        .collect();
+
+    let mut r = FifoReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    // Keep listening: writers come and go at their own pace, and a moment
+    // with none of them open is not the end. We stop at the expected count.
+    r.keep_listening().unwrap();
+    let max = plan.iter().flatten().copied().max().unwrap_or(0);
+    r.set_max_message_size(max as u64);
+
+    let mut received = Vec::with_capacity(expected);
+    let mut end = None;
+    while received.len() < expected {
+        match r.recv_bytes_timeout(RECV_PATIENCE) {
+            Ok(m) => received.push(m),
+            Err(e) => {
+                end = Some(e);
+                break;
+            }
+        }
+    }
+    // A reader that gave up closes now, so stuck writers get EPIPE.
+    let reader = if end.is_some() {
+        drop(r);
+        None
+    } else {
+        Some(r)
+    };
+    let reports = fork::wait_all(children, CHILD_DEADLINE).unwrap();
+    assert_no_children();
+    let mut v = violations(plan, &received, end.as_ref());
+    if let Some(mut r) = reader {
+        // Every writer has exited: anything still to come is extra.
+        match r.recv_bytes_timeout(Duration::from_millis(20)) {
+            Err(e) if e.is_timeout() => {}
+            other => v.push(format!("more than was sent arrived: {other:?}")),
+        }
+        for rep in reports {
+            if !rep.is_success() {
+                v.push(format!("writer {} {}", rep.pid, rep.outcome));
+            }
+        }
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Several writers, each opening the FIFO by path, sizes biased toward
+    /// PIPE_BUF and the pipe capacity and past both: every message arrives
+    /// exactly once, whole, and in order per writer.
+    #[test]
+    fn many_writers_by_path_never_interleave(
+        plan in proptest::collection::vec(
+            sizes::size_plan(200_000, 6, 500_000),
+            2..=4,
+        )
+    ) {
+        let _serial = fork::serial();
+        let v = run_writers(&plan, true);
+        prop_assert!(v.is_empty(), "violations: {v:#?}");
+    }
+}
+
+/// The oracle is not toothless: the same writers WITHOUT the lock, sending
+/// frames larger than the pipe, interleave, and the check catches it.
+#[test]
+fn unlocked_writers_over_pipe_buf_interleave_and_are_caught() {
+    let _serial = fork::serial();
+    let plan = vec![vec![200_000; 8]; 3];
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        let v = run_writers(&plan, false);
+        if !v.is_empty() {
+            // Caught, with a violation that is about boundaries.
+            // A timeout alone would not be evidence; a torn frame is.
+            assert!(
+                v.iter().any(|s| s.contains("corrupt stream")
+                    || s.contains("over the limit")
+                    || s.contains("Merged")
+                    || s.contains("Split")
+                    || s.contains("Corrupt")),
+                "{v:#?}"
+            );
+            return;
+        }
+        attempts.push(v);
+    }
+    panic!("three runs of unlocked writers were never caught: {attempts:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Lines
+// ---------------------------------------------------------------------------
+
+/// A line's bytes: no newline, content derived from (seed, length).
+fn line_bytes(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| b'a' + ((seed * 7 + i) % 26) as u8)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Lines of random lengths written in random pieces that ignore line
+    /// boundaries come back whole; a last line with no newline comes back
+    /// as PartialLine holding its bytes.
+    #[test]
+    fn lines_come_back_whole_across_split_writes(
+        lens in proptest::collection::vec(sizes::size(70_000), 0..8),
+        tail in prop_oneof![Just(0usize), 1usize..10_000],
+        cuts in proptest::collection::vec(1usize..20_000, 1..16),
+    ) {
+        let _serial = fork::serial();
+        let lines: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, &n)| line_bytes(i, n)).collect();
+        let tail_bytes = line_bytes(99, tail);
+        let mut stream: Vec<u8> = lines.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect();
+        stream.extend(&tail_bytes);
+
+        let dir = tempdir();
+        let fifo = Fifo::create(dir.path().join("f")).unwrap();
+        let path = fifo.path().to_path_buf();
+        let child = fork::spawn(move || {
+            use std::os::fd::AsFd;
+            let fd = FifoWriter::open(&path, PEER).unwrap().into_fd();
+            let mut rest = &stream[..];
+            for &cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let mut piece = &rest[..cut.min(rest.len())];
+                rest = &rest[piece.len()..];
+                while !piece.is_empty() {
+                    let n = sys::write(fd.as_fd(), piece).unwrap();
+                    piece = &piece[n..];
+                }
+            }
+            Vec::new()
+        }).unwrap();
+        let mut r = LineReader::open(fifo.path(), PEER).unwrap();
+        for (i, line) in lines.iter().enumerate() {
+            let got = r.recv_line_timeout(RECV_PATIENCE).unwrap();
+            prop_assert!(&got == line, "line {}: {} bytes, expected {}", i, got.len(), line.len());
+        }
+        match r.recv_line_timeout(RECV_PATIENCE) {
+            Err(Error::Closed) => prop_assert_eq!(tail, 0),
+            Err(Error::PartialLine { bytes }) => prop_assert!(bytes == tail_bytes, "partial line of {} bytes", bytes.len()),
+            other => prop_assert!(false, "after the lines: {:?}", other.map(|l| l.len())),
+        }
+        child.wait(CHILD_DEADLINE).unwrap().expect_success();
+    }
+}
+
+#[test]
+fn an_over_long_line_is_refused_and_skipped_and_the_stream_goes_on() {
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let mut r = LineReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    r.set_max_line_length(10);
+    let w = FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap();
+    // All of it fits in the pipe, so one process can write, then read.
+    w.send_line("ok").unwrap();
+    w.send_line("x".repeat(30)).unwrap(); // seen whole: refused, skipped
+    w.send_line("fine").unwrap();
+    assert_eq!(r.recv_line().unwrap(), b"ok");
+    let e = r.recv_line().unwrap_err();
+    assert!(matches!(e, Error::TooLarge { len: 30, max: 10 }), "{e:?}");
+    assert_eq!(r.recv_line().unwrap(), b"fine");
+
+    // A line over the limit whose end has not come yet: refused at once,
+    // and its end is skipped when it comes.
+    let raw = FifoWriter::open(fifo.path(), Wait::NonBlocking)
+        .unwrap()
+        .into_fd();
+    use std::os::fd::AsFd;
+    sys::write(raw.as_fd(), &[b'z'; 40]).unwrap();
+    let e = r.recv_line().unwrap_err();
+    assert!(matches!(e, Error::TooLarge { len: 40, max: 10 }), "{e:?}");
+    let e = r.recv_line_timeout(Duration::from_millis(20)).unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+    sys::write(raw.as_fd(), &[b'z'; 40]).unwrap();
+    sys::write(raw.as_fd(), b"zz\nlast\n").unwrap();
+    assert_eq!(r.recv_line().unwrap(), b"last");
+    drop((w, raw));
+    assert!(r.recv_line().unwrap_err().is_closed());
+}
+
+#[test]
+fn many_line_writers_never_interleave_even_past_pipe_buf() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let mut r = LineReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    r.keep_listening().unwrap();
+    let writers = 3usize;
+    let per_writer = 6usize;
+    let len_of = |w: usize, s: usize| [10, 5000, 70_000][(w + s) % 3];
+    let children: Vec<Child> = (0..writers)
+        .map(|w| {
+            let path = fifo.path().to_path_buf();
+            fork::spawn(move || {
+                let writer = FifoWriter::open(&path, PEER).unwrap();
+                for s in 0..per_writer {
+                    let mut line = format!("{w}:{s}:").into_bytes();
+                    line.extend(line_bytes(w * 100 + s, len_of(w, s)));
+                    writer.send_line(&line).unwrap();
+                }
+                Vec::new()
+            })
+            .unwrap()
+        })
+        .collect();
+    let mut next = vec![0usize; writers];
+    for _ in 0..writers * per_writer {
+        let line = r.recv_line_timeout(RECV_PATIENCE).unwrap();
+        let text = String::from_utf8(line).unwrap();
+        let mut parts = text.splitn(3, ':');
+        let w: usize = parts.next().unwrap().parse().unwrap();
+        let s: usize = parts.next().unwrap().parse().unwrap();
+        let body = parts.next().unwrap().as_bytes();
+        assert_eq!(s, next[w], "writer {w} in order");
+        assert!(
+            body == line_bytes(w * 100 + s, len_of(w, s)),
+            "line {w}:{s} whole"
+        );
+        next[w] += 1;
+    }
+    for report in fork::wait_all(children, CHILD_DEADLINE).unwrap() {
+        report.expect_success();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The seed's father and son, end to end
+// ---------------------------------------------------------------------------
+
+/// `ipc-harness fifo ARGS...` as the binary will parse it.
+fn cli(args: &[String]) -> FifoCommand {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        fifo: FifoCommand,
+    }
+    use clap::Parser;
+    let argv = std::iter::once("fifo".to_string()).chain(args.iter().cloned());
+    Cli::try_parse_from(argv).unwrap().fifo
+}
+
+/// Runs `fifo send ARGS...` (stdin: `input`), retrying while the listener
+/// has not made the directory or the FIFO yet. Returns the count sent.
+fn son(args: Vec<String>, input: &'static [u8]) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cli(&args).run(&mut std::io::sink(), input) {
+            Ok(n) => return vec![n as u8],
+            Err(Error::NotFound { .. } | Error::NoSuchDirectory { .. })
+                if Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn father_and_sons_as_separate_processes_end_to_end() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let path = dir.path().join("sub").join("seed-fifo");
+    let path_arg = path.display().to_string();
+    for lines in [true, false] {
+        let mut flags: Vec<String> = Vec::new();
+        if lines {
+            flags.push("--lines".into());
+        }
+        // The father and the sons are siblings: none forked another.
+        let mut args: Vec<String> = ["listen", &path_arg, "--parents", "--keep-listening"]
+            .map(String::from)
+            .to_vec();
+        args.extend(["--count".into(), "4".into()]);
+        args.extend(flags.clone());
+        let father = fork::spawn(move || {
+            let mut out = Vec::new();
+            match cli(&args).run(&mut out, std::io::empty()) {
+                Ok(4) => out,
+                other => panic!("{other:?}"),
+            }
+        })
+        .unwrap();
+        let father_pid = father.pid();
+        // One son names his messages; the other reads them from stdin.
+        let mut first: Vec<String> = ["send", &path_arg, "--timeout", "10", "Spam 000", "Spam 001"]
+            .map(String::from)
+            .to_vec();
+        first.extend(flags.clone());
+        let mut second: Vec<String> = ["send", &path_arg].map(String::from).to_vec();
+        second.extend(flags);
+        let sons = vec![
+            fork::spawn(move || son(first, b"")).unwrap(),
+            fork::spawn(move || son(second, b"Spam 100\nSpam 101\n")).unwrap(),
+        ];
+        let mut all = vec![father];
+        all.extend(sons);
+        let mut reports = fork::wait_all(all, CHILD_DEADLINE).unwrap();
+        // The sons first: a son that failed explains a father still waiting.
+        for r in reports.split_off(1) {
+            assert_eq!(r.expect_success(), [2]);
+        }
+        let out = reports.pop().unwrap().expect_success();
+        assert_no_children();
+        let out = String::from_utf8(out).unwrap();
+        let mut got: Vec<&str> = Vec::new();
+        for line in out.lines() {
+            let prefix = format!("Father ({father_pid}) received: ");
+            let rest = line
+                .strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("{line}"));
+            let (msg, time) = rest.rsplit_once(" at ").unwrap();
+            assert!(time.len() == 27 && time.ends_with('Z'), "{time}");
+            got.push(msg);
+        }
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            ["Spam 000", "Spam 001", "Spam 100", "Spam 101"],
+            "lines: {lines}"
+        );
+        assert!(!path.exists(), "the father removes the FIFO it created");
+    }
+
+    // Without --parents, a missing directory is the clear error.
+    let opts = ListenOptions::default();
+    let e =
+        fifo_cli::listen(&dir.path().join("nope").join("f"), &opts, &mut Vec::new()).unwrap_err();
+    assert!(matches!(e, Error::NoSuchDirectory { .. }), "{e:?}");
+    // And a son with --nonblock and no father is told there is no reader.
+    let fifo = Fifo::create(dir.path().join("lonely")).unwrap();
+    let args = [
+        "send",
+        &fifo.path().display().to_string(),
+        "--nonblock",
+        "hi",
+    ]
+    .map(String::from);
+    let e = cli(&args)
+        .run(&mut std::io::sink(), std::io::empty())
+        .unwrap_err();
+    assert!(matches!(e, Error::NoReader { .. }), "{e:?}");
+}
+
+#[test]
+fn listener_returns_when_the_last_son_closes_and_reports_a_partial_line() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let path = fifo.path().to_path_buf();
+    let child = fork::spawn(move || {
+        let w = FifoWriter::open(&path, PEER).unwrap();
+        w.send_line("whole").unwrap();
+        let fd = w.into_fd();
+        use std::os::fd::AsFd;
+        sys::write(fd.as_fd(), b"no newline").unwrap();
+        Vec::new()
+    })
+    .unwrap();
+    let opts = ListenOptions {
+        lines: true,
+        ..ListenOptions::default()
+    };
+    let mut out = Vec::new();
+    let n = fifo_cli::listen(fifo.path(), &opts, &mut out).unwrap();
+    child.wait(CHILD_DEADLINE).unwrap().expect_success();
+    assert_eq!(n, 2);
+    let out = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("received: whole at "), "{out}");
+    assert!(lines[1].contains("received: no newline at "), "{out}");
+    assert!(
+        lines[1].ends_with("(partial line: no newline before the end)"),
+        "{out}"
+    );
+    assert!(
+        fifo.path().exists(),
+        "an existing FIFO is not the listener's to remove"
+    );
+}
+
+#[test]
+fn a_writer_inherited_across_fork_still_excludes_its_parent() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let mut r = FifoReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    r.keep_listening().unwrap();
+    r.set_max_message_size(300_000);
+    // One writer, opened once, then shared by the parent and a child.
+    let w = std::sync::Arc::new(FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap());
+    let per = 6u32;
+    let wc = w.clone();
+    let inherited_read_end = r.as_raw_fd();
+    let child = fork::spawn(move || {
+        // The child closes its inherited copy of the parent's read end, so
+        // that a reader giving up means EPIPE here too. (Its copy of the
+        // `FifoReader` is never dropped: the child `_exit`s.)
+        let _ = nix::unistd::close(inherited_read_end);
+        for seq in 0..per {
+            let msg = payload::make(MsgId { producer: 1, seq }, 200_000);
+            if wc.send_bytes(&msg).is_err() {
+                break;
+            }
+        }
+        Vec::new()
+    })
+    .unwrap();
+    // The parent sends from a thread while it reads here.
+    let wp = w.clone();
+    let sender = std::thread::spawn(move || {
+        for seq in 0..per {
+            wp.send_bytes(&payload::make(MsgId { producer: 0, seq }, 200_000))?;
+        }
+        Ok::<(), Error>(())
+    });
+    let mut received = Vec::new();
+    let mut end = None;
+    for _ in 0..2 * per {
+        match r.recv_bytes_timeout(RECV_PATIENCE) {
+            Ok(m) => received.push(m),
+            Err(e) => {
+                end = Some(e);
+                break;
+            }
+        }
+    }
+    if end.is_some() {
+        drop(r);
+    }
+    let sent = sender.join().unwrap();
+    child.wait(CHILD_DEADLINE).unwrap().expect_success();
+    if end.is_none() {
+        sent.unwrap();
+    }
+    let plan = vec![vec![200_000; per as usize]; 2];
+    let v = violations(&plan, &received, end.as_ref());
+    assert!(v.is_empty(), "{v:#?}");
+}
