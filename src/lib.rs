@@ -71,6 +71,7 @@ pub mod fifo_cli;
 pub mod frame;
 pub mod harness;
 pub mod pipe;
+pub mod pitfalls;
 pub mod raw;
 pub mod sys;
 

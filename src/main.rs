@@ -1,1 +1,385 @@
-fn main() {}
+//! `ipc-harness`: run the property campaign over every transport and print
+//! what held (`check`), and talk through named pipes (`fifo`).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ipc_harness::fifo_cli::FifoCommand;
+use ipc_harness::harness::campaign::{CampaignConfig, CampaignResult, fresh_seed};
+use ipc_harness::harness::channel::Property;
+use ipc_harness::harness::registry::{self, Entry, Kind};
+
+#[derive(Parser)]
+#[command(
+    name = "ipc-harness",
+    version,
+    about = "Linux IPC whose message semantics are proven by property tests across forked processes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the property campaign over every transport and print what held.
+    #[command(after_help = "Examples:
+  ipc-harness check                          # every primitive and raw transport
+  ipc-harness check --include-pitfalls       # and show each pitfall being caught
+  ipc-harness check --primitive 'pipe()' --cases 500
+  ipc-harness check --seed 42                # replay the same scenarios
+  ipc-harness check --format json > check.json
+
+Exit status: 0 every promise held, 1 a promise was broken, 2 bad usage.")]
+    Check(CheckArgs),
+    /// Named pipes by path: the second seed's father (`listen`) and son (`send`).
+    #[command(subcommand)]
+    Fifo(FifoCommand),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Check only this transport (repeatable); see the table for names.
+    #[arg(long = "primitive", value_name = "NAME")]
+    primitives: Vec<String>,
+    /// Scenarios per transport.
+    #[arg(long, default_value_t = 64)]
+    cases: u32,
+    /// Random seed; the same seed replays the same scenarios.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop starting new scenarios for a transport after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    time_budget: Option<f64>,
+    /// At most this many producer and consumer processes each.
+    #[arg(long, value_name = "N")]
+    processes: Option<usize>,
+    /// Largest message in bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_size: Option<usize>,
+    /// Also run the deliberately broken pitfall variants (they must fail).
+    #[arg(long)]
+    include_pitfalls: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => check(args),
+        Command::Fifo(cmd) => match cmd.run(&mut std::io::stdout().lock(), std::io::stdin().lock())
+        {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ipc-harness: {}", error_chain(&e));
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+fn check(args: CheckArgs) -> ExitCode {
+    let mut entries = registry::all(args.include_pitfalls);
+    if !args.primitives.is_empty() {
+        let all_names: Vec<String> = registry::all(true).iter().map(|e| e.name.clone()).collect();
+        for wanted in &args.primitives {
+            if !all_names.contains(wanted) {
+                eprintln!(
+                    "ipc-harness: no transport named {wanted:?}; known: {}",
+                    all_names.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+        }
+        entries = registry::all(true)
+            .into_iter()
+            .filter(|e| args.primitives.contains(&e.name))
+            .collect();
+    }
+    let seed = args.seed.unwrap_or_else(fresh_seed);
+    let mut config = CampaignConfig::new(args.cases, seed);
+    config.time_budget = args.time_budget.map(Duration::from_secs_f64);
+    config.max_processes = args.processes;
+    config.max_size = args.max_size;
+
+    let progress = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    let mut results: Vec<(Entry, CampaignResult)> = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        if progress {
+            eprint!(
+                "\r\x1b[2K[{}/{}] checking {} ...",
+                i + 1,
+                results.len() + 1,
+                entry.name
+            );
+        } else if args.format == Format::Text {
+            eprintln!("checking {} ...", entry.name);
+        }
+        let result = entry.campaign(&config);
+        results.push((entry, result));
+    }
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    let broken = results
+        .iter()
+        .any(|(e, r)| matches!(e.kind, Kind::Primitive | Kind::Raw) && !r.promises_held());
+    let missed: Vec<&str> = results
+        .iter()
+        .filter(|(e, r)| matches!(e.kind, Kind::Pitfall(_)) && r.promises_held())
+        .map(|(e, _)| e.name.as_str())
+        .collect();
+    let out = &mut std::io::stdout().lock();
+    let written = match args.format {
+        Format::Text => print_text(out, &results, &config, start.elapsed(), &args),
+        Format::Json => print_json(out, &results, &config, start.elapsed()),
+    };
+    if let Err(e) = written {
+        eprintln!("ipc-harness: writing the report: {e}");
+        return ExitCode::FAILURE;
+    }
+    if broken || !missed.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn replay_command(name: &str, config: &CampaignConfig) -> String {
+    format!(
+        "ipc-harness check --primitive '{name}' --seed {} --cases {}",
+        config.seed, config.cases
+    )
+}
+
+fn print_text(
+    out: &mut impl Write,
+    results: &[(Entry, CampaignResult)],
+    config: &CampaignConfig,
+    elapsed: Duration,
+    args: &CheckArgs,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "ipc-harness check: {} scenarios per transport (random producers x consumers x message sizes), seed {}",
+        config.cases, config.seed
+    )?;
+    writeln!(out)?;
+    let name_w = results
+        .iter()
+        .map(|(e, _)| e.name.len())
+        .max()
+        .unwrap_or(10)
+        .max(9);
+    let col_w = 20;
+    write!(out, "{:name_w$}", "transport")?;
+    for p in Property::ALL {
+        write!(out, "  {:col_w$}", p.title())?;
+    }
+    writeln!(out, "  {:>5}  {:>7}", "runs", "time")?;
+    let mut notes = Vec::new();
+    for (entry, result) in results {
+        write!(out, "{:name_w$}", entry.name)?;
+        for p in Property::ALL {
+            let cell = short_cell(result, p);
+            write!(out, "  {cell:col_w$}")?;
+            let full = result.cell(p);
+            if full != "pass" && full != "not promised" {
+                if let Some(example) = result.tally.get(&p).and_then(|t| t.example.as_ref()) {
+                    notes.push(format!("{} / {p}: {full}\n    e.g. {example}", entry.name));
+                }
+            }
+        }
+        writeln!(
+            out,
+            "  {:>5}  {:>6.1}s",
+            result.runs,
+            result.elapsed.as_secs_f64()
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "pass = held in every run; FAIL = a promised property broke; n/p = not promised (!: broken anyway, as the kernel allows)."
+    )?;
+    if !notes.is_empty() {
+        writeln!(out, "\nWhat broke:")?;
+        for n in &notes {
+            writeln!(out, "  {n}")?;
+        }
+    }
+    for (entry, result) in results {
+        match (&entry.kind, &result.failure) {
+            (Kind::Primitive | Kind::Raw, Some((scenario, report))) => {
+                writeln!(
+                    out,
+                    "\nPROMISE BROKEN by {}: minimal scenario\n  {scenario}",
+                    entry.name
+                )?;
+                writeln!(out, "{report}")?;
+                writeln!(out, "replay: {}", replay_command(&entry.name, config))?;
+            }
+            (Kind::Pitfall(p), Some(_)) => {
+                writeln!(
+                    out,
+                    "\ncaught pitfall {} after {} run(s): {}",
+                    p.name(),
+                    result.runs_to_failure.unwrap_or(result.runs),
+                    p.summary()
+                )?;
+            }
+            (Kind::Pitfall(p), None) => {
+                writeln!(
+                    out,
+                    "\nMISSED pitfall {}: the harness did not catch it in {} runs",
+                    p.name(),
+                    result.runs
+                )?;
+            }
+            _ => {}
+        }
+    }
+    let primitives = results
+        .iter()
+        .filter(|(e, _)| e.kind == Kind::Primitive)
+        .count();
+    let ok = results
+        .iter()
+        .filter(|(e, _)| !matches!(e.kind, Kind::Pitfall(_)))
+        .all(|(_, r)| r.promises_held());
+    writeln!(out)?;
+    if ok {
+        writeln!(
+            out,
+            "verdict: every promise held ({primitives} primitive(s), {} transports, {:.1}s).{}",
+            results.len(),
+            elapsed.as_secs_f64(),
+            if args.include_pitfalls {
+                ""
+            } else {
+                " Add --include-pitfalls to see the harness catch each naive variant."
+            }
+        )?;
+    } else {
+        writeln!(
+            out,
+            "verdict: a promise was BROKEN (see above); {:.1}s",
+            elapsed.as_secs_f64()
+        )?;
+    }
+    Ok(())
+}
+
+fn short_cell(result: &CampaignResult, p: Property) -> String {
+    let tally = result.tally.get(&p);
+    let first_kind = tally
+        .and_then(|t| t.kinds.keys().next().copied())
+        .unwrap_or("");
+    match (result.promises.promises(p), tally) {
+        (true, None) => "pass".into(),
+        (true, Some(_)) => format!("FAIL {first_kind}"),
+        (false, None) => "n/p".into(),
+        (false, Some(_)) => format!("n/p! {first_kind}"),
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn print_json(
+    out: &mut impl Write,
+    results: &[(Entry, CampaignResult)],
+    config: &CampaignConfig,
+    elapsed: Duration,
+) -> std::io::Result<()> {
+    let mut rows = Vec::new();
+    for (entry, r) in results {
+        let kind = match entry.kind {
+            Kind::Primitive => "primitive".to_string(),
+            Kind::Raw => "raw".to_string(),
+            Kind::Pitfall(p) => format!("pitfall:{}", p.name()),
+        };
+        let props: Vec<String> = Property::ALL
+            .iter()
+            .map(|&p| {
+                let t = r.tally.get(&p);
+                let kinds: Vec<String> = t
+                    .map(|t| t.kinds.keys().map(|k| json_str(k)).collect())
+                    .unwrap_or_default();
+                format!(
+                    "{}:{{\"promised\":{},\"status\":{},\"violated_runs\":{},\"kinds\":[{}],\"example\":{}}}",
+                    json_str(p.title()),
+                    r.promises.promises(p),
+                    json_str(&short_cell(r, p)),
+                    t.map_or(0, |t| t.violated_runs),
+                    kinds.join(","),
+                    t.and_then(|t| t.example.as_deref()).map_or("null".into(), json_str),
+                )
+            })
+            .collect();
+        let failure = match &r.failure {
+            None => "null".to_string(),
+            Some((scenario, report)) => format!(
+                "{{\"scenario\":{},\"report\":{},\"replay\":{}}}",
+                json_str(&scenario.to_string()),
+                json_str(report),
+                json_str(&replay_command(&entry.name, config))
+            ),
+        };
+        rows.push(format!(
+            "{{\"transport\":{},\"kind\":{},\"runs\":{},\"elapsed_ms\":{},\"promises_held\":{},\"properties\":{{{}}},\"failure\":{}}}",
+            json_str(&entry.name),
+            json_str(&kind),
+            r.runs,
+            r.elapsed.as_millis(),
+            r.promises_held(),
+            props.join(","),
+            failure
+        ));
+    }
+    writeln!(
+        out,
+        "{{\"seed\":{},\"cases\":{},\"elapsed_ms\":{},\"results\":[{}]}}",
+        config.seed,
+        config.cases,
+        elapsed.as_millis(),
+        rows.join(",")
+    )
+}

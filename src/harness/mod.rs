@@ -4,9 +4,16 @@
 //! ([`sizes`]), and make messages that prove their own identity and
 //! integrity ([`payload`]).
 
+pub mod campaign;
+pub mod channel;
+pub mod check;
 pub mod fork;
 pub mod payload;
+pub mod registry;
+pub mod scenario;
 pub mod sizes;
+pub mod trace;
+pub mod transports;
 
 use proptest::test_runner::{Config, FileFailurePersistence};
 

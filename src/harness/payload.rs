@@ -135,6 +135,38 @@ pub fn verify(bytes: &[u8]) -> Verdict {
     }
 }
 
+/// True if `bytes` are exactly the bytes of message `id` (of `len` bytes)
+/// starting at `offset`: the rest of a message cut by an earlier read.
+pub fn matches_at(id: MsgId, len: usize, offset: usize, bytes: &[u8]) -> bool {
+    if offset + bytes.len() > len {
+        return false;
+    }
+    if len < ID_LEN {
+        let key = small_key(len);
+        return bytes
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == ((offset + i) % 251) as u8 ^ key);
+    }
+    let mut head = make(id, ID_LEN);
+    head[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+    let key = key(id.producer, id.seq);
+    bytes.iter().enumerate().all(|(i, &b)| {
+        let at = offset + i;
+        if at < ID_LEN {
+            b == head[at]
+        } else {
+            b == (at % 251) as u8 ^ key
+        }
+    })
+}
+
+/// True if `bytes` are the first bytes of a longer message too short to
+/// carry an id.
+pub fn is_small_prefix(bytes: &[u8]) -> bool {
+    (bytes.len() + 1..ID_LEN).any(|len| content_ok(bytes, 0, small_key(len)))
+}
+
 fn content_ok(bytes: &[u8], start: usize, key: u8) -> bool {
     bytes
         .iter()
@@ -188,6 +220,25 @@ mod tests {
             matches!(verify(&m[5..]), Verdict::Corrupt { .. }),
             "a suffix is no message"
         );
+    }
+
+    #[test]
+    fn matches_at_agrees_with_make() {
+        for len in [0, 5, 15, 16, 17, 300] {
+            let m = make(A, len);
+            for offset in 0..len {
+                for end in offset..=len {
+                    assert!(
+                        matches_at(A, len, offset, &m[offset..end]),
+                        "{len} {offset} {end}"
+                    );
+                }
+                let mut wrong = m[offset..].to_vec();
+                wrong[0] ^= 1;
+                assert!(!matches_at(A, len, offset, &wrong));
+            }
+            assert!(!matches_at(A, len, len, &[0]), "past the end");
+        }
     }
 
     #[test]

@@ -1,0 +1,606 @@
+//! The oracle: from the processes' [`Traces`] alone, the list of every
+//! [`Violation`] of the semantics contract.
+//!
+//! Each receive is taken apart into the messages it holds
+//! ([`payload::verify`]): a receive holding two messages is `Merged`, one
+//! holding part of a message is `Split` (and the consumer's next receive
+//! is checked for the rest of it, so a byte stream that splits a message
+//! still delivers it once), bytes that are no message are `Corrupted`.
+//! Then every message whose send returned `Ok` must have been received
+//! exactly once, and each consumer must have seen each producer's messages
+//! in the order they were sent. Messages too short to carry an id are
+//! checked as a multiset of lengths.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use super::channel::Property;
+use super::payload::{self, ID_LEN, MsgId, Verdict};
+use super::scenario::Scenario;
+use super::trace::{Failure, StreamEnd, Traces};
+
+/// Which message a violation is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MsgRef {
+    /// A message that carries its id.
+    Id(MsgId),
+    /// A message shorter than [`ID_LEN`], known only by its length.
+    Small {
+        /// Its length.
+        len: usize,
+    },
+}
+
+impl fmt::Display for MsgRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MsgRef::Id(id) => write!(f, "{id}"),
+            MsgRef::Small { len } => write!(f, "a {len}-byte message"),
+        }
+    }
+}
+
+/// One breach of the contract, with the messages and processes involved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// A message whose send returned `Ok` never arrived.
+    Lost {
+        /// The message.
+        msg: MsgRef,
+        /// Its length.
+        len: usize,
+    },
+    /// A message arrived more than once.
+    Duplicated {
+        /// The message.
+        msg: MsgRef,
+        /// How many times it arrived.
+        times: usize,
+    },
+    /// A consumer saw a producer's message `later` before its `earlier` one.
+    Reordered {
+        /// The consumer.
+        consumer: u16,
+        /// The message that came first although it was sent later.
+        first: MsgId,
+        /// The message sent earlier that came after it.
+        then: MsgId,
+    },
+    /// One receive returned two or more messages glued together.
+    Merged {
+        /// The consumer.
+        consumer: u16,
+        /// Which of its receives (from 0).
+        receive: usize,
+        /// The parts, in words, e.g. `p0#1 (20 bytes)`.
+        parts: Vec<String>,
+    },
+    /// One receive returned part of a message.
+    Split {
+        /// The consumer.
+        consumer: u16,
+        /// Which of its receives.
+        receive: usize,
+        /// The message cut.
+        msg: MsgRef,
+        /// Bytes of it in this receive.
+        got: usize,
+        /// Its whole length.
+        len: usize,
+    },
+    /// A receive held bytes that are not (part of) any message sent.
+    Corrupted {
+        /// The consumer.
+        consumer: u16,
+        /// Which of its receives.
+        receive: usize,
+        /// What was wrong.
+        why: String,
+    },
+    /// A process was still waiting at the deadline.
+    Hang {
+        /// E.g. `consumer 0`.
+        process: String,
+        /// What it was doing, and what it was blocked in if known.
+        phase: String,
+    },
+    /// A process crashed, panicked or exited badly.
+    ChildFailed {
+        /// E.g. `producer 1`.
+        process: String,
+        /// How it ended.
+        outcome: String,
+    },
+    /// An operation failed with an error the contract does not allow.
+    UnexpectedError {
+        /// E.g. `producer 1`.
+        process: String,
+        /// E.g. `send #3`.
+        operation: String,
+        /// The error.
+        error: String,
+    },
+}
+
+impl Violation {
+    /// The property this violation breaks.
+    pub fn property(&self) -> Property {
+        match self {
+            Violation::Lost { .. } | Violation::Duplicated { .. } => Property::ExactlyOnce,
+            Violation::Reordered { .. } => Property::Order,
+            Violation::Merged { .. } | Violation::Split { .. } => Property::Boundaries,
+            Violation::Corrupted { .. } => Property::Integrity,
+            Violation::Hang { .. }
+            | Violation::ChildFailed { .. }
+            | Violation::UnexpectedError { .. } => Property::Liveness,
+        }
+    }
+
+    /// The violation's kind as a word: `Lost`, `Merged`, ...
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Violation::Lost { .. } => "Lost",
+            Violation::Duplicated { .. } => "Duplicated",
+            Violation::Reordered { .. } => "Reordered",
+            Violation::Merged { .. } => "Merged",
+            Violation::Split { .. } => "Split",
+            Violation::Corrupted { .. } => "Corrupted",
+            Violation::Hang { .. } => "Hang",
+            Violation::ChildFailed { .. } => "ChildFailed",
+            Violation::UnexpectedError { .. } => "UnexpectedError",
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Lost { msg, len } => {
+                write!(
+                    f,
+                    "Lost: {msg} ({len} bytes) was sent successfully but never received"
+                )
+            }
+            Violation::Duplicated { msg, times } => {
+                write!(f, "Duplicated: {msg} was received {times} times")
+            }
+            Violation::Reordered {
+                consumer,
+                first,
+                then,
+            } => write!(
+                f,
+                "Reordered: consumer {consumer} received {first} before {then}, but producer {} sent {then} first",
+                first.producer
+            ),
+            Violation::Merged {
+                consumer,
+                receive,
+                parts,
+            } => write!(
+                f,
+                "Merged: consumer {consumer}'s receive #{receive} returned {} messages glued together: {}",
+                parts.len(),
+                parts.join(" + ")
+            ),
+            Violation::Split {
+                consumer,
+                receive,
+                msg,
+                got,
+                len,
+            } => write!(
+                f,
+                "Split: consumer {consumer}'s receive #{receive} returned only {got} of the {len} bytes of {msg}"
+            ),
+            Violation::Corrupted {
+                consumer,
+                receive,
+                why,
+            } => write!(
+                f,
+                "Corrupted: consumer {consumer}'s receive #{receive}: {why}"
+            ),
+            Violation::Hang { process, phase } => write!(f, "Hang: {process} {phase}"),
+            Violation::ChildFailed { process, outcome } => {
+                write!(f, "ChildFailed: {process} {outcome}")
+            }
+            Violation::UnexpectedError {
+                process,
+                operation,
+                error,
+            } => write!(f, "UnexpectedError: {process}: {operation} failed: {error}"),
+        }
+    }
+}
+
+/// A piece of a receive, once taken apart.
+enum Piece {
+    /// A whole message.
+    Whole(MsgRef, usize),
+    /// The start of a message of `len` bytes: `got` of them.
+    Prefix(MsgId, usize, usize),
+    /// The continuation of a message split by an earlier receive.
+    Rest(MsgId, usize),
+    /// The first bytes of a message, too few to tell which.
+    Carried(usize),
+    /// Bytes that are no message.
+    Garbage(String),
+}
+
+impl Piece {
+    fn describe(&self) -> String {
+        match self {
+            Piece::Whole(m, len) => format!("{m} ({len} bytes)"),
+            Piece::Prefix(id, got, len) => format!("the first {got} of {len} bytes of {id}"),
+            Piece::Rest(id, got) => format!("the last {got} bytes of {id}"),
+            Piece::Carried(n) => format!("the first {n} bytes of a message"),
+            Piece::Garbage(why) => format!("garbage ({why})"),
+        }
+    }
+}
+
+/// A message split across receives, waiting for its rest.
+struct Pending {
+    id: MsgId,
+    len: usize,
+    got: usize,
+}
+
+/// Finds the longest short message at the start of `bytes` after which the
+/// rest is empty or starts a message with an id.
+fn small_prefix(bytes: &[u8]) -> Option<usize> {
+    let max = bytes.len().min(ID_LEN - 1);
+    let fits = |n: usize| payload::verify(&bytes[..n]) == Verdict::Small(n);
+    let clean = (1..=max)
+        .rev()
+        .find(|&n| fits(n) && (n == bytes.len() || bytes[n..].starts_with(b"ih")));
+    clean.or_else(|| (1..=max).rev().find(|&n| fits(n)))
+}
+
+/// Takes one receive apart, continuing `pending` if there is one. A tail
+/// too short to identify (the start of a message's id) is left in `carry`
+/// and reported as [`Piece::Carried`]; the caller glues it to the front of
+/// the next receive.
+fn take_apart(bytes: &[u8], pending: &mut Option<Pending>, carry: &mut Vec<u8>) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut pos = 0;
+    if let Some(p) = pending.take() {
+        let k = (p.len - p.got).min(bytes.len());
+        if payload::matches_at(p.id, p.len, p.got, &bytes[..k]) {
+            pieces.push(Piece::Rest(p.id, k));
+            pos = k;
+            if p.got + k < p.len {
+                *pending = Some(Pending {
+                    got: p.got + k,
+                    ..p
+                });
+            }
+        }
+        // A mismatch: the rest went elsewhere (or never came); the message
+        // stays incomplete, and the bytes here are judged on their own.
+    }
+    if bytes.is_empty() {
+        pieces.push(Piece::Whole(MsgRef::Small { len: 0 }, 0));
+    }
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        if !rest.starts_with(b"ih") || rest.len() < ID_LEN {
+            if let Some(n) = small_prefix(rest) {
+                pieces.push(Piece::Whole(MsgRef::Small { len: n }, n));
+                pos += n;
+                continue;
+            }
+            if rest.len() < ID_LEN
+                && (b"ih"[..rest.len().min(2)] == rest[..rest.len().min(2)]
+                    || payload::is_small_prefix(rest))
+            {
+                // The start of a message whose id is not all here yet.
+                carry.extend_from_slice(rest);
+                pieces.push(Piece::Carried(rest.len()));
+            } else {
+                pieces.push(Piece::Garbage(format!(
+                    "{} bytes that are not the start of any message",
+                    rest.len()
+                )));
+            }
+            break;
+        }
+        match payload::verify(rest) {
+            Verdict::Whole(id) => {
+                pieces.push(Piece::Whole(MsgRef::Id(id), rest.len()));
+                pos = bytes.len();
+            }
+            Verdict::Merged { id, extra } => {
+                let len = rest.len() - extra;
+                pieces.push(Piece::Whole(MsgRef::Id(id), len));
+                pos += len;
+            }
+            Verdict::Split { id, got, len } => {
+                pieces.push(Piece::Prefix(id, got, len));
+                *pending = Some(Pending { id, len, got });
+                pos = bytes.len();
+            }
+            Verdict::Small(_) => unreachable!("a message starting with an id is not short"),
+            Verdict::Corrupt { why } => {
+                pieces.push(Piece::Garbage(why));
+                break;
+            }
+        }
+    }
+    pieces
+}
+
+/// Judges one run: every violation of the contract in `traces`, for the
+/// messages `scenario` planned.
+pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
+    let mut violations = Vec::new();
+
+    // What was sent: ids and small lengths whose send returned Ok.
+    let mut sent: BTreeMap<MsgId, usize> = BTreeMap::new();
+    let mut maybe_sent: BTreeMap<MsgId, usize> = BTreeMap::new();
+    let mut small_sent: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut small_maybe: BTreeMap<usize, usize> = BTreeMap::new();
+    for (p, result) in traces.producers.iter().enumerate() {
+        let process = format!("producer {p}");
+        match result {
+            Ok(trace) => {
+                for s in &trace.sends {
+                    let id = MsgId {
+                        producer: p as u16,
+                        seq: s.seq,
+                    };
+                    match &s.error {
+                        None if s.len < ID_LEN => *small_sent.entry(s.len).or_default() += 1,
+                        None => {
+                            sent.insert(id, s.len);
+                        }
+                        Some(error) => {
+                            violations.push(Violation::UnexpectedError {
+                                process: process.clone(),
+                                operation: format!("send #{} ({} bytes)", s.seq, s.len),
+                                error: error.clone(),
+                            });
+                            if s.len < ID_LEN {
+                                *small_maybe.entry(s.len).or_default() += 1;
+                            } else {
+                                maybe_sent.insert(id, s.len);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(failure) => {
+                violations.push(process_failure(&process, "while sending", failure));
+                // We cannot know which of its sends happened: any may arrive.
+                for (seq, &len) in scenario.producer_sizes(p).iter().enumerate() {
+                    let id = MsgId {
+                        producer: p as u16,
+                        seq: seq as u32,
+                    };
+                    if len < ID_LEN {
+                        *small_maybe.entry(len).or_default() += 1;
+                    } else {
+                        maybe_sent.insert(id, len);
+                    }
+                }
+            }
+        }
+    }
+
+    // What arrived.
+    let mut received: HashMap<MsgId, usize> = HashMap::new();
+    let mut small_received: BTreeMap<usize, usize> = BTreeMap::new();
+    for (c, result) in traces.consumers.iter().enumerate() {
+        let consumer = c as u16;
+        let process = format!("consumer {c}");
+        let trace = match result {
+            Ok(t) => t,
+            Err(failure) => {
+                violations.push(process_failure(&process, "while receiving", failure));
+                continue;
+            }
+        };
+        // (seq, order key) of each delivered message, per producer.
+        let mut order: BTreeMap<u16, Vec<MsgId>> = BTreeMap::new();
+        let mut pending: Option<Pending> = None;
+        // The unidentified start of a message, and the receive it came in.
+        let mut carry: Vec<u8> = Vec::new();
+        let mut carried_in = 0;
+        for (r, bytes) in trace.receives.iter().enumerate() {
+            let carried = std::mem::take(&mut carry);
+            let joined;
+            let whole: &[u8] = if carried.is_empty() {
+                bytes
+            } else {
+                joined = [carried.as_slice(), bytes].concat();
+                &joined
+            };
+            let mut pieces = take_apart(whole, &mut pending, &mut carry);
+            if !carried.is_empty() {
+                // The first piece began in an earlier receive: that one was
+                // split, and this piece is the rest of the message.
+                match pieces.first() {
+                    Some(&Piece::Whole(MsgRef::Id(id), len)) => {
+                        violations.push(Violation::Split {
+                            consumer,
+                            receive: carried_in,
+                            msg: MsgRef::Id(id),
+                            got: carried.len(),
+                            len,
+                        });
+                        order.entry(id.producer).or_default().push(id);
+                        *received.entry(id).or_default() += 1;
+                        pieces[0] = Piece::Rest(id, len - carried.len());
+                    }
+                    Some(&Piece::Prefix(id, got, len)) => {
+                        violations.push(Violation::Split {
+                            consumer,
+                            receive: carried_in,
+                            msg: MsgRef::Id(id),
+                            got: carried.len(),
+                            len,
+                        });
+                        order.entry(id.producer).or_default().push(id);
+                        pieces[0] = Piece::Rest(id, got - carried.len());
+                    }
+                    Some(&Piece::Whole(msg @ MsgRef::Small { len }, _)) if len > carried.len() => {
+                        violations.push(Violation::Split {
+                            consumer,
+                            receive: carried_in,
+                            msg,
+                            got: carried.len(),
+                            len,
+                        });
+                    }
+                    _ => violations.push(Violation::Corrupted {
+                        consumer,
+                        receive: carried_in,
+                        why: format!("{} bytes that never became a message", carried.len()),
+                    }),
+                }
+            }
+            if !carry.is_empty() {
+                carried_in = r;
+            }
+            if pieces.len() > 1 {
+                violations.push(Violation::Merged {
+                    consumer,
+                    receive: r,
+                    parts: pieces.iter().map(Piece::describe).collect(),
+                });
+            }
+            for (i, piece) in pieces.iter().enumerate() {
+                match *piece {
+                    Piece::Whole(MsgRef::Id(id), _) => {
+                        *received.entry(id).or_default() += 1;
+                        order.entry(id.producer).or_default().push(id);
+                        if !sent.contains_key(&id) && !maybe_sent.contains_key(&id) {
+                            violations.push(Violation::Corrupted {
+                                consumer,
+                                receive: r,
+                                why: format!("{id} was never sent"),
+                            });
+                        }
+                    }
+                    Piece::Whole(MsgRef::Small { len }, _) => {
+                        *small_received.entry(len).or_default() += 1
+                    }
+                    Piece::Prefix(id, got, len) => {
+                        violations.push(Violation::Split {
+                            consumer,
+                            receive: r,
+                            msg: MsgRef::Id(id),
+                            got,
+                            len,
+                        });
+                        // Counted as delivered in order once its rest comes.
+                        order.entry(id.producer).or_default().push(id);
+                    }
+                    Piece::Rest(id, _) => {
+                        let complete = pending.as_ref().is_none_or(|p| p.id != id);
+                        // A rest glued to a carried start was counted above.
+                        let counted_already = i == 0 && !carried.is_empty();
+                        if complete && !counted_already {
+                            *received.entry(id).or_default() += 1;
+                        }
+                    }
+                    // Judged with the next receive.
+                    Piece::Carried(_) => {}
+                    Piece::Garbage(ref why) => violations.push(Violation::Corrupted {
+                        consumer,
+                        receive: r,
+                        why: why.clone(),
+                    }),
+                }
+            }
+        }
+        if !carry.is_empty() {
+            violations.push(Violation::Corrupted {
+                consumer,
+                receive: carried_in,
+                why: format!("the stream ended {} bytes into a message", carry.len()),
+            });
+        }
+        for (_, ids) in order {
+            if let Some(w) = ids.windows(2).find(|w| w[1].seq < w[0].seq) {
+                violations.push(Violation::Reordered {
+                    consumer,
+                    first: w[0],
+                    then: w[1],
+                });
+            }
+        }
+        match &trace.end {
+            StreamEnd::Closed => {}
+            StreamEnd::Timeout => violations.push(Violation::Hang {
+                process,
+                phase: "was still waiting for a message or the end of stream at the deadline"
+                    .into(),
+            }),
+            StreamEnd::Error(e) => violations.push(Violation::UnexpectedError {
+                process,
+                operation: "receive".into(),
+                error: e.clone(),
+            }),
+        }
+    }
+
+    // Exactly once.
+    for (&id, &len) in &sent {
+        match received.get(&id).copied().unwrap_or(0) {
+            0 => violations.push(Violation::Lost {
+                msg: MsgRef::Id(id),
+                len,
+            }),
+            1 => {}
+            times => violations.push(Violation::Duplicated {
+                msg: MsgRef::Id(id),
+                times,
+            }),
+        }
+    }
+    for (&id, &times) in &received {
+        if times > 1 && !sent.contains_key(&id) && maybe_sent.contains_key(&id) {
+            violations.push(Violation::Duplicated {
+                msg: MsgRef::Id(id),
+                times,
+            });
+        }
+    }
+    let lens: std::collections::BTreeSet<usize> = small_sent
+        .keys()
+        .chain(small_received.keys())
+        .copied()
+        .collect();
+    for len in lens {
+        let s = small_sent.get(&len).copied().unwrap_or(0);
+        let m = small_maybe.get(&len).copied().unwrap_or(0);
+        let r = small_received.get(&len).copied().unwrap_or(0);
+        let msg = MsgRef::Small { len };
+        if r < s {
+            for _ in r..s {
+                violations.push(Violation::Lost { msg, len });
+            }
+        } else if r > s + m {
+            violations.push(Violation::Duplicated { msg, times: r - m });
+        }
+    }
+    violations
+}
+
+fn process_failure(process: &str, phase: &str, failure: &Failure) -> Violation {
+    match failure {
+        Failure::Hung(blocked) => Violation::Hang {
+            process: process.to_string(),
+            phase: match blocked {
+                Some(b) => format!("hung {phase}, blocked in {b}, and was killed at the deadline"),
+                None => format!("hung {phase} and was killed at the deadline"),
+            },
+        },
+        Failure::Crashed(outcome) => Violation::ChildFailed {
+            process: process.to_string(),
+            outcome: format!("{outcome} {phase}"),
+        },
+    }
+}

@@ -1,0 +1,101 @@
+//! Every transport the harness knows, by name: the crate's primitives, the
+//! raw kernel transports, and the pitfall variants. The `check` command and
+//! the generic property suite both read this list, so adding a primitive
+//! here adds it to both.
+
+use std::time::Duration;
+
+use super::campaign::{CampaignConfig, CampaignResult, campaign};
+use super::channel::{Channel, Promises};
+use super::transports::{DuplexChannel, FifoChannel, PipeChannel, RawChannel};
+use crate::pitfalls::{Pitfall, PitfallChannel};
+
+/// What sort of transport an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One of the crate's primitives: it must keep every promise.
+    Primitive,
+    /// A raw kernel transport used the naive way: the lesson rows.
+    Raw,
+    /// A deliberately broken variant: the harness must catch it.
+    Pitfall(Pitfall),
+}
+
+/// One checkable transport.
+pub struct Entry {
+    /// Its name, as `--primitive` takes it.
+    pub name: String,
+    /// What sort it is.
+    pub kind: Kind,
+    /// What it promises.
+    pub promises: Promises,
+    campaign: Box<dyn Fn(&CampaignConfig) -> CampaignResult>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+impl Entry {
+    fn new<C: Channel + 'static>(kind: Kind, channel: C) -> Entry {
+        Entry {
+            name: channel.name(),
+            kind,
+            promises: channel.promises(),
+            campaign: Box::new(move |config| campaign(&channel, config)),
+        }
+    }
+
+    /// Runs a campaign on this entry's transport.
+    pub fn campaign(&self, config: &CampaignConfig) -> CampaignResult {
+        let mut config = config.clone();
+        if self.kind == Kind::Pitfall(Pitfall::EofNeverComes) {
+            // Every run of this one waits for its deadline: keep it short,
+            // and do not shrink (every scenario fails the same way).
+            config.run.deadline = config.run.deadline.min(Duration::from_secs(1));
+            config.shrink = false;
+        }
+        (self.campaign)(&config)
+    }
+}
+
+/// The crate's primitives.
+pub fn primitives() -> Vec<Entry> {
+    vec![
+        Entry::new(Kind::Primitive, PipeChannel),
+        Entry::new(Kind::Primitive, DuplexChannel { reversed: false }),
+        Entry::new(Kind::Primitive, DuplexChannel { reversed: true }),
+        Entry::new(Kind::Primitive, FifoChannel),
+    ]
+}
+
+/// The raw kernel transports.
+pub fn raw() -> Vec<Entry> {
+    RawChannel::ALL
+        .into_iter()
+        .map(|c| Entry::new(Kind::Raw, c))
+        .collect()
+}
+
+/// The pitfall variants.
+pub fn pitfalls() -> Vec<Entry> {
+    Pitfall::ALL
+        .into_iter()
+        .map(|p| Entry::new(Kind::Pitfall(p), PitfallChannel(p)))
+        .collect()
+}
+
+/// Primitives, then raw transports, then (if asked) pitfalls.
+pub fn all(include_pitfalls: bool) -> Vec<Entry> {
+    let mut v = primitives();
+    v.extend(raw());
+    if include_pitfalls {
+        v.extend(pitfalls());
+    }
+    v
+}

@@ -1,0 +1,325 @@
+//! [`Channel`] implementations: the crate's primitives, and the raw kernel
+//! transports that make the lesson (a pipe, a packet-mode pipe, and
+//! `SOCK_STREAM`, `SOCK_SEQPACKET`, `SOCK_DGRAM` socketpairs used the naive
+//! way: one `write` per message, one `read` per receive), each declaring
+//! honestly what it promises.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::channel::{Channel, Consumer, Ends, Producer, Promises};
+use crate::error::{Error, Result};
+use crate::fifo::{Fifo, FifoReader, FifoWriter, Wait};
+use crate::pipe::{Connection, Receiver, Sender};
+use crate::sys::{self, PIPE_BUF, Readiness, SocketKind, WriteKind};
+
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+impl Producer for Sender {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_bytes(msg)
+    }
+}
+
+impl Consumer for Receiver {
+    fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
+        self.recv_bytes_timeout(left(deadline))
+    }
+}
+
+impl Producer for Connection {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_bytes(msg)
+    }
+}
+
+impl Consumer for Connection {
+    fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
+        self.recv_bytes_timeout(left(deadline))
+    }
+}
+
+impl Producer for FifoWriter {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_bytes(msg)
+    }
+}
+
+impl Consumer for FifoReader {
+    fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
+        self.recv_bytes_timeout(left(deadline))
+    }
+}
+
+/// [`pipe()`](crate::pipe()): one producer, one consumer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PipeChannel;
+
+impl Channel for PipeChannel {
+    type Producer = Sender;
+    type Consumer = Receiver;
+
+    fn name(&self) -> String {
+        "pipe()".into()
+    }
+
+    fn promises(&self) -> Promises {
+        Promises::MESSAGES.single_producer().single_consumer()
+    }
+
+    fn open(&self, _producers: usize, _consumers: usize) -> Result<Ends<Sender, Receiver>> {
+        let (tx, rx) = crate::pipe()?;
+        Ok(Ends {
+            producers: vec![tx],
+            consumers: vec![rx],
+        })
+    }
+}
+
+/// One direction of [`duplex()`](crate::duplex()).
+#[derive(Debug, Clone, Copy)]
+pub struct DuplexChannel {
+    /// Send on the second end and receive on the first, instead of the
+    /// other way round.
+    pub reversed: bool,
+}
+
+impl Channel for DuplexChannel {
+    type Producer = Connection;
+    type Consumer = Connection;
+
+    fn name(&self) -> String {
+        if self.reversed {
+            "duplex() b->a".into()
+        } else {
+            "duplex() a->b".into()
+        }
+    }
+
+    fn promises(&self) -> Promises {
+        Promises::MESSAGES.single_producer().single_consumer()
+    }
+
+    fn open(&self, _producers: usize, _consumers: usize) -> Result<Ends<Connection, Connection>> {
+        let (a, b) = crate::duplex()?;
+        let (tx, rx) = if self.reversed { (b, a) } else { (a, b) };
+        Ok(Ends {
+            producers: vec![tx],
+            consumers: vec![rx],
+        })
+    }
+}
+
+/// A fresh path for a FIFO in the temporary directory.
+pub(crate) fn temp_fifo_path(tag: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("ipc-harness-{tag}-{}-{n}.fifo", sys::getpid()))
+}
+
+/// [`Fifo`] in framed mode: many writers, each opening the path on its own,
+/// one reader.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FifoChannel;
+
+impl Channel for FifoChannel {
+    type Producer = FifoWriter;
+    type Consumer = FifoReader;
+
+    fn name(&self) -> String {
+        "Fifo (framed)".into()
+    }
+
+    fn promises(&self) -> Promises {
+        Promises::MESSAGES.single_consumer()
+    }
+
+    fn open(&self, producers: usize, _consumers: usize) -> Result<Ends<FifoWriter, FifoReader>> {
+        let fifo = Fifo::create(temp_fifo_path("check"))?;
+        // The reader first, so that writers can open without waiting.
+        let reader = FifoReader::open(fifo.path(), Wait::NonBlocking)?;
+        let writers = (0..producers)
+            .map(|_| FifoWriter::open(fifo.path(), Wait::NonBlocking))
+            .collect::<Result<Vec<_>>>()?;
+        // The open fds keep the FIFO alive; the name is no longer needed.
+        drop(fifo);
+        Ok(Ends {
+            producers: writers,
+            consumers: vec![reader],
+        })
+    }
+}
+
+/// A producer that writes each message with plain `write` calls (looping
+/// over short writes, as careful naive code does), without framing.
+#[derive(Debug)]
+pub struct RawWriter {
+    fd: OwnedFd,
+    kind: WriteKind,
+}
+
+impl RawWriter {
+    /// Wraps a pipe's or socket's fd.
+    pub fn new(fd: OwnedFd, kind: WriteKind) -> Self {
+        RawWriter { fd, kind }
+    }
+}
+
+impl Producer for RawWriter {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        if msg.is_empty() {
+            // One empty write: an empty datagram or packet on a socket,
+            // nothing at all on a pipe.
+            return sys::write(self.fd.as_fd(), msg)
+                .map(drop)
+                .map_err(crate::frame::write_error);
+        }
+        sys::write_all_vectored(self.fd.as_fd(), self.kind, &[msg])
+            .map_err(crate::frame::write_error)
+    }
+}
+
+/// A consumer that does one `read` of up to `buf` bytes per receive, as
+/// naive code does: `os.read(fd, 65536)`. A read of 0 bytes is taken as
+/// end of stream.
+#[derive(Debug)]
+pub struct RawReader {
+    fd: OwnedFd,
+    buf: usize,
+    /// For transports without end of stream: stop after this much silence.
+    idle_end: Option<Duration>,
+}
+
+impl RawReader {
+    /// Wraps a pipe's or socket's fd; each receive reads at most `buf` bytes.
+    pub fn new(fd: OwnedFd, buf: usize) -> Self {
+        RawReader {
+            fd,
+            buf,
+            idle_end: None,
+        }
+    }
+}
+
+impl Consumer for RawReader {
+    fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
+        let wait_until = match self.idle_end {
+            Some(idle) => deadline.min(Instant::now() + idle),
+            None => deadline,
+        };
+        match sys::wait_readable(self.fd.as_fd(), Some(wait_until))
+            .map_err(|e| Error::io("poll", e))?
+        {
+            Readiness::TimedOut if self.idle_end.is_some() && Instant::now() < deadline => {
+                return Err(Error::Closed);
+            }
+            Readiness::TimedOut => return Err(Error::Timeout),
+            Readiness::Ready => {}
+        }
+        let mut out = vec![0u8; self.buf];
+        let n = sys::read(self.fd.as_fd(), &mut out).map_err(|e| Error::io("read", e))?;
+        if n == 0 && self.idle_end.is_none() {
+            return Err(Error::Closed);
+        }
+        out.truncate(n);
+        Ok(out)
+    }
+}
+
+/// The raw kernel transports, used the naive way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawKind {
+    /// A pipe read with a 64 KiB buffer.
+    Pipe,
+    /// A packet-mode (`O_DIRECT`) pipe.
+    PacketPipe,
+    /// A `SOCK_STREAM` socketpair.
+    Stream,
+    /// A `SOCK_SEQPACKET` socketpair.
+    SeqPacket,
+    /// A `SOCK_DGRAM` socketpair.
+    Datagram,
+}
+
+/// A raw transport as a [`Channel`].
+#[derive(Debug, Clone, Copy)]
+pub struct RawChannel(pub RawKind);
+
+/// The read buffer of raw consumers.
+pub const RAW_READ: usize = 64 * 1024;
+/// The largest datagram or packet the socket transports are asked to carry.
+pub const SOCKET_MESSAGE_MAX: usize = 64 * 1024;
+
+impl RawChannel {
+    /// All of them, in table order.
+    pub const ALL: [RawChannel; 5] = [
+        RawChannel(RawKind::Pipe),
+        RawChannel(RawKind::PacketPipe),
+        RawChannel(RawKind::Stream),
+        RawChannel(RawKind::SeqPacket),
+        RawChannel(RawKind::Datagram),
+    ];
+}
+
+impl Channel for RawChannel {
+    type Producer = RawWriter;
+    type Consumer = RawReader;
+
+    fn name(&self) -> String {
+        match self.0 {
+            RawKind::Pipe => "raw pipe",
+            RawKind::PacketPipe => "packet pipe (<=4096 B, >=1 B)",
+            RawKind::Stream => "SOCK_STREAM pair",
+            RawKind::SeqPacket => "SOCK_SEQPACKET pair (>=1 B)",
+            RawKind::Datagram => "SOCK_DGRAM pair",
+        }
+        .into()
+    }
+
+    fn promises(&self) -> Promises {
+        let p = match self.0 {
+            RawKind::Pipe | RawKind::Stream => Promises::BYTE_STREAM,
+            // One packet per write up to PIPE_BUF (larger writes are cut);
+            // a 0-byte write sends nothing at all.
+            RawKind::PacketPipe => Promises::MESSAGES.max_message(PIPE_BUF).min_message(1),
+            // A 0-byte packet reads as 0, which a reader takes for the end.
+            RawKind::SeqPacket => Promises::MESSAGES
+                .max_message(SOCKET_MESSAGE_MAX)
+                .min_message(1),
+            RawKind::Datagram => Promises::MESSAGES.max_message(SOCKET_MESSAGE_MAX),
+        };
+        p.single_producer().single_consumer()
+    }
+
+    fn open(&self, _producers: usize, _consumers: usize) -> Result<Ends<RawWriter, RawReader>> {
+        let (read, write, kind) = match self.0 {
+            RawKind::Pipe | RawKind::PacketPipe => {
+                let (r, w) =
+                    sys::pipe(self.0 == RawKind::PacketPipe).map_err(|e| Error::io("pipe2", e))?;
+                (r, w, WriteKind::Pipe)
+            }
+            RawKind::Stream | RawKind::SeqPacket | RawKind::Datagram => {
+                let sk = match self.0 {
+                    RawKind::Stream => SocketKind::Stream,
+                    RawKind::SeqPacket => SocketKind::SeqPacket,
+                    _ => SocketKind::Datagram,
+                };
+                let (a, b) = sys::socketpair(sk).map_err(|e| Error::io("socketpair", e))?;
+                (b, a, WriteKind::Socket)
+            }
+        };
+        let mut reader = RawReader::new(read, RAW_READ);
+        if self.0 == RawKind::Datagram {
+            // Datagram sockets have no end of stream: stop after silence.
+            reader.idle_end = Some(Duration::from_millis(100));
+        }
+        Ok(Ends {
+            producers: vec![RawWriter::new(write, kind)],
+            consumers: vec![reader],
+        })
+    }
+}

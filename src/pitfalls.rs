@@ -1,0 +1,243 @@
+//! Deliberately broken transports, one per pitfall of the catalogue. Each
+//! *claims* the promises of a real message transport, so the harness must
+//! catch it breaking them; `tests/pitfalls.rs` proves it does, every time.
+//!
+//! | pitfall | naive code | what the oracle finds |
+//! |---|---|---|
+//! | [`Pitfall::Coalescing`] | one `read(fd, 65536)` per message | `Merged` |
+//! | [`Pitfall::SplitReads`] | one `read(fd, 32)` per message | `Split` |
+//! | [`Pitfall::InterleavedWrites`] | many writers framing > `PIPE_BUF` without a lock | `Corrupted` (torn frames) |
+//! | [`Pitfall::RacingReaders`] | many readers of one framed pipe without a lock | `Corrupted`, `Lost` |
+//! | [`Pitfall::IgnoredShortWrite`] | a non-blocking writer that drops `write`'s count | `Corrupted`, `Lost` |
+//! | [`Pitfall::EofNeverComes`] | a reader that kept its own copy of the write end | `Hang` |
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::frame::{self, LONG_HEADER_LEN};
+use crate::harness::channel::{Channel, Consumer, Ends, Producer, Promises};
+use crate::harness::transports::{RAW_READ, RawReader, RawWriter};
+use crate::pipe::{Receiver, Sender};
+use crate::sys::{self, WriteKind};
+
+/// The pitfalls of the catalogue that a transport can show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pitfall {
+    /// 1. Two writes read as one: `b"Spam 004Spam 000"`.
+    Coalescing,
+    /// 2. A fixed-size read cuts a long message: `os.read(fd, 32)`.
+    SplitReads,
+    /// 3. Two writers of frames over `PIPE_BUF` without a lock.
+    InterleavedWrites,
+    /// 4. Two readers of one stream without a lock split frames.
+    RacingReaders,
+    /// 5. A non-blocking write's short count is ignored.
+    IgnoredShortWrite,
+    /// 6. The reader kept its own copy of the write end: end of stream
+    ///    never comes.
+    EofNeverComes,
+}
+
+impl Pitfall {
+    /// Every pitfall, in catalogue order.
+    pub const ALL: [Pitfall; 6] = [
+        Pitfall::Coalescing,
+        Pitfall::SplitReads,
+        Pitfall::InterleavedWrites,
+        Pitfall::RacingReaders,
+        Pitfall::IgnoredShortWrite,
+        Pitfall::EofNeverComes,
+    ];
+
+    /// A short name, e.g. `coalescing`, for the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pitfall::Coalescing => "coalescing",
+            Pitfall::SplitReads => "split-reads",
+            Pitfall::InterleavedWrites => "interleaved-writes",
+            Pitfall::RacingReaders => "racing-readers",
+            Pitfall::IgnoredShortWrite => "ignored-short-write",
+            Pitfall::EofNeverComes => "eof-never-comes",
+        }
+    }
+
+    /// What the naive code does, in one line.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Pitfall::Coalescing => {
+                "unframed writes, one read(fd, 65536) per message: writes come back glued together"
+            }
+            Pitfall::SplitReads => {
+                "unframed writes, one read(fd, 32) per message: long messages come back in pieces"
+            }
+            Pitfall::InterleavedWrites => {
+                "several writers send frames over PIPE_BUF into one pipe without a lock: frames tear"
+            }
+            Pitfall::RacingReaders => {
+                "several readers take frames from one pipe without a lock: they steal each other's bytes"
+            }
+            Pitfall::IgnoredShortWrite => {
+                "a non-blocking writer ignores how much write() took: the rest of each frame is dropped"
+            }
+            Pitfall::EofNeverComes => {
+                "the reader keeps its own copy of the write end: it waits forever for an end of stream"
+            }
+        }
+    }
+
+    /// The violation kinds that show this pitfall; the harness must find
+    /// at least one of them.
+    pub fn shows_as(self) -> &'static [&'static str] {
+        match self {
+            Pitfall::Coalescing => &["Merged"],
+            Pitfall::SplitReads => &["Split"],
+            Pitfall::InterleavedWrites => &["Corrupted", "Merged", "Split", "UnexpectedError"],
+            Pitfall::RacingReaders => &["Corrupted", "Lost", "UnexpectedError"],
+            Pitfall::IgnoredShortWrite => &["Corrupted", "Lost", "UnexpectedError"],
+            Pitfall::EofNeverComes => &["Hang"],
+        }
+    }
+
+    /// Parses [`name`](Self::name).
+    pub fn from_name(name: &str) -> Option<Pitfall> {
+        Pitfall::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// A pitfall as a transport the harness can check.
+#[derive(Debug, Clone, Copy)]
+pub struct PitfallChannel(pub Pitfall);
+
+/// The producer end of a pitfall transport.
+#[derive(Debug)]
+pub enum PitfallProducer {
+    /// Unframed writes.
+    Raw(RawWriter),
+    /// Framed writes, correct on their own.
+    Framed(Sender),
+    /// Framed, written with one non-blocking `write` whose count is ignored.
+    ShortWriter(OwnedFd),
+}
+
+/// The consumer end of a pitfall transport.
+#[derive(Debug)]
+pub enum PitfallConsumer {
+    /// One `read` per receive, after `pause` of work between reads.
+    Raw(RawReader, Duration),
+    /// A framed reader.
+    Framed(Receiver),
+    /// A framed reader holding a copy of the write end.
+    HoldingWriteEnd(Receiver, OwnedFd),
+}
+
+impl Producer for PitfallProducer {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        match self {
+            PitfallProducer::Raw(w) => w.send(msg),
+            PitfallProducer::Framed(s) => s.send_bytes(msg),
+            PitfallProducer::ShortWriter(fd) => {
+                let mut header = [0u8; LONG_HEADER_LEN];
+                let n = frame::encode_header(msg.len() as u64, &mut header);
+                let mut whole = header[..n].to_vec();
+                whole.extend_from_slice(msg);
+                // The bug: whatever write() returns, carry on as if it all went.
+                let _ = sys::write(fd.as_fd(), &whole);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Consumer for PitfallConsumer {
+    fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
+        match self {
+            PitfallConsumer::Raw(r, pause) => {
+                // Work between reads, as real code does: writes pile up.
+                std::thread::sleep(*pause);
+                r.recv(deadline)
+            }
+            PitfallConsumer::Framed(r) | PitfallConsumer::HoldingWriteEnd(r, _) => {
+                r.recv_bytes_timeout(deadline.saturating_duration_since(Instant::now()))
+            }
+        }
+    }
+}
+
+impl Channel for PitfallChannel {
+    type Producer = PitfallProducer;
+    type Consumer = PitfallConsumer;
+
+    fn name(&self) -> String {
+        format!("pitfall: {}", self.0.name())
+    }
+
+    fn promises(&self) -> Promises {
+        // Each claims what the real primitive promises, for the shape the
+        // naive code is used in.
+        match self.0 {
+            Pitfall::Coalescing | Pitfall::SplitReads => {
+                Promises::MESSAGES.single_producer().single_consumer()
+            }
+            Pitfall::InterleavedWrites => Promises::MESSAGES.single_consumer(),
+            Pitfall::RacingReaders => Promises::MESSAGES.single_producer(),
+            Pitfall::IgnoredShortWrite | Pitfall::EofNeverComes => {
+                Promises::MESSAGES.single_producer().single_consumer()
+            }
+        }
+    }
+
+    fn open(
+        &self,
+        producers: usize,
+        consumers: usize,
+    ) -> Result<Ends<PitfallProducer, PitfallConsumer>> {
+        let (r, w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("dup", e));
+        let ends = match self.0 {
+            Pitfall::Coalescing | Pitfall::SplitReads => {
+                // The coalescing reader works a little between reads, so
+                // writes pile up in the pipe, as they do in real programs.
+                let (buf, pause) = if self.0 == Pitfall::Coalescing {
+                    (RAW_READ, Duration::from_millis(1))
+                } else {
+                    (32, Duration::ZERO)
+                };
+                Ends {
+                    producers: vec![PitfallProducer::Raw(RawWriter::new(w, WriteKind::Pipe))],
+                    consumers: vec![PitfallConsumer::Raw(RawReader::new(r, buf), pause)],
+                }
+            }
+            Pitfall::InterleavedWrites => Ends {
+                producers: (0..producers)
+                    .map(|_| Ok(PitfallProducer::Framed(Sender::from_fd(dup(&w)?))))
+                    .collect::<Result<_>>()?,
+                consumers: vec![PitfallConsumer::Framed(Receiver::from_fd(r))],
+            },
+            Pitfall::RacingReaders => Ends {
+                producers: vec![PitfallProducer::Framed(Sender::from_fd(w))],
+                consumers: (0..consumers)
+                    .map(|_| Ok(PitfallConsumer::Framed(Receiver::from_fd(dup(&r)?))))
+                    .collect::<Result<_>>()?,
+            },
+            Pitfall::IgnoredShortWrite => {
+                // A one-page pipe, so any frame over 4 KiB is a short write.
+                sys::set_pipe_capacity(w.as_fd(), 4096)
+                    .map_err(|e| Error::io("F_SETPIPE_SZ", e))?;
+                sys::set_nonblocking(w.as_fd(), true).map_err(|e| Error::io("O_NONBLOCK", e))?;
+                Ends {
+                    producers: vec![PitfallProducer::ShortWriter(w)],
+                    consumers: vec![PitfallConsumer::Framed(Receiver::from_fd(r))],
+                }
+            }
+            Pitfall::EofNeverComes => {
+                let kept = dup(&w)?;
+                Ends {
+                    producers: vec![PitfallProducer::Framed(Sender::from_fd(w))],
+                    consumers: vec![PitfallConsumer::HoldingWriteEnd(Receiver::from_fd(r), kept)],
+                }
+            }
+        };
+        Ok(ends)
+    }
+}
