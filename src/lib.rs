@@ -65,12 +65,16 @@ compile_error!(
     "ipc-harness supports Linux only: it relies on pipe2, F_SETPIPE_SZ, O_DIRECT pipes, pidfd_open and /proc."
 );
 
+#[cfg(feature = "serde")]
+pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod harness;
 pub mod pipe;
+pub mod queue;
 pub mod raw;
 pub mod sys;
 
 pub use error::{Error, Result};
 pub use pipe::{Connection, Receiver, Sender, duplex, pipe};
+pub use queue::Queue;
