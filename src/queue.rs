@@ -761,12 +761,17 @@ impl Inner {
             p.cur_seq.store(p.p_cur_seq.load(Relaxed), Release);
             p.phase.store(0, Release);
         }
+        // Mark the message abandoned before forgetting it, so a repairer that
+        // dies here leaves the repair for the next one to redo.
         let cur = p.cur_seq.load(Acquire);
         if cur != 0 {
-            p.abandoned_seq.store(cur, Release);
-            p.cur_seq.store(0, Release);
-            h.config.lost_by_producers.fetch_add(1, SeqCst);
+            p.abandoned_seq.store(cur, SeqCst);
+            if p.cur_seq.swap(0, SeqCst) != 0 {
+                h.config.lost_by_producers.fetch_add(1, SeqCst);
+            }
         }
+        // Only the producer lock holder sleeps on "not full".
+        h.not_full.waiters.store(0, SeqCst);
         Self::wake(&h.not_empty);
         Self::wake(&h.not_full);
     }
@@ -824,14 +829,19 @@ impl Inner {
             c.delivering.store(c.p_delivering.load(Relaxed), Release);
             c.phase.store(0, Release);
         }
+        // Each loss is counted once even if a repairer dies mid-repair: the
+        // swaps clear the evidence before the count goes up.
         if c.cur_seq.load(Acquire) != 0 {
             if c.discard.swap(1, SeqCst) == 0 {
                 h.config.lost_by_consumers.fetch_add(1, SeqCst);
             }
-        } else if c.delivering.load(Acquire) != 0 {
+        } else if c.delivering.swap(0, SeqCst) != 0 {
             h.config.lost_by_consumers.fetch_add(1, SeqCst);
         }
         c.delivering.store(0, Release);
+        // Only the consumer lock holder sleeps on "not empty": the dead one
+        // may have left its waiter count behind.
+        h.not_empty.waiters.store(0, SeqCst);
         Self::wake(&h.not_full);
     }
 

@@ -619,7 +619,14 @@ fn producer_cases() -> Vec<(KillPoint, u32, u32, bool, u64)> {
     ]
 }
 
-fn run_producer_kill(point: KillPoint, nth: u32, in_hand: u32, arrives: bool, lost: u64) {
+fn run_producer_kill(
+    point: KillPoint,
+    nth: u32,
+    in_hand: u32,
+    arrives: bool,
+    lost: u64,
+    with_survivor: bool,
+) {
     let _g = fork::serial();
     let q = Queue::builder().ring_bytes(KILL_RING).build().unwrap();
     let consumers: Vec<_> = (0..2)
@@ -650,7 +657,10 @@ fn run_producer_kill(point: KillPoint, nth: u32, in_hand: u32, arrives: bool, lo
         })
         .unwrap()
     };
-    let survivor_plan: Vec<usize> = (0..40).map(|i| 20 + (i * 997) % (2 * KILL_RING)).collect();
+    let survivor_len = if with_survivor { 40 } else { 0 };
+    let survivor_plan: Vec<usize> = (0..survivor_len)
+        .map(|i| 20 + (i * 997) % (2 * KILL_RING))
+        .collect();
     let survivor = {
         let q = q.clone();
         let plan = survivor_plan.clone();
@@ -674,7 +684,7 @@ fn run_producer_kill(point: KillPoint, nth: u32, in_hand: u32, arrives: bool, lo
     all.push(victim);
     all.push(survivor);
     let reports = fork::wait_all(all, WAIT).unwrap();
-    let label = format!("{point:?}@{nth}");
+    let label = format!("{point:?}@{nth}, other producer: {with_survivor}");
     assert_eq!(
         reports[2].outcome,
         Outcome::Signaled(libc::SIGKILL),
@@ -722,7 +732,16 @@ fn run_producer_kill(point: KillPoint, nth: u32, in_hand: u32, arrives: bool, lo
 #[test]
 fn a_killed_producer_breaks_nobody() {
     for (point, nth, in_hand, arrives, lost) in producer_cases() {
-        run_producer_kill(point, nth, in_hand, arrives, lost);
+        run_producer_kill(point, nth, in_hand, arrives, lost, true);
+    }
+}
+
+/// The same, with the victim as the only producer: consumers stuck inside
+/// its message repair the lock themselves, and then get Closed, not a hang.
+#[test]
+fn a_killed_sole_producer_leaves_consumers_closed_not_hung() {
+    for (point, nth, in_hand, arrives, lost) in producer_cases() {
+        run_producer_kill(point, nth, in_hand, arrives, lost, false);
     }
 }
 
