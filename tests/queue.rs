@@ -2,7 +2,9 @@
 //! a property test over producers x consumers x sizes x pacing, kill tests at
 //! every named kill point, and the racing-readers pitfall caught.
 //!
-//! Every test that forks holds `fork::serial()` for its whole body; children
+//! Every test holds `fork::serial()` for its whole body (the forking ones
+//! for the fork rules, the others because the leak test counts fds and
+//! shared mappings); children
 //! never print, they return bytes (what they received, encoded with the
 //! crate's codec).
 
@@ -308,6 +310,7 @@ impl serde::Serialize for Unserializable {
 /// leaks no slot of a bounded queue.
 #[test]
 fn failed_serialization_frees_its_slot() {
+    let _g = fork::serial(); // counts shared mappings: see no_fd_or_shared_memory_leaks
     let q = Queue::bounded(1).unwrap();
     assert!(matches!(q.put(&Unserializable), Err(Error::Codec { .. })));
     assert!(q.is_empty() && !q.is_full());
@@ -318,6 +321,7 @@ fn failed_serialization_frees_its_slot() {
 
 #[test]
 fn too_large_is_refused_before_anything_is_written() {
+    let _g = fork::serial(); // counts shared mappings: see no_fd_or_shared_memory_leaks
     let q = Queue::builder().max_message_size(100).build().unwrap();
     assert!(matches!(
         q.put_bytes(&[0; 101]),
@@ -395,6 +399,7 @@ fn consumers_get_closed_when_producers_close_exit_or_die() {
 
 #[test]
 fn threads_share_a_queue() {
+    let _g = fork::serial(); // counts shared mappings: see no_fd_or_shared_memory_leaks
     let q = Queue::bounded(4).unwrap();
     std::thread::scope(|s| {
         for p in 0..3u16 {
@@ -425,18 +430,71 @@ fn threads_share_a_queue() {
     });
 }
 
+/// Shared anonymous mappings of this process (`/dev/zero (deleted)` in
+/// `/proc/self/maps`).
+fn shared_mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("/dev/zero"))
+        .count()
+}
+
 #[test]
-fn no_fd_or_memory_leaks() {
+fn no_fd_or_shared_memory_leaks() {
     let _g = fork::serial();
-    let before = ipc_harness::sys::open_fds().unwrap();
+    let fds = ipc_harness::sys::open_fds().unwrap();
+    let maps = shared_mappings();
     for _ in 0..50 {
         let q = Queue::builder().ring_bytes(1 << 16).build().unwrap();
+        assert_eq!(shared_mappings(), maps + 1);
         let q2 = q.clone();
         q2.put_bytes(b"x").unwrap();
         drop(q);
         drop(q2);
     }
-    assert_eq!(ipc_harness::sys::open_fds().unwrap(), before);
+    assert_eq!(ipc_harness::sys::open_fds().unwrap(), fds);
+    assert_eq!(shared_mappings(), maps);
+}
+
+/// A put that times out inside a message larger than the ring gives the
+/// message up: no part of it is ever delivered, nothing counts as lost, and
+/// the next message arrives whole.
+#[test]
+fn a_put_timing_out_mid_message_leaves_nothing_behind() {
+    let _g = fork::serial(); // counts shared mappings: see no_fd_or_shared_memory_leaks
+    let q = Queue::builder().ring_bytes(4096).build().unwrap();
+    let big = make(
+        MsgId {
+            producer: 0,
+            seq: 0,
+        },
+        3 * 4096,
+    );
+    let t = Instant::now();
+    assert!(matches!(
+        q.put_bytes_timeout(&big, Duration::from_millis(100)),
+        Err(Error::Timeout)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert_eq!(q.len(), 0);
+    let after = make(
+        MsgId {
+            producer: 0,
+            seq: 1,
+        },
+        100,
+    );
+    q.put_bytes(&after).unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.get_bytes().unwrap(), after);
+    assert!(matches!(q.try_get_bytes(), Err(Error::Empty)));
+    assert_eq!(q.lost_to_dead_members(), 0);
+    // And a message bigger than the ring does cross when someone takes it.
+    std::thread::scope(|s| {
+        s.spawn(|| q.put_bytes(&big).unwrap());
+        assert_eq!(q.get_bytes().unwrap(), big);
+    });
 }
 
 // ---------------------------------------------------------------------------
