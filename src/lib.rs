@@ -23,6 +23,7 @@
 //! | [`pipe()`] | `pipe2` | kept | kept | frames ≤ `PIPE_BUF` only | no |
 //! | [`duplex()`] | `socketpair(SOCK_STREAM)` | kept | kept, per direction | no | no |
 //! | [`raw::RawPipe`] | `pipe2` | **none** | bytes only | writes ≤ `PIPE_BUF` | no |
+//! | [`Queue`] | shared-memory ring + robust locks | kept | per producer | yes | yes |
 //!
 //! ## Hello, pipe
 //! ```

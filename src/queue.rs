@@ -113,6 +113,16 @@
 //! put is still in progress; a dead holder is repaired first, which may
 //! publish a message that was fully written).
 //!
+//! # System calls
+//! An uncontended put or get makes none: a lock is one atomic
+//! compare-and-swap (glibc's robust mutex), the copy is `memcpy` into or out
+//! of the shared ring, and a wake-up is a `futex(FUTEX_WAKE)` made only when
+//! the other side announced that it sleeps. Waiting spins ~200 rounds, then
+//! `futex(FUTEX_WAIT)` for at most 10 ms at a time; a consumer waiting on an
+//! empty queue also `poll`s the producers pipe (zero timeout) each round.
+//! Contended locks sleep in the kernel through glibc (`futex`), and a dead
+//! owner is reported by the kernel's robust-list walk at its exit.
+//!
 //! # Differences from Python's `multiprocessing.Queue`
 //! - `put` writes into shared memory itself; there is no feeder thread. An
 //!   "unbounded" queue is unbounded in messages, but a put waits while the
@@ -128,6 +138,7 @@
 //! use ipc_harness::{Queue, harness::fork};
 //! use std::time::Duration;
 //!
+//! # let _serial = fork::serial(); // doctests run on threads: see harness::fork
 //! let q = Queue::bounded(2)?;
 //! let producer = {
 //!     let q = q.clone(); // moved into the child; the parent's clone drops
@@ -551,6 +562,36 @@ impl Queue {
     /// producer that died inside a put (its put never returned), plus a
     /// consumer that died inside a get (mid-message, or holding a message it
     /// had taken but not yet returned).
+    ///
+    /// ```
+    /// use ipc_harness::{Queue, harness::fork};
+    /// use std::time::Duration;
+    ///
+    /// # let _serial = fork::serial(); // doctests run on threads: see harness::fork
+    /// let q = Queue::builder().ring_bytes(4096).build()?;
+    /// // Records carry at most a quarter of the ring: this message is three
+    /// // records, and both messages fit the ring, so neither put blocks.
+    /// q.put_bytes(&vec![7u8; 2500])?;
+    /// q.put_bytes(b"next")?;
+    /// // A consumer that dies after taking the first record of the first
+    /// // message (SIGKILL from a test hook; a real crash behaves the same).
+    /// let victim = {
+    ///     let q = q.clone();
+    ///     fork::spawn(move || {
+    ///         ipc_harness::queue::set_kill_point(
+    ///             Some(ipc_harness::queue::KillPoint::ConsumerMidItem),
+    ///             1,
+    ///         );
+    ///         let _ = q.get_bytes();
+    ///         Vec::new()
+    ///     })?
+    /// };
+    /// victim.wait(Duration::from_secs(10))?;
+    /// // The survivor skips the rest of the dead consumer's message.
+    /// assert_eq!(q.get_bytes()?, b"next");
+    /// assert_eq!(q.lost_to_dead_members(), 1);
+    /// # Ok::<(), ipc_harness::Error>(())
+    /// ```
     pub fn lost_to_dead_members(&self) -> u64 {
         self.lost_by_dead_producers() + self.lost_by_dead_consumers()
     }
@@ -606,6 +647,20 @@ impl Queue {
     /// Puts one message if a message slot is free, else [`Error::Full`]
     /// (only bounded queues are ever full). See the module docs: it may still
     /// wait for ring space that consumers are freeing.
+    ///
+    /// ```
+    /// use ipc_harness::{Error, Queue};
+    ///
+    /// let q = Queue::bounded(1)?;
+    /// q.try_put_bytes(b"one")?;
+    /// assert!(q.is_full());
+    /// // Refused, and the caller still has the message.
+    /// let msg = b"two";
+    /// assert!(matches!(q.try_put_bytes(msg), Err(Error::Full)));
+    /// assert_eq!(q.try_get_bytes()?, b"one");
+    /// assert!(matches!(q.try_get_bytes(), Err(Error::Empty)));
+    /// # Ok::<(), Error>(())
+    /// ```
     pub fn try_put_bytes(&self, msg: &[u8]) -> Result<()> {
         self.inner.put(msg, None, true)
     }
