@@ -102,6 +102,19 @@
 //!    with exactly `total` bytes gathered from records of its own `seq`
 //!    starting at `FIRST`.
 //!
+//! ## Limits of the loss count
+//! The count covers deaths *inside* a queue operation. A consumer killed in
+//! the few instructions between clearing `delivering` and releasing the
+//! consumer lock, or after its get returned, loses its message without the
+//! queue knowing: the message was already handed over.
+//!
+//! ## Extending it (for `JoinableQueue`)
+//! The `LAST`-record commits are the linearisation points: a put takes
+//! effect when the producer commits its message's `LAST` record, a get when
+//! the consumer commits it. Counters that must agree with the queue (an
+//! unfinished-task count; per-pid "taken, not yet done" accounting) belong in
+//! those two commits' pending sets, so a death can never apply half of them.
+//!
 //! ## Why "Closed" uses a pipe
 //! Each [`Queue`] handle holds the write end of a private "producers" pipe,
 //! and every process inherits it through `fork`. The kernel counts the copies
