@@ -14,7 +14,9 @@
 //! the Rust memory model does not see: they are copied in and out with raw
 //! copies, never referenced, and every value of every byte is valid. Who may
 //! copy which bytes when is the caller's protocol (the queue's head/tail
-//! atomics and locks).
+//! atomics and locks), which is why the ring copies are crate-private: a
+//! caller that let two threads of one process copy the same bytes at once
+//! would have a data race.
 
 use std::cell::UnsafeCell;
 use std::io;
@@ -158,7 +160,7 @@ impl<H: ShmSafe> SharedRegion<H> {
     }
 
     /// Copies `src` into the ring at stream position `pos` (wrapping).
-    pub fn ring_write(&self, pos: u64, src: &[u8]) {
+    pub(crate) fn ring_write(&self, pos: u64, src: &[u8]) {
         let (off, a, b) = self.pieces(pos, src.len());
         let ring = self.ring_ptr();
         // SAFETY: `pieces` keeps [off, off+a) and [0, b) inside the ring;
@@ -172,7 +174,7 @@ impl<H: ShmSafe> SharedRegion<H> {
     }
 
     /// Copies `dst.len()` bytes out of the ring from stream position `pos`.
-    pub fn ring_read(&self, pos: u64, dst: &mut [u8]) {
+    pub(crate) fn ring_read(&self, pos: u64, dst: &mut [u8]) {
         let (off, a, b) = self.pieces(pos, dst.len());
         let ring = self.ring_ptr();
         // SAFETY: as in ring_write, with the roles of the buffers swapped.
@@ -184,7 +186,7 @@ impl<H: ShmSafe> SharedRegion<H> {
 
     /// Appends `len` bytes from the ring at `pos` to `out`, without zeroing
     /// the new space first.
-    pub fn ring_read_append(&self, pos: u64, len: usize, out: &mut Vec<u8>) {
+    pub(crate) fn ring_read_append(&self, pos: u64, len: usize, out: &mut Vec<u8>) {
         let (off, a, b) = self.pieces(pos, len);
         out.reserve(len);
         let spare: &mut [MaybeUninit<u8>] = &mut out.spare_capacity_mut()[..len];
