@@ -397,6 +397,30 @@ fn consumers_get_closed_when_producers_close_exit_or_die() {
     assert_eq!(reports[4].outcome, Outcome::Signaled(libc::SIGKILL));
 }
 
+/// While one consumer holds the consumer lock waiting on an empty queue,
+/// another's timed get still times out (not before its timeout) and its
+/// try_get says Empty at once.
+#[test]
+fn timed_and_try_gets_beside_a_blocked_consumer() {
+    let _g = fork::serial();
+    let q = Queue::new().unwrap();
+    std::thread::scope(|s| {
+        let blocked = s.spawn(|| q.get_bytes().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        assert!(matches!(
+            q.get_bytes_timeout(Duration::from_millis(100)),
+            Err(Error::Timeout)
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        let t = Instant::now();
+        assert!(matches!(q.try_get_bytes(), Err(Error::Empty)));
+        assert!(t.elapsed() < Duration::from_secs(1));
+        q.put_bytes(b"wake").unwrap();
+        assert_eq!(blocked.join().unwrap(), b"wake");
+    });
+}
+
 #[test]
 fn threads_share_a_queue() {
     let _g = fork::serial(); // counts shared mappings: see no_fd_or_shared_memory_leaks
