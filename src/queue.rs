@@ -144,7 +144,8 @@
 //!   with [`Error::Full`] only when the message slots are full (`is_full()`).
 //! - A get that has begun taking a message larger than the ring finishes it
 //!   even past its timeout, because the rest is streaming in (it stops if the
-//!   producer dies or gives up).
+//!   producer dies or gives up). Skipping the rest of a dead consumer's
+//!   message does not hold a get past its timeout.
 //!
 //! # Example
 //! ```
@@ -1081,6 +1082,16 @@ impl Inner {
                         self.commit_consumer(tail, taken, 0, 0, 0);
                         buf.clear();
                         continue;
+                    }
+                    if c.discard.load(Relaxed) != 0 {
+                        // Skipping a dead consumer's message: nothing of
+                        // ours is at stake, so our deadline holds.
+                        if nonblocking {
+                            return Err(Error::Empty);
+                        }
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Err(Error::Timeout);
+                        }
                     }
                     if last_probe.elapsed() >= POLL {
                         self.probe_producer()?;
