@@ -746,7 +746,7 @@ impl FifoWriter {
     /// Sends a value encoded with the crate's serde codec (postcard).
     #[cfg(feature = "serde")]
     pub fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        self.send_bytes(&crate::pipe::encode_value(value)?)
+        self.send_bytes(&crate::codec::encode_value(value)?)
     }
 
     /// Sends `line` and a `\n` (unless `line` already ends with one) in one

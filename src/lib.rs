@@ -23,6 +23,7 @@
 //! | [`pipe()`] | `pipe2` | kept | kept | frames ≤ `PIPE_BUF` only | no |
 //! | [`duplex()`] | `socketpair(SOCK_STREAM)` | kept | kept, per direction | no | no |
 //! | [`raw::RawPipe`] | `pipe2` | **none** | bytes only | writes ≤ `PIPE_BUF` | no |
+//! | [`Queue`] | shared-memory ring + robust locks | kept | per producer | yes | yes |
 //!
 //! ## Hello, pipe
 //! ```
@@ -65,6 +66,8 @@ compile_error!(
     "ipc-harness supports Linux only: it relies on pipe2, F_SETPIPE_SZ, O_DIRECT pipes, pidfd_open and /proc."
 );
 
+#[cfg(feature = "serde")]
+pub mod codec;
 pub mod error;
 pub mod fifo;
 pub mod fifo_cli;
@@ -72,9 +75,11 @@ pub mod frame;
 pub mod harness;
 pub mod pipe;
 pub mod pitfalls;
+pub mod queue;
 pub mod raw;
 pub mod sys;
 
 pub use error::{Error, Result};
 pub use fifo::Fifo;
 pub use pipe::{Connection, Receiver, Sender, duplex, pipe};
+pub use queue::Queue;

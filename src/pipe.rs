@@ -107,20 +107,7 @@ impl Inbox {
 }
 
 #[cfg(feature = "serde")]
-pub(crate) fn encode_value<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    postcard::to_stdvec(value).map_err(|source| Error::Codec {
-        action: "encode",
-        source,
-    })
-}
-
-#[cfg(feature = "serde")]
-fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    postcard::from_bytes(bytes).map_err(|source| Error::Codec {
-        action: "decode",
-        source,
-    })
-}
+use crate::codec::{decode_value, encode_value};
 
 /// The sending end of a [`pipe()`].
 #[derive(Debug)]

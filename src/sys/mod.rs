@@ -10,6 +10,8 @@
 //!   `SIGPIPE` in the writing thread for the duration of the write and consume
 //!   the signal the write raised, unless the process already ignores it).
 
+pub mod shm;
+
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
