@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::campaign::{CampaignConfig, CampaignResult, campaign};
 use super::channel::{Channel, Promises};
-use super::transports::{DuplexChannel, FifoChannel, PipeChannel, RawChannel};
+use super::transports::{DuplexChannel, FifoChannel, PipeChannel, QueueChannel, RawChannel};
 use crate::pitfalls::{Pitfall, PitfallChannel};
 
 /// What sort of transport an entry is.
@@ -54,11 +54,16 @@ impl Entry {
     /// Runs a campaign on this entry's transport.
     pub fn campaign(&self, config: &CampaignConfig) -> CampaignResult {
         let mut config = config.clone();
-        if self.kind == Kind::Pitfall(Pitfall::EofNeverComes) {
-            // Every run of this one waits for its deadline: keep it short,
-            // and do not shrink (every scenario fails the same way).
-            config.run.deadline = config.run.deadline.min(Duration::from_secs(1));
+        if let Kind::Pitfall(pitfall) = self.kind {
+            // A pitfall is shown by its first failure; shrinking it would
+            // cost runs that may each wait for a deadline.
             config.shrink = false;
+            let deadline = match pitfall {
+                // Every run of this one waits for its deadline.
+                Pitfall::EofNeverComes => Duration::from_secs(1),
+                _ => Duration::from_secs(5),
+            };
+            config.run.deadline = config.run.deadline.min(deadline);
         }
         (self.campaign)(&config)
     }
@@ -71,6 +76,15 @@ pub fn primitives() -> Vec<Entry> {
         Entry::new(Kind::Primitive, DuplexChannel { reversed: false }),
         Entry::new(Kind::Primitive, DuplexChannel { reversed: true }),
         Entry::new(Kind::Primitive, FifoChannel),
+        Entry::new(Kind::Primitive, QueueChannel::DEFAULT),
+        Entry::new(
+            Kind::Primitive,
+            QueueChannel {
+                bounded: Some(4),
+                ring_bytes: Some(4096),
+                racing_readers: false,
+            },
+        ),
     ]
 }
 
@@ -84,10 +98,18 @@ pub fn raw() -> Vec<Entry> {
 
 /// The pitfall variants.
 pub fn pitfalls() -> Vec<Entry> {
-    Pitfall::ALL
+    let mut v: Vec<Entry> = Pitfall::ALL
         .into_iter()
         .map(|p| Entry::new(Kind::Pitfall(p), PitfallChannel(p)))
-        .collect()
+        .collect();
+    v.push(Entry::new(
+        Kind::Pitfall(Pitfall::RacingReaders),
+        QueueChannel {
+            racing_readers: true,
+            ..QueueChannel::DEFAULT
+        },
+    ));
+    v
 }
 
 /// Primitives, then raw transports, then (if asked) pitfalls.

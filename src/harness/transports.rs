@@ -13,6 +13,7 @@ use super::channel::{Channel, Consumer, Ends, Producer, Promises};
 use crate::error::{Error, Result};
 use crate::fifo::{Fifo, FifoReader, FifoWriter, Wait};
 use crate::pipe::{Connection, Receiver, Sender};
+use crate::queue::Queue;
 use crate::sys::{self, PIPE_BUF, Readiness, SocketKind, WriteKind};
 
 fn left(deadline: Instant) -> Duration {
@@ -320,6 +321,103 @@ impl Channel for RawChannel {
         Ok(Ends {
             producers: vec![RawWriter::new(write, kind)],
             consumers: vec![reader],
+        })
+    }
+}
+
+/// A [`Queue`]: many producers, many consumers.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueChannel {
+    /// `Some(n)`: bounded to `n` items.
+    pub bounded: Option<usize>,
+    /// The ring's size in bytes (`None`: the default).
+    pub ring_bytes: Option<usize>,
+    /// The racing-readers pitfall: no consumer lock.
+    pub racing_readers: bool,
+}
+
+impl QueueChannel {
+    /// The default queue.
+    pub const DEFAULT: QueueChannel = QueueChannel {
+        bounded: None,
+        ring_bytes: None,
+        racing_readers: false,
+    };
+}
+
+/// A queue handle used by a producer process.
+#[derive(Debug)]
+pub struct QueueProducer(Queue);
+
+/// A queue handle used by a consumer process: it stops counting as a
+/// producer on its first receive (in its own process, after the fork).
+#[derive(Debug)]
+pub struct QueueConsumer {
+    queue: Queue,
+    declared: bool,
+}
+
+impl Producer for QueueProducer {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.0.put_bytes(msg)
+    }
+}
+
+impl Consumer for QueueConsumer {
+    fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
+        if !self.declared {
+            self.queue.close_producer();
+            self.declared = true;
+        }
+        self.queue.get_bytes_timeout(left(deadline))
+    }
+}
+
+impl Channel for QueueChannel {
+    type Producer = QueueProducer;
+    type Consumer = QueueConsumer;
+
+    fn name(&self) -> String {
+        let mut name = match self.bounded {
+            Some(n) => format!("Queue::bounded({n})"),
+            None => "Queue".to_string(),
+        };
+        if let Some(r) = self.ring_bytes {
+            name.push_str(&format!(" ({} KiB ring)", r / 1024));
+        }
+        if self.racing_readers {
+            name = format!("pitfall: racing-readers ({name})");
+        }
+        name
+    }
+
+    fn promises(&self) -> Promises {
+        Promises::MESSAGES
+    }
+
+    fn open(
+        &self,
+        producers: usize,
+        consumers: usize,
+    ) -> Result<Ends<QueueProducer, QueueConsumer>> {
+        let mut builder = Queue::builder().racing_readers_pitfall(self.racing_readers);
+        if let Some(n) = self.bounded {
+            builder = builder.max_items(n);
+        }
+        if let Some(r) = self.ring_bytes {
+            builder = builder.ring_bytes(r);
+        }
+        let queue = builder.build()?;
+        Ok(Ends {
+            producers: (0..producers)
+                .map(|_| QueueProducer(queue.clone()))
+                .collect(),
+            consumers: (0..consumers)
+                .map(|_| QueueConsumer {
+                    queue: queue.clone(),
+                    declared: false,
+                })
+                .collect(),
         })
     }
 }
