@@ -7,7 +7,7 @@
 //! | [`Pitfall::Coalescing`] | one `read(fd, 65536)` per message | `Merged` |
 //! | [`Pitfall::SplitReads`] | one `read(fd, 32)` per message | `Split` |
 //! | [`Pitfall::InterleavedWrites`] | many writers framing > `PIPE_BUF` without a lock | `Corrupted` (torn frames) |
-//! | [`Pitfall::RacingReaders`] | many readers of one framed pipe without a lock | `Corrupted`, `Lost` |
+//! | [`Pitfall::RacingReaders`] | many readers of one framed pipe (or queue) without a lock | `Corrupted`, `Lost`, `Duplicated`, ... |
 //! | [`Pitfall::IgnoredShortWrite`] | a non-blocking writer that drops `write`'s count | `Corrupted`, `Lost` |
 //! | [`Pitfall::EofNeverComes`] | a reader that kept its own copy of the write end | `Hang` |
 
@@ -93,7 +93,17 @@ impl Pitfall {
             Pitfall::Coalescing => &["Merged"],
             Pitfall::SplitReads => &["Split"],
             Pitfall::InterleavedWrites => &["Corrupted", "Merged", "Split", "UnexpectedError"],
-            Pitfall::RacingReaders => &["Corrupted", "Lost", "UnexpectedError"],
+            // Readers stealing each other's bytes break everything at once.
+            Pitfall::RacingReaders => &[
+                "Corrupted",
+                "Lost",
+                "Duplicated",
+                "Merged",
+                "Split",
+                "Reordered",
+                "UnexpectedError",
+                "Hang",
+            ],
             Pitfall::IgnoredShortWrite => &["Corrupted", "Lost", "UnexpectedError"],
             Pitfall::EofNeverComes => &["Hang"],
         }

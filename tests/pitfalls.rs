@@ -1,0 +1,98 @@
+//! Every pitfall variant is caught: the harness, run with its default
+//! number of cases, finds the violation that pitfall causes. A pitfall the
+//! harness misses is a bug in the harness.
+//!
+//! Seeds are fresh each run (so the claim is "every time", not "for one
+//! seed"); a failure prints the seed, and `ipc-harness check --primitive
+//! 'pitfall: NAME' --seed S --include-pitfalls` replays it.
+
+use ipc_harness::harness::campaign::{CampaignConfig, fresh_seed};
+use ipc_harness::harness::fork::serial;
+use ipc_harness::harness::registry::{self, Kind};
+use ipc_harness::pitfalls::Pitfall;
+
+/// The number of scenarios `ipc-harness check` runs by default is 64; the
+/// pitfalls must be caught well within that.
+const CASES: u32 = 32;
+
+fn catches(name: &str) {
+    let _serial = serial();
+    let entry = registry::pitfalls()
+        .into_iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("no pitfall entry named {name:?}"));
+    let Kind::Pitfall(pitfall) = entry.kind else {
+        panic!("{name} is not a pitfall");
+    };
+    let seed = fresh_seed();
+    let result = entry.campaign(&CampaignConfig::new(CASES, seed));
+    let (scenario, report) = result.failure.as_ref().unwrap_or_else(|| {
+        panic!("MISSED {name} in {} runs (seed {seed})", result.runs)
+    });
+    let seen: Vec<&str> = result
+        .tally
+        .values()
+        .flat_map(|t| t.kinds.keys().copied())
+        .collect();
+    assert!(
+        pitfall.shows_as().iter().any(|k| seen.contains(k)),
+        "{name}: expected one of {:?}, saw {seen:?} (seed {seed})\n{scenario}\n{report}",
+        pitfall.shows_as()
+    );
+    eprintln!(
+        "{name}: caught after {} run(s) with {seen:?} (seed {seed})",
+        result.runs_to_failure.unwrap_or(result.runs)
+    );
+}
+
+#[test]
+fn catches_coalescing() {
+    catches("pitfall: coalescing");
+}
+
+#[test]
+fn catches_split_reads() {
+    catches("pitfall: split-reads");
+}
+
+#[test]
+fn catches_interleaved_writes() {
+    catches("pitfall: interleaved-writes");
+}
+
+#[test]
+fn catches_racing_readers() {
+    catches("pitfall: racing-readers");
+}
+
+#[test]
+fn catches_ignored_short_write() {
+    catches("pitfall: ignored-short-write");
+}
+
+#[test]
+fn catches_eof_never_comes() {
+    catches("pitfall: eof-never-comes");
+}
+
+#[test]
+fn catches_racing_readers_on_the_queue() {
+    catches("pitfall: racing-readers (Queue)");
+}
+
+#[test]
+fn every_pitfall_of_the_catalogue_has_a_test_here() {
+    // The names above, so a new pitfall without a test fails here.
+    let tested = [
+        Pitfall::Coalescing,
+        Pitfall::SplitReads,
+        Pitfall::InterleavedWrites,
+        Pitfall::RacingReaders,
+        Pitfall::IgnoredShortWrite,
+        Pitfall::EofNeverComes,
+    ];
+    assert_eq!(Pitfall::ALL.len(), tested.len());
+    for p in Pitfall::ALL {
+        assert!(tested.contains(&p), "{} has no catches_ test", p.name());
+    }
+}
