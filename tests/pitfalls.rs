@@ -26,9 +26,10 @@ fn catches(name: &str) {
     };
     let seed = fresh_seed();
     let result = entry.campaign(&CampaignConfig::new(CASES, seed));
-    let (scenario, report) = result.failure.as_ref().unwrap_or_else(|| {
-        panic!("MISSED {name} in {} runs (seed {seed})", result.runs)
-    });
+    let (scenario, report) = result
+        .failure
+        .as_ref()
+        .unwrap_or_else(|| panic!("MISSED {name} in {} runs (seed {seed})", result.runs));
     let seen: Vec<&str> = result
         .tally
         .values()
