@@ -83,3 +83,8 @@ pub use error::{Error, Result};
 pub use fifo::Fifo;
 pub use pipe::{Connection, Receiver, Sender, duplex, pipe};
 pub use queue::Queue;
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,165 @@
+//! The `ipc-harness` binary as a user runs it: exit codes, the JSON report,
+//! seeds that replay, pitfalls that fail, and plain output off a terminal.
+
+use std::process::{Command, Output};
+
+fn ipc_harness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ipc-harness"))
+        .args(args)
+        .output()
+        .expect("run ipc-harness")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 output")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
+}
+
+#[test]
+fn a_clean_check_exits_0_and_prints_the_table() {
+    let o = ipc_harness(&[
+        "check",
+        "--cases",
+        "4",
+        "--seed",
+        "1",
+        "--primitive",
+        "pipe()",
+        "--primitive",
+        "raw pipe",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for col in [
+        "boundaries",
+        "exactly-once",
+        "order",
+        "integrity",
+        "liveness",
+    ] {
+        assert!(out.contains(col), "{out}");
+    }
+    assert!(out.contains("verdict: every promise held"), "{out}");
+    // Off a terminal: plain text, no colour or cursor codes.
+    let all = [o.stdout.as_slice(), o.stderr.as_slice()].concat();
+    assert!(
+        !all.iter().any(|&b| b == 0x1b || b == b'\r'),
+        "control characters in non-terminal output"
+    );
+}
+
+#[test]
+fn json_matches_the_table_and_a_seed_replays_identically() {
+    let args = [
+        "check",
+        "--cases",
+        "6",
+        "--seed",
+        "42",
+        "--primitive",
+        "raw pipe",
+        "--format",
+        "json",
+    ];
+    let (a, b) = (ipc_harness(&args), ipc_harness(&args));
+    assert_eq!(a.status.code(), Some(0));
+    let (ja, jb) = (json(&a), json(&b));
+    assert_eq!(ja["seed"], 42);
+    let row = &ja["results"][0];
+    assert_eq!(row["transport"], "raw pipe");
+    assert_eq!(row["properties"]["boundaries"]["promised"], false);
+    assert_eq!(row["properties"]["order"]["status"], "pass");
+    // The same seed runs the same scenarios: the same verdicts, counts and kinds.
+    for p in [
+        "boundaries",
+        "exactly-once",
+        "order",
+        "integrity",
+        "liveness",
+    ] {
+        let (pa, pb) = (&row["properties"][p], &jb["results"][0]["properties"][p]);
+        assert_eq!(pa["status"], pb["status"], "{p}");
+        assert_eq!(pa["kinds"], pb["kinds"], "{p}");
+    }
+    // The text table says what the JSON says.
+    let text = stdout(&ipc_harness(&[
+        "check",
+        "--cases",
+        "6",
+        "--seed",
+        "42",
+        "--primitive",
+        "raw pipe",
+    ]));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("raw pipe"))
+        .expect("a raw pipe row");
+    assert!(
+        line.contains(row["properties"]["boundaries"]["status"].as_str().unwrap()),
+        "{line}"
+    );
+}
+
+#[test]
+fn pitfalls_make_the_check_exit_1_naming_each_violation() {
+    let o = ipc_harness(&[
+        "check",
+        "--cases",
+        "16",
+        "--include-pitfalls",
+        "--primitive",
+        "pitfall: coalescing",
+        "--primitive",
+        "pitfall: eof-never-comes",
+        "--format",
+        "json",
+    ]);
+    // A pitfall breaks the promises it claims: that is a broken promise.
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let j = json(&o);
+    let rows = j["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["properties"]["boundaries"]["status"], "FAIL Merged");
+    assert_eq!(rows[1]["properties"]["liveness"]["status"], "FAIL Hang");
+    for r in rows {
+        assert_eq!(r["promises_held"], false);
+    }
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    assert_eq!(
+        ipc_harness(&["check", "--cases", "many"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        ipc_harness(&["check", "--primitive", "carrier pigeon"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(ipc_harness(&["frobnicate"]).status.code(), Some(2));
+    let help = ipc_harness(&["check", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(stdout(&help).contains("Examples:"));
+}
+
+#[test]
+fn the_text_report_names_each_caught_pitfall_and_its_violation() {
+    let o = ipc_harness(&[
+        "check",
+        "--cases",
+        "16",
+        "--include-pitfalls",
+        "--primitive",
+        "pitfall: split-reads",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("caught pitfall split-reads after"), "{out}");
+    assert!(out.contains("Split:"), "{out}");
+}
