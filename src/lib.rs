@@ -22,6 +22,8 @@
 //! |---|---|---|---|---|---|
 //! | [`pipe()`] | `pipe2` | kept | kept | frames ≤ `PIPE_BUF` only | no |
 //! | [`duplex()`] | `socketpair(SOCK_STREAM)` | kept | kept, per direction | no | no |
+//! | [`Fifo`] | `mkfifo` | kept | kept, per writer | yes (`flock`) | no |
+//! | [`Queue`] | shared memory ring | kept | kept, per producer | yes | yes |
 //! | [`raw::RawPipe`] | `pipe2` | **none** | bytes only | writes ≤ `PIPE_BUF` | no |
 //! | [`Queue`] | shared-memory ring + robust locks | kept | per producer | yes | yes |
 //!
@@ -52,6 +54,21 @@
 //! message boundary, and [`Error::Truncated`] if a sender died inside a
 //! message. A send after the receiver is gone returns [`Error::Closed`]; it
 //! never kills your process with `SIGPIPE`.
+//!
+//! ## Checking your own transport
+//! The harness that proves all this is public. Implement
+//! [`harness::channel::Channel`] for your transport — how to open it before
+//! fork, what a producer's end does to send, what a consumer's end does to
+//! receive, and what it promises — then run
+//! [`harness::scenario::run`] on one scenario or
+//! [`harness::campaign::campaign`] on many generated ones. Each producer and
+//! consumer runs in its own forked process; the oracle
+//! ([`harness::check`]) judges what they report and names every message
+//! lost, duplicated, reordered, merged, split or corrupted, and every
+//! process that hung or crashed. [`harness::channel`] has a complete
+//! example; `tests/user_channel.rs` checks a length-prefixed `UnixStream`
+//! written outside the crate, and catches the same stream without its
+//! length prefix.
 //!
 //! ## Forking safely
 //! Read [`harness::fork`] before forking from a multi-threaded program (such
