@@ -71,6 +71,16 @@ struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Also write a JUnit XML report here (one test case per transport and property).
+    #[arg(long, value_name = "FILE")]
+    junit: Option<std::path::PathBuf>,
+    /// Failing seeds are appended here, and replayed first by later runs.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "proptest-regressions/check.txt"
+    )]
+    regressions: std::path::PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -123,25 +133,67 @@ fn check(args: CheckArgs) -> ExitCode {
     config.max_processes = args.processes;
     config.max_size = args.max_size;
 
-    let progress = std::io::stderr().is_terminal();
+    let replays = read_regressions(&args.regressions);
     let start = Instant::now();
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(entries.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {elapsed} checking {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
     let mut results: Vec<(Entry, CampaignResult)> = Vec::new();
-    for (i, entry) in entries.into_iter().enumerate() {
-        if progress {
-            eprint!(
-                "\r\x1b[2K[{}/{}] checking {} ...",
-                i + 1,
-                results.len() + 1,
-                entry.name
-            );
-        } else if args.format == Format::Text {
-            eprintln!("checking {} ...", entry.name);
+    for entry in entries {
+        match &bar {
+            Some(bar) => bar.set_message(entry.name.clone()),
+            None if args.format == Format::Text => eprintln!("checking {} ...", entry.name),
+            None => {}
         }
-        let result = entry.campaign(&config);
+        // Seeds that failed before come first; a failure among them is the
+        // transport's result.
+        let mut result = None;
+        for (seed, cases) in replays
+            .iter()
+            .filter(|r| r.0 == entry.name)
+            .map(|r| (r.1, r.2))
+        {
+            let mut replay = config.clone();
+            replay.seed = seed;
+            replay.cases = cases;
+            let r = entry.campaign(&replay);
+            if !r.promises_held() {
+                result = Some(r);
+                break;
+            }
+        }
+        let result = result.unwrap_or_else(|| entry.campaign(&config));
+        if !result.promises_held() && !matches!(entry.kind, Kind::Pitfall(_)) {
+            if let Err(e) = append_regression(&args.regressions, &entry.name, &result, config.cases)
+            {
+                eprintln!(
+                    "ipc-harness: could not record the failing seed in {}: {e}",
+                    args.regressions.display()
+                );
+            }
+        }
         results.push((entry, result));
+        if let Some(bar) = &bar {
+            bar.inc(1);
+        }
     }
-    if progress {
-        eprint!("\r\x1b[2K");
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(path) = &args.junit {
+        if let Err(e) = std::fs::write(path, junit(&results)) {
+            eprintln!("ipc-harness: writing {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
     }
     // Pitfall rows break promises by design: with --include-pitfalls the
     // expected exit status is 1, and a pitfall the harness missed is
@@ -392,4 +444,99 @@ fn print_json(
         elapsed.as_millis(),
         rows.join(",")
     )
+}
+
+/// `(transport, seed, cases)` lines of the regressions file; a missing file
+/// is an empty list.
+fn read_regressions(path: &std::path::Path) -> Vec<(String, u64, u32)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let name = f.next()?.to_string();
+            let seed = f.next()?.trim().parse().ok()?;
+            let cases = f.next()?.trim().parse().ok()?;
+            Some((name, seed, cases))
+        })
+        .collect()
+}
+
+fn append_regression(
+    path: &std::path::Path,
+    name: &str,
+    result: &CampaignResult,
+    cases: u32,
+) -> std::io::Result<()> {
+    if read_regressions(path)
+        .iter()
+        .any(|r| r.0 == name && r.1 == result.seed)
+    {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let new = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if new {
+        writeln!(
+            f,
+            "# Seeds with which `ipc-harness check` found a broken promise: transport, seed, cases.\n# Later runs replay them first. Commit this file."
+        )?;
+    }
+    writeln!(f, "{name}\t{}\t{cases}", result.seed)
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A JUnit report: a test suite per transport, a test case per property.
+fn junit(results: &[(Entry, CampaignResult)]) -> String {
+    let mut out = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"ipc-harness check\">\n",
+    );
+    for (entry, r) in results {
+        let failures = Property::ALL
+            .iter()
+            .filter(|&&p| r.promises.promises(p) && r.tally.contains_key(&p))
+            .count();
+        out.push_str(&format!(
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" time=\"{:.3}\">\n",
+            xml(&entry.name),
+            Property::ALL.len(),
+            r.elapsed.as_secs_f64()
+        ));
+        for p in Property::ALL {
+            out.push_str(&format!(
+                "    <testcase classname=\"{}\" name=\"{}\"",
+                xml(&entry.name),
+                p.title()
+            ));
+            let tally = r.tally.get(&p);
+            match (r.promises.promises(p), tally) {
+                (true, Some(t)) => out.push_str(&format!(
+                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
+                    xml(&r.cell(p)),
+                    xml(t.example.as_deref().unwrap_or(""))
+                )),
+                (false, _) => {
+                    out.push_str(">\n      <skipped message=\"not promised\"/>\n    </testcase>\n")
+                }
+                (true, None) => out.push_str("/>\n"),
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
 }

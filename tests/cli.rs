@@ -163,3 +163,31 @@ fn the_text_report_names_each_caught_pitfall_and_its_violation() {
     assert!(out.contains("caught pitfall split-reads after"), "{out}");
     assert!(out.contains("Split:"), "{out}");
 }
+
+#[test]
+fn junit_has_a_case_per_transport_and_property_with_failures_for_broken_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("check.xml");
+    let o = ipc_harness(&[
+        "check",
+        "--cases",
+        "8",
+        "--include-pitfalls",
+        "--primitive",
+        "pipe()",
+        "--primitive",
+        "pitfall: coalescing",
+        "--junit",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let xml = std::fs::read_to_string(&file).unwrap();
+    assert!(xml.starts_with("<?xml"));
+    assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 10, "{xml}");
+    assert!(
+        xml.contains(r#"<testsuite name="pipe()" tests="5" failures="0""#),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"<failure message="FAIL: Merged"#), "{xml}");
+}
