@@ -363,8 +363,9 @@ fn a_slow_sender_under_a_signal_storm_loses_nothing_to_timeouts(
                 Err(e) => panic!("{e:?}"),
             }
         };
+        // About 14 at 20 ms each across 300 ms of pauses; 2 even if starved.
         assert!(
-            timeouts >= 5,
+            timeouts >= 2,
             "only {timeouts} timeouts before the first message"
         );
         assert!(got == first, "first message: {:?}", payload::verify(&got));
