@@ -215,6 +215,7 @@ fn a_header_claiming_gibibytes_then_eof_is_truncated_and_allocates_little() {
 #[test]
 fn a_writer_lying_about_4_gib_costs_what_it_sent_plus_a_chunk() {
     let _serial = serial();
+    let fds = sys::open_fds().unwrap();
     let sent = 3 * MIB;
     let (tx, mut rx) = pipe().unwrap();
     let child = fork::spawn(move || {
@@ -238,6 +239,8 @@ fn a_writer_lying_about_4_gib_costs_what_it_sent_plus_a_chunk() {
         peak <= sent + CHUNK + SLACK,
         "{peak} bytes for {sent} that arrived"
     );
+    drop(rx);
+    assert_eq!(sys::open_fds().unwrap(), fds, "fds leaked");
     assert_eq!(fork::unreaped_children(), Vec::<i32>::new());
 }
 
