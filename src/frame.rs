@@ -314,7 +314,8 @@ impl Decoder {
                     if have >= len {
                         return Ok(None);
                     }
-                    if hlen + len > READ_AHEAD {
+                    // Not `hlen + len`: a long header can make that overflow.
+                    if len > READ_AHEAD - hlen {
                         // Too big for the read-ahead buffer: move what we
                         // have into the message's own buffer, read the rest
                         // straight into it.
@@ -502,6 +503,25 @@ mod tests {
         assert!(matches!(e, Error::TooLarge { len: 100, max: 99 }), "{e:?}");
         let e = dec.recv(&mut src, None).unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "poisoned: {e:?}");
+    }
+
+    /// Found by tests/decoder.rs: `hlen + len` overflowed for a long header
+    /// of (nearly) `u64::MAX`, a panic with overflow checks and, without
+    /// them, a read-ahead buffer left with no room, whose 0-byte read was
+    /// taken for end of stream while the writer was still sending.
+    #[test]
+    fn a_long_header_near_u64_max_does_not_overflow() {
+        for len in [u64::MAX, u64::MAX - 11] {
+            let mut stream = (-1i32).to_be_bytes().to_vec();
+            stream.extend(len.to_be_bytes());
+            stream.extend(vec![9u8; 100_000]);
+            let (got, end) = decode_all(&stream, 4096);
+            assert!(got.is_empty());
+            assert!(
+                matches!(end, Error::Truncated { expected, got: 100_000 } if expected == len),
+                "{end:?}"
+            );
+        }
     }
 
     #[test]

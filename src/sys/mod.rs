@@ -15,6 +15,7 @@ pub mod shm;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
@@ -464,13 +465,18 @@ pub fn waitpid(pid: Pid, block: bool) -> io::Result<Option<ExitStatus>> {
     }
 }
 
-/// Installs a handler for `signal` that does nothing, without `SA_RESTART`,
-/// so every blocking system call it interrupts fails with `EINTR`. Used by
-/// signal-storm tests; returns the previous action so it can be restored.
+/// Installs a handler for `signal` that only counts (see
+/// [`noop_handler_runs`]), without `SA_RESTART`, so every blocking system call
+/// it interrupts fails with `EINTR`. Used by signal-storm tests; returns the
+/// previous action so it can be restored.
 pub fn install_noop_handler(signal: libc::c_int) -> io::Result<SavedAction> {
-    extern "C" fn noop(_: libc::c_int) {}
+    extern "C" fn noop(_: libc::c_int) {
+        // An atomic add on a lock-free integer is async-signal-safe.
+        NOOP_HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
+    }
     // SAFETY: a zeroed sigaction is valid; we fill in a handler that is
-    // async-signal-safe (it does nothing) and an empty mask.
+    // async-signal-safe (one atomic add, no locks, no allocation) and an
+    // empty mask.
     unsafe {
         let mut new: libc::sigaction = std::mem::zeroed();
         new.sa_sigaction = noop as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -480,6 +486,16 @@ pub fn install_noop_handler(signal: libc::c_int) -> io::Result<SavedAction> {
         cvt(libc::sigaction(signal, &new, &mut old))?;
         Ok(SavedAction { signal, old })
     }
+}
+
+static NOOP_HANDLER_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times, in this process, a handler installed by
+/// [`install_noop_handler`] has run (for any signal). Signal-storm tests read
+/// it before and after a transfer to prove the signals really arrived. A
+/// forked child starts with the parent's count and counts on its own.
+pub fn noop_handler_runs() -> u64 {
+    NOOP_HANDLER_RUNS.load(Ordering::Relaxed)
 }
 
 /// A signal's previous action, restored on drop.
