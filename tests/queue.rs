@@ -1129,7 +1129,7 @@ fn a_killed_consumer_breaks_nobody() {
 fn racing_readers_are_caught() {
     let _g = fork::serial();
     let mut caught = Vec::new();
-    for _attempt in 0..5 {
+    for _attempt in 0..20 {
         let q = Queue::builder()
             .ring_bytes(4096)
             .racing_readers_pitfall(true)
@@ -1172,6 +1172,11 @@ fn racing_readers_are_caught() {
         let mut all = readers;
         all.push(producer);
         let reports = fork::wait_all(all, WAIT).unwrap();
+        // A reader that crashed or hung on what it took is caught too.
+        if let Some(r) = reports[..3].iter().find(|r| !r.is_success()) {
+            caught = vec![format!("a racing reader {}", r.outcome)];
+            break;
+        }
         let seen: Vec<Seen> = reports[..3]
             .iter()
             .filter(|r| r.is_success())
@@ -1187,6 +1192,6 @@ fn racing_readers_are_caught() {
     }
     assert!(
         !caught.is_empty(),
-        "racing readers went unnoticed five times"
+        "racing readers went unnoticed twenty times"
     );
 }
