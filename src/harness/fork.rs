@@ -395,19 +395,95 @@ pub fn unreaped_children() -> Vec<Pid> {
 }
 
 /// What `pid` is blocked in, from `/proc/PID/syscall` and `/proc/PID/wchan`,
-/// e.g. `read(fd 5) [pipe_read]`.
+/// e.g. `read(fd 5) [pipe_read]`. For a read on a pipe, also who keeps the
+/// pipe's write end open, so no end of stream can come, e.g. `read(fd 5)
+/// [pipe_read]; the write end of pipe:[123] is still open in pid 42 (the
+/// reader itself)`.
 pub fn blocked_in(pid: Pid) -> Option<String> {
     let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
         .ok()
         .filter(|w| !w.is_empty() && w != "0");
     let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok();
     let call = syscall.as_deref().and_then(describe_syscall);
-    match (call, wchan) {
-        (Some(c), Some(w)) => Some(format!("{c} [{w}]")),
-        (Some(c), None) => Some(c),
-        (None, Some(w)) => Some(format!("[{w}]")),
-        (None, None) => None,
+    let mut out = match (&call, wchan) {
+        (Some(c), Some(w)) => format!("{c} [{w}]"),
+        (Some(c), None) => c.clone(),
+        (None, Some(w)) => format!("[{w}]"),
+        (None, None) => return None,
+    };
+    let read_fd = syscall.as_deref().and_then(|line| {
+        let mut parts = line.split_whitespace();
+        let nr: i64 = parts.next()?.parse().ok()?;
+        let fd = i64::from_str_radix(parts.next()?.trim_start_matches("0x"), 16).ok()?;
+        matches!(nr, 0 | 19).then_some(fd)
+    });
+    if let Some(fd) = read_fd {
+        if let Some(holders) = write_end_holders(pid, fd) {
+            out.push_str(&holders);
+        }
     }
+    Some(out)
+}
+
+/// For `pid`'s `fd` on a pipe: which processes hold its write end open.
+fn write_end_holders(pid: Pid, fd: i64) -> Option<String> {
+    let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let target = target.to_str()?.to_string();
+    if !target.starts_with("pipe:") {
+        return None;
+    }
+    let mut holders = Vec::new();
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(other) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<Pid>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else {
+            continue;
+        };
+        for fd_entry in fds.flatten() {
+            let same = std::fs::read_link(fd_entry.path())
+                .ok()
+                .is_some_and(|t| t.to_str() == Some(target.as_str()));
+            if !same {
+                continue;
+            }
+            let info = std::fs::read_to_string(format!(
+                "/proc/{other}/fdinfo/{}",
+                fd_entry.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| i64::from_str_radix(f.trim(), 8).ok())
+                .unwrap_or(0);
+            if flags & i64::from(libc::O_ACCMODE) != i64::from(libc::O_RDONLY) {
+                holders.push(other);
+                break;
+            }
+        }
+    }
+    if holders.is_empty() {
+        return Some(format!("; no process holds the write end of {target}"));
+    }
+    let names: Vec<String> = holders
+        .iter()
+        .map(|&h| {
+            if h == pid {
+                format!("pid {h} (the reader itself)")
+            } else {
+                format!("pid {h}")
+            }
+        })
+        .collect();
+    Some(format!(
+        "; the write end of {target} is still open in {}, so no end of stream can come",
+        names.join(", ")
+    ))
 }
 
 /// Turns a `/proc/PID/syscall` line (`0 0x5 0x7ff... ...`) into words.
@@ -448,6 +524,37 @@ fn describe_syscall(line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_holding_its_own_write_end_is_named_in_the_hang_report() {
+        let _serial = serial();
+        let (r, w) = crate::sys::pipe(false).unwrap();
+        let report = run(Duration::from_millis(300), move || {
+            // The bug: this process still holds `w`, so read never ends.
+            let _keep = &w;
+            let mut buf = [0u8; 8];
+            let _ = crate::sys::read(r.as_fd(), &mut buf);
+            Vec::new()
+        })
+        .unwrap();
+        let Outcome::TimedOut {
+            blocked_in: Some(b),
+        } = &report.outcome
+        else {
+            panic!("expected a hang, got {}", report.outcome);
+        };
+        assert!(b.starts_with("read(fd "), "{b}");
+        assert!(
+            b.contains(&format!("pid {} (the reader itself)", report.pid)),
+            "{b}"
+        );
+        assert!(
+            report
+                .outcome
+                .to_string()
+                .contains("no end of stream can come")
+        );
+    }
 
     #[test]
     fn syscall_lines_are_described() {
