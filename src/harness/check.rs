@@ -420,31 +420,14 @@ pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
             if !carried.is_empty() {
                 // The first piece began in an earlier receive: that one was
                 // split, and this piece is the rest of the message.
-                match pieces.first() {
-                    Some(&Piece::Whole(MsgRef::Id(id), len)) => {
-                        violations.push(Violation::Split {
-                            consumer,
-                            receive: carried_in,
-                            msg: MsgRef::Id(id),
-                            got: carried.len(),
-                            len,
-                        });
-                        order.entry(id.producer).or_default().push(id);
-                        *received.entry(id).or_default() += 1;
-                        pieces[0] = Piece::Rest(id, len - carried.len());
-                    }
-                    Some(&Piece::Prefix(id, got, len)) => {
-                        violations.push(Violation::Split {
-                            consumer,
-                            receive: carried_in,
-                            msg: MsgRef::Id(id),
-                            got: carried.len(),
-                            len,
-                        });
-                        order.entry(id.producer).or_default().push(id);
-                        pieces[0] = Piece::Rest(id, got - carried.len());
-                    }
-                    Some(&Piece::Whole(msg @ MsgRef::Small { len }, _)) if len > carried.len() => {
+                // (the message, its length, whether it is complete here)
+                let continued = match pieces.first() {
+                    Some(&Piece::Whole(msg, len)) => Some((msg, len, true)),
+                    Some(&Piece::Prefix(id, _, len)) => Some((MsgRef::Id(id), len, false)),
+                    _ => None,
+                };
+                match continued {
+                    Some((msg, len, complete)) if len > carried.len() => {
                         violations.push(Violation::Split {
                             consumer,
                             receive: carried_in,
@@ -452,6 +435,17 @@ pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
                             got: carried.len(),
                             len,
                         });
+                        if let MsgRef::Id(id) = msg {
+                            order.entry(id.producer).or_default().push(id);
+                            if complete {
+                                *received.entry(id).or_default() += 1;
+                            }
+                            let rest = match pieces[0] {
+                                Piece::Prefix(_, got, _) => got - carried.len(),
+                                _ => len - carried.len(),
+                            };
+                            pieces[0] = Piece::Rest(id, rest);
+                        }
                     }
                     _ => violations.push(Violation::Corrupted {
                         consumer,
