@@ -1,0 +1,1 @@
+//! The pitfalls guide (being written).

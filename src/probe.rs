@@ -1,0 +1,1 @@
+//! What this kernel provides (being written).

@@ -1,0 +1,188 @@
+//! Every demo runs its naive code for real, shows the failure it must show
+//! (`naive_failed`), runs the fix on the same workload (`fixed_ok`), and
+//! prints plain text with no terminal control characters.
+//!
+//! `demo::run` holds the fork lock itself, so these tests may run on
+//! threads side by side. `DEMO_PRINT=1 cargo test --test demo -- --nocapture
+//! --test-threads 1` prints every demo's text.
+
+use ipc_harness::demo::{self, DemoError, DemoOutcome};
+
+fn run(name: &str) -> (DemoOutcome, String) {
+    let mut out = Vec::new();
+    let outcome = demo::run(name, &mut out).unwrap_or_else(|e| panic!("demo {name}: {e:?}"));
+    let text = String::from_utf8(out).expect("demo output is UTF-8");
+    if let Some(c) = text.chars().find(|&c| c.is_control() && c != '\n') {
+        panic!("demo {name} printed the control character {c:?}:\n{text}");
+    }
+    if std::env::var_os("DEMO_PRINT").is_some() {
+        println!("{text}");
+    }
+    (outcome, text)
+}
+
+/// Runs a demo that must show the naive code failing and the fix working,
+/// and checks that its text says so in the words given.
+fn shows(name: &str, must_say: &[&str]) {
+    let (outcome, text) = run(name);
+    assert_eq!(outcome.name, name);
+    assert!(
+        outcome.naive_failed,
+        "demo {name}: the naive code did not fail:\n{text}"
+    );
+    assert!(
+        outcome.fixed_ok,
+        "demo {name}: the fix did not work:\n{text}"
+    );
+    assert!(!outcome.explained_only && outcome.shown());
+    for words in must_say {
+        assert!(
+            text.contains(words),
+            "demo {name} does not say {words:?}:\n{text}"
+        );
+    }
+    assert!(text.contains("Verdict: the naive code failed"), "{text}");
+}
+
+#[test]
+fn list_covers_the_catalogue_in_order() {
+    let names: Vec<&str> = demo::list().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "coalescing",
+            "split-reads",
+            "interleaved-writes",
+            "racing-readers",
+            "ignored-short-write",
+            "eof-never-comes",
+            "fifo-open-blocks",
+            "fifo-missing-directory",
+            "queue-killed-holding-lock",
+            "task-done-too-many-times",
+        ]
+    );
+    for (name, summary) in demo::list() {
+        assert!(!summary.is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn an_unknown_demo_is_refused() {
+    let mut out = Vec::new();
+    let e = demo::run("no-such-pitfall", &mut out).unwrap_err();
+    assert!(matches!(e, DemoError::Unknown { .. }), "{e:?}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn coalescing() {
+    shows(
+        "coalescing",
+        &[
+            "read 3: \"Spam 004Spam 000\"",
+            "that is 2 messages glued together: all of write 5 + all of write 6",
+            "6 messages sent, 6 received",
+        ],
+    );
+}
+
+#[test]
+fn split_reads() {
+    shows(
+        "split-reads",
+        &[
+            "bytes 0..32 of write 1",
+            "BufferTooSmall, holding all 38 bytes",
+        ],
+    );
+}
+
+#[test]
+fn interleaved_writes() {
+    shows(
+        "interleaved-writes",
+        &[
+            "4092 x 'A' + \"\\x00\\x00\\x18\\x00\" + 2048 x 'B'",
+            "it waits for A's lock",
+        ],
+    );
+}
+
+#[test]
+fn racing_readers() {
+    shows(
+        "racing-readers",
+        &[
+            "Reader 2 read a header: \"Spam\" -> 1399873901 bytes follow",
+            "reader 2 got: \"Spam 001: Geek University.\"",
+        ],
+    );
+}
+
+#[test]
+fn ignored_short_write() {
+    shows(
+        "ignored-short-write",
+        &[
+            "write of a 6148-byte frame returned 4096",
+            "got 4116 of 6144 bytes",
+        ],
+    );
+}
+
+#[test]
+fn eof_never_comes() {
+    shows(
+        "eof-never-comes",
+        &[
+            "was still blocked in read(fd",
+            "end of stream (Error::Closed)",
+        ],
+    );
+}
+
+#[test]
+fn fifo_open_blocks() {
+    shows(
+        "fifo-open-blocks",
+        &[
+            "was still blocked in",
+            "No such device or address",
+            "has no reader",
+        ],
+    );
+}
+
+#[test]
+fn fifo_missing_directory() {
+    shows(
+        "fifo-missing-directory",
+        &[
+            "No such file or directory",
+            "the directory $TMP/missing does not exist",
+        ],
+    );
+}
+
+#[test]
+fn queue_killed_holding_lock() {
+    shows(
+        "queue-killed-holding-lock",
+        &[
+            "was killed by signal 9",
+            "The consumer got: \"A 000\" and then nothing, ever.",
+            "\"A 000\", \"B 000\", \"B 001\", \"B 002\"",
+        ],
+    );
+}
+
+#[test]
+fn task_done_too_many_times_is_explained() {
+    let (outcome, text) = run("task-done-too-many-times");
+    assert!(outcome.explained_only && outcome.shown(), "{outcome:?}");
+    assert!(
+        text.contains("task_done() called more times than items were put"),
+        "{text}"
+    );
+}
