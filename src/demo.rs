@@ -151,7 +151,7 @@ pub fn list() -> Vec<(&'static str, &'static str)> {
 /// Runs the demo called `name`, writing its story to `out`.
 ///
 /// Holds [`fork::serial()`] while it runs. Takes under a second or two;
-/// demos of a hang wait [`HANG`]-long (0.4 s) for the hang, then kill it.
+/// demos of a hang let it hang for 0.4 s, then kill it.
 pub fn run(name: &str, out: &mut dyn Write) -> std::result::Result<DemoOutcome, DemoError> {
     let Some(&(name, summary, demo)) = DEMOS.iter().find(|(n, _, _)| *n == name) else {
         return Err(DemoError::Unknown { name: name.into() });
