@@ -252,10 +252,17 @@ fn wait_go(rx: &mut Receiver) -> Result<()> {
     rx.recv_bytes_timeout(WAIT).map(drop)
 }
 
-/// Reads exactly `n` bytes, in as many reads as it takes.
+/// Reads exactly `n` bytes, in as many reads as it takes, waiting at most
+/// [`WAIT`] in all.
 fn read_exact(fd: BorrowedFd<'_>, n: usize) -> Result<Vec<u8>> {
+    let deadline = Instant::now() + WAIT;
     let mut buf = Vec::with_capacity(n);
     while buf.len() < n {
+        if sys::wait_readable(fd, Some(deadline)).map_err(|e| Error::io("poll", e))?
+            == Readiness::TimedOut
+        {
+            return Err(Error::Timeout);
+        }
         let want = n - buf.len();
         let got =
             sys::read_append(fd, &mut buf, want).map_err(|e| Error::io("read from pipe", e))?;
@@ -1592,8 +1599,14 @@ struct NaiveQueue {
 }
 
 impl NaiveQueue {
+    /// Takes the token, waiting as long as it takes (like `sem_wait`).
     fn lock(&self) -> Result<()> {
-        read_exact(self.lock_r.as_fd(), 1).map(drop)
+        let mut token = [0u8; 1];
+        match sys::read(self.lock_r.as_fd(), &mut token) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(Error::Closed),
+            Err(e) => Err(Error::io("read", e)),
+        }
     }
 
     fn unlock(&self) -> Result<()> {
