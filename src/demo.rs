@@ -160,7 +160,14 @@ pub fn run(name: &str, out: &mut dyn Write) -> std::result::Result<DemoOutcome, 
     let _serial = fork::serial();
     let explained_only = name == "task-done-too-many-times";
     say(out, &format!("== Pitfall {number}: {name} =="))?;
-    say(out, &format!("{summary}."))?;
+    let mut first = summary.chars();
+    let capitalized: String = first
+        .next()
+        .map(|c| c.to_ascii_uppercase())
+        .into_iter()
+        .chain(first)
+        .collect();
+    say(out, &format!("{capitalized}."))?;
     say(out, "")?;
     let (naive_failed, fixed_ok) = demo(out)?;
     say(out, "")?;
@@ -182,6 +189,17 @@ pub fn run(name: &str, out: &mut dyn Write) -> std::result::Result<DemoOutcome, 
         fixed_ok,
         explained_only,
     })
+}
+
+/// Runs every demo in catalogue order, one after the other, each followed
+/// by a blank line; stops at the first that cannot run.
+pub fn run_all(out: &mut dyn Write) -> std::result::Result<Vec<DemoOutcome>, DemoError> {
+    let mut outcomes = Vec::new();
+    for (name, _) in list() {
+        outcomes.push(run(name, out)?);
+        say(out, "")?;
+    }
+    Ok(outcomes)
 }
 
 // ---------------------------------------------------------------------------
@@ -821,7 +839,7 @@ fn interleaved_writes(out: &mut dyn Write) -> Result<(bool, bool)> {
     let naive_failed = msgs != [a.clone(), b.clone()];
     say(
         out,
-        "Message 1 is A's header with A's payload cut short, B's header and half of B's",
+        "Message 1 is A's header with A's payload cut short, B's header and the start of B's",
     )?;
     say(
         out,
@@ -1396,10 +1414,10 @@ fn fifo_open_blocks(out: &mut dyn Write) -> Result<(bool, bool)> {
     say(
         out,
         &format!(
-            "  The son (pid {}) {}: after {} ms its open had not returned.",
+            "  after {} ms its open had not returned: the son (pid {}) {}.",
+            HANG.as_millis(),
             report.pid,
-            describe_outcome(&report),
-            HANG.as_millis()
+            describe_outcome(&report)
         ),
     )?;
     let blocked = matches!(report.outcome, Outcome::TimedOut { .. });

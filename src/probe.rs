@@ -249,7 +249,7 @@ impl fmt::Display for Probe {
             if note.is_empty() {
                 writeln!(f, "  {name:<22} {value}")?;
             } else {
-                writeln!(f, "  {name:<22} {value:<20} ({note})")?;
+                writeln!(f, "  {name:<22} {value:<24} ({note})")?;
             }
         }
         Ok(())

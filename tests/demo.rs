@@ -189,3 +189,20 @@ fn task_done_too_many_times_is_explained() {
         "{text}"
     );
 }
+
+#[test]
+fn run_all_runs_every_demo_in_order() {
+    let mut out = Vec::new();
+    let outcomes = demo::run_all(&mut out).unwrap();
+    let names: Vec<&str> = outcomes.iter().map(|o| o.name).collect();
+    let listed: Vec<&str> = demo::list().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, listed);
+    assert!(outcomes.iter().all(DemoOutcome::shown), "{outcomes:?}");
+    let text = String::from_utf8(out).unwrap();
+    for (i, name) in listed.iter().enumerate() {
+        assert!(
+            text.contains(&format!("== Pitfall {}: {name} ==", i + 1)),
+            "{text}"
+        );
+    }
+}
