@@ -6,11 +6,47 @@
 //! threads side by side. `DEMO_PRINT=1 cargo test --test demo -- --nocapture
 //! --test-threads 1` prints every demo's text.
 
+use std::sync::Mutex;
+
 use ipc_harness::demo::{self, DemoError, DemoOutcome};
+use ipc_harness::harness::fork;
+use ipc_harness::sys;
+
+/// Every test here takes this lock, so each can check that its demo left
+/// no fd, child or scratch directory behind without another test's demo
+/// running meanwhile. (`demo::run` takes `fork::serial()` itself.)
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn scratch_dirs() -> Vec<String> {
+    let prefix = format!("ipc-harness-demo-{}-", std::process::id());
+    let mut dirs: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Runs `f` and checks it leaked no fd, left no child unreaped and no
+/// scratch directory behind.
+fn hygienic<T>(f: impl FnOnce() -> T) -> T {
+    let _g = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let fds = sys::open_fds().unwrap();
+    let value = f();
+    assert_eq!(sys::open_fds().unwrap(), fds, "a demo leaked fds");
+    assert_eq!(fork::unreaped_children(), Vec::<i32>::new());
+    assert_eq!(scratch_dirs(), Vec::<String>::new());
+    value
+}
 
 fn run(name: &str) -> (DemoOutcome, String) {
     let mut out = Vec::new();
-    let outcome = demo::run(name, &mut out).unwrap_or_else(|e| panic!("demo {name}: {e:?}"));
+    let outcome =
+        hygienic(|| demo::run(name, &mut out)).unwrap_or_else(|e| panic!("demo {name}: {e:?}"));
     let text = String::from_utf8(out).expect("demo output is UTF-8");
     if let Some(c) = text.chars().find(|&c| c.is_control() && c != '\n') {
         panic!("demo {name} printed the control character {c:?}:\n{text}");
@@ -70,7 +106,7 @@ fn list_covers_the_catalogue_in_order() {
 #[test]
 fn an_unknown_demo_is_refused() {
     let mut out = Vec::new();
-    let e = demo::run("no-such-pitfall", &mut out).unwrap_err();
+    let e = hygienic(|| demo::run("no-such-pitfall", &mut out)).unwrap_err();
     assert!(matches!(e, DemoError::Unknown { .. }), "{e:?}");
     assert!(out.is_empty());
 }
@@ -193,7 +229,7 @@ fn task_done_too_many_times_is_explained() {
 #[test]
 fn run_all_runs_every_demo_in_order() {
     let mut out = Vec::new();
-    let outcomes = demo::run_all(&mut out).unwrap();
+    let outcomes = hygienic(|| demo::run_all(&mut out)).unwrap();
     let names: Vec<&str> = outcomes.iter().map(|o| o.name).collect();
     let listed: Vec<&str> = demo::list().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, listed);
