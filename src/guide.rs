@@ -15,10 +15,11 @@
 //!
 //! The same demos are [`crate::demo::run`], and `tests/demo.rs` runs every
 //! one and checks that the failure and the fix both show. `tests/pitfalls.rs`
-//! holds one test per pitfall, `catches_<name>` (e.g. `catches_coalescing`),
-//! proving the harness's oracle flags the naive variant every time; `ipc-harness
-//! check --include-pitfalls` runs the transport pitfalls (1 to 6,
-//! [`crate::pitfalls`]) through the whole property campaign.
+//! has one test per pitfall, `catches_<name>` (e.g. `catches_coalescing`),
+//! proving the naive variant is caught every time; `ipc-harness check
+//! --include-pitfalls` runs the transport pitfalls (1 to 6,
+//! [`crate::pitfalls`]) through the whole property campaign. The probe,
+//! `ipc-harness probe` ([`crate::probe`]), says what this kernel provides.
 //!
 //! The Python snippets are the seeds' code (`text` blocks: not Rust). The
 //! Rust blocks run as doctests, except where marked `no_run` (they would
@@ -292,6 +293,9 @@
 //! parent when it returns; in one process, drop the sender.
 //!
 //! ```
+//! # // Hold the fork lock: a child forked meanwhile by another doctest
+//! # // thread would inherit `tx` and delay the end of stream.
+//! # let _serial = ipc_harness::harness::fork::serial();
 //! let (tx, mut rx) = ipc_harness::pipe()?;
 //! tx.send_bytes(b"Spam 000")?;
 //! drop(tx); // the last write end
