@@ -1298,7 +1298,9 @@ fn eof_round(
         let line = rep_rx.recv_bytes_timeout(WAIT)?;
         got.push(line[1..].to_vec());
     }
-    let eof = match rep_rx.recv_bytes_timeout(HANG) {
+    // The naive reader gets HANG to see an end of stream that cannot come;
+    // the fixed one as long as it takes to be scheduled.
+    let eof = match rep_rx.recv_bytes_timeout(if keep_write_end { HANG } else { WAIT }) {
         Ok(line) => line == b"EOF",
         Err(Error::Timeout) => false,
         Err(e) => return Err(e),
