@@ -85,13 +85,16 @@ compile_error!(
 
 #[cfg(feature = "serde")]
 pub mod codec;
+pub mod demo;
 pub mod error;
 pub mod fifo;
 pub mod fifo_cli;
 pub mod frame;
+pub mod guide;
 pub mod harness;
 pub mod pipe;
 pub mod pitfalls;
+pub mod probe;
 pub mod queue;
 pub mod raw;
 pub mod sys;
