@@ -34,9 +34,59 @@ enum Command {
 
 Exit status: 0 every promise held, 1 a promise was broken, 2 bad usage.")]
     Check(CheckArgs),
+    /// Run a pitfall's naive code for real, explain what happened, then run the fix.
+    #[command(after_help = "Examples:
+  ipc-harness demo --list
+  ipc-harness demo coalescing
+  ipc-harness demo --all
+
+Exit status: 0 the demo showed the failure and the fix, 1 it did not, 2 bad usage.")]
+    Demo(DemoArgs),
+    /// Show what this kernel provides: PIPE_BUF, pipe capacities, packet pipes, SEQPACKET, pidfd, RLIMIT_NOFILE.
+    Probe,
     /// Named pipes by path: the second seed's father (`listen`) and son (`send`).
     #[command(subcommand)]
     Fifo(FifoCommand),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["name", "list", "all"])))]
+struct DemoArgs {
+    /// The pitfall to show (see --list).
+    name: Option<String>,
+    /// List the demos with a one-line summary each.
+    #[arg(long)]
+    list: bool,
+    /// Run every demo, in catalogue order.
+    #[arg(long)]
+    all: bool,
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    use ipc_harness::demo::{self, DemoError};
+    if args.list {
+        for (name, summary) in demo::list() {
+            println!("  {name:<27} {summary}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let mut out = std::io::stdout().lock();
+    let result = match &args.name {
+        Some(name) => demo::run(name, &mut out).map(|o| vec![o]),
+        None => demo::run_all(&mut out),
+    };
+    match result {
+        Ok(o) if o.iter().all(|o| o.shown()) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e @ DemoError::Unknown { .. }) => {
+            eprintln!("ipc-harness: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("ipc-harness: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +137,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check(args),
+        Command::Demo(args) => demo(args),
+        Command::Probe => {
+            print!("{}", ipc_harness::probe::probe());
+            ExitCode::SUCCESS
+        }
         Command::Fifo(cmd) => match cmd.run(&mut std::io::stdout().lock(), std::io::stdin().lock())
         {
             Ok(_) => ExitCode::SUCCESS,
