@@ -24,6 +24,7 @@
 //! | [`duplex()`] | `socketpair(SOCK_STREAM)` | kept | kept, per direction | no | no |
 //! | [`raw::RawPipe`] | `pipe2` | **none** | bytes only | writes ≤ `PIPE_BUF` | no |
 //! | [`Queue`] | shared-memory ring + robust locks | kept | per producer | yes | yes |
+//! | [`JoinableQueue`] | a `Queue` + shared task counters | kept | per producer | yes | yes |
 //!
 //! ## Hello, pipe
 //! ```
@@ -73,6 +74,7 @@ pub mod fifo;
 pub mod fifo_cli;
 pub mod frame;
 pub mod harness;
+pub mod joinable;
 pub mod pipe;
 pub mod pitfalls;
 pub mod queue;
@@ -81,5 +83,6 @@ pub mod sys;
 
 pub use error::{Error, Result};
 pub use fifo::Fifo;
+pub use joinable::JoinableQueue;
 pub use pipe::{Connection, Receiver, Sender, duplex, pipe};
 pub use queue::Queue;

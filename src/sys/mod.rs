@@ -407,6 +407,21 @@ pub fn getpid() -> Pid {
     nix::unistd::getpid().as_raw()
 }
 
+/// Whether `pid` is a live process: it exists in `/proc` and is neither a
+/// zombie (`Z`: dead, not yet reaped) nor dead (`X`). A pid can be reused
+/// after its process is reaped; the answer is about whoever holds it now.
+pub fn process_alive(pid: Pid) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: comm may hold spaces and parentheses; the state
+    // follows the last `)`.
+    match stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next()) {
+        Some('Z' | 'X' | 'x') | None => false,
+        Some(_) => true,
+    }
+}
+
 /// A pidfd for `pid` (`pidfd_open`): readable once the process has exited.
 pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
