@@ -292,15 +292,29 @@ mod tests {
         let e = Error::JoinTimeout {
             unfinished: 3,
             holders: vec![
-                TaskHolder { pid: 4242, count: 2, alive: false },
-                TaskHolder { pid: 4243, count: 1, alive: true },
+                TaskHolder {
+                    pid: 4242,
+                    count: 2,
+                    alive: false,
+                },
+                TaskHolder {
+                    pid: 4243,
+                    count: 1,
+                    alive: true,
+                },
             ],
         };
         assert_eq!(
             e.to_string(),
             "join timed out: 3 tasks unfinished; taken and not done by pid 4242 (2, dead), pid 4243 (1)"
         );
-        let e = Error::JoinTimeout { unfinished: 1, holders: vec![] };
-        assert_eq!(e.to_string(), "join timed out: 1 task unfinished; 1 not taken yet");
+        let e = Error::JoinTimeout {
+            unfinished: 1,
+            holders: vec![],
+        };
+        assert_eq!(
+            e.to_string(),
+            "join timed out: 1 task unfinished; 1 not taken yet"
+        );
     }
 }

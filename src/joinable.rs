@@ -246,4 +246,3 @@ impl JoinableQueue {
         self.queue.tasks().task_holders()
     }
 }
-

@@ -1427,7 +1427,11 @@ impl Inner {
     fn repair_tasks(&self) {
         let t = &self.header().tasks;
         if t.phase.load(Acquire) == 1 {
-            self.apply_task_done(t.p_done.load(Relaxed), t.p_slot.load(Relaxed), t.p_slot_done.load(Relaxed));
+            self.apply_task_done(
+                t.p_done.load(Relaxed),
+                t.p_slot.load(Relaxed),
+                t.p_slot_done.load(Relaxed),
+            );
             t.phase.store(0, Release);
         }
         Self::wake(&self.header().joined);

@@ -186,7 +186,10 @@ fn put_get_task_done_and_join_in_four_processes() {
     });
     let joiner_pid = joiner.pid();
     std::thread::sleep(Duration::from_millis(50));
-    assert!(sys::process_alive(joiner_pid), "join returned with 5 tasks unfinished");
+    assert!(
+        sys::process_alive(joiner_pid),
+        "join returned with 5 tasks unfinished"
+    );
     let getter = spawn_with(|q| {
         for _ in 0..5 {
             q.get::<u32>().unwrap();
@@ -196,7 +199,10 @@ fn put_get_task_done_and_join_in_four_processes() {
     let getter_pid = getter.pid();
     getter.wait(WAIT).unwrap().expect_success();
     std::thread::sleep(Duration::from_millis(30));
-    assert!(sys::process_alive(joiner_pid), "join returned with 5 tasks taken, not done");
+    assert!(
+        sys::process_alive(joiner_pid),
+        "join returned with 5 tasks taken, not done"
+    );
     assert_eq!(
         q.task_holders(),
         vec![TaskHolder {
@@ -283,8 +289,14 @@ fn join_timeout_names_a_killed_worker() {
     }
     let text = err.to_string();
     assert!(text.starts_with("join timed out: 3 tasks unfinished; taken and not done by "));
-    assert!(text.contains(&format!("pid {victim_pid} (1, dead)")), "{text}");
-    assert!(text.contains(&format!("pid {} (1)", holder.pid())), "{text}");
+    assert!(
+        text.contains(&format!("pid {victim_pid} (1, dead)")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("pid {} (1)", holder.pid())),
+        "{text}"
+    );
     assert!(text.ends_with("; 1 not taken yet"), "{text}");
     release_tx.send_bytes(b"go").unwrap();
     holder.wait(WAIT).unwrap().expect_success();
@@ -314,7 +326,9 @@ fn join_timeout_names_a_consumer_killed_inside_a_message() {
     let err = q.join_timeout(Duration::from_millis(50)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("join timed out: 1 task unfinished; taken and not done by pid {victim_pid} (1, dead)")
+        format!(
+            "join timed out: 1 task unfinished; taken and not done by pid {victim_pid} (1, dead)"
+        )
     );
 }
 
@@ -473,7 +487,9 @@ fn run_schedule(q: &JoinableQueue, n: usize, schedule: &[(usize, Op)]) -> Vec<St
                     expect_joined(&mut parent_ends[p].1, step, p, &mut bad);
                 } else {
                     // It must not return now: give an early return time to show.
-                    if let Ok(b) = parent_ends[p].1.recv_bytes_timeout(Duration::from_millis(20))
+                    if let Ok(b) = parent_ends[p]
+                        .1
+                        .recv_bytes_timeout(Duration::from_millis(20))
                     {
                         bad.push(format!(
                             "step {step}: process {p}'s join returned {:?} with {unfinished} tasks unfinished",
@@ -543,7 +559,11 @@ fn random_interleavings_join_exactly_when_the_count_reaches_zero() {
     let result = runner.run(&schedules(), |(n, schedule)| {
         let q = JoinableQueue::new().unwrap();
         let bad = run_schedule(&q, n, &schedule);
-        prop_assert!(bad.is_empty(), "{n} processes, {schedule:?}:\n{}", bad.join("\n"));
+        prop_assert!(
+            bad.is_empty(),
+            "{n} processes, {schedule:?}:\n{}",
+            bad.join("\n")
+        );
         Ok(())
     });
     if let Err(e) = result {
@@ -565,7 +585,8 @@ fn a_per_process_counter_is_caught() {
     };
     let bad = run_schedule(&pitfall(), 2, &[(0, Op::Put), (1, Op::Join)]);
     assert!(
-        bad.iter().any(|b| b.contains("join returned") && b.contains("1 tasks unfinished")),
+        bad.iter()
+            .any(|b| b.contains("join returned") && b.contains("1 tasks unfinished")),
         "{bad:?}"
     );
     // And from the other side: the getter's task_done is refused.
@@ -581,7 +602,11 @@ fn a_per_process_counter_is_caught() {
     // The real queue passes both schedules.
     let q = JoinableQueue::new().unwrap();
     assert_eq!(
-        run_schedule(&q, 2, &[(0, Op::Put), (1, Op::Join), (0, Op::Get), (0, Op::TaskDone)]),
+        run_schedule(
+            &q,
+            2,
+            &[(0, Op::Put), (1, Op::Join), (0, Op::Get), (0, Op::TaskDone)]
+        ),
         Vec::<String>::new()
     );
 }

@@ -416,7 +416,10 @@ pub fn process_alive(pid: Pid) -> bool {
     };
     // `pid (comm) S ...`: comm may hold spaces and parentheses; the state
     // follows the last `)`.
-    match stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next()) {
+    match stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next())
+    {
         Some('Z' | 'X' | 'x') | None => false,
         Some(_) => true,
     }
