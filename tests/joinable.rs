@@ -225,6 +225,62 @@ fn put_get_task_done_and_join_in_four_processes() {
     assert!(q.task_holders().is_empty());
 }
 
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// No lost wake-ups, and no waiting for the next poll: a joiner asleep in
+/// the kernel is woken by the `task_done` that finishes the last task, not
+/// by its 10 ms re-check. The median latency over 21 rounds must be far
+/// below that period.
+#[test]
+fn task_done_wakes_a_sleeping_joiner_at_once() {
+    let _g = fork::serial();
+    let q = JoinableQueue::new().unwrap();
+    let (go_tx, mut go_rx) = pipe().unwrap();
+    let (back_tx, mut back_rx) = pipe().unwrap();
+    const ROUNDS: usize = 21;
+    let joiner = {
+        let q = q.clone();
+        fork::spawn(move || {
+            for _ in 0..ROUNDS {
+                go_rx.recv_bytes().unwrap();
+                back_tx.send_bytes(b"joining").unwrap();
+                q.join();
+                back_tx.send_bytes(&now_ns().to_le_bytes()).unwrap();
+            }
+            Vec::new()
+        })
+        .unwrap()
+    };
+    let mut latencies = Vec::new();
+    for _ in 0..ROUNDS {
+        q.put_bytes(b"job").unwrap();
+        q.get_bytes().unwrap();
+        go_tx.send_bytes(b"go").unwrap();
+        assert_eq!(back_rx.recv_bytes_timeout(WAIT).unwrap(), b"joining");
+        std::thread::sleep(Duration::from_millis(3)); // past its spinning: asleep
+        let t0 = now_ns();
+        q.task_done().unwrap();
+        let t1 = u64::from_le_bytes(
+            back_rx.recv_bytes_timeout(WAIT).unwrap()[..8]
+                .try_into()
+                .unwrap(),
+        );
+        latencies.push(t1.saturating_sub(t0));
+    }
+    joiner.wait(WAIT).unwrap().expect_success();
+    latencies.sort_unstable();
+    let median = Duration::from_nanos(latencies[ROUNDS / 2]);
+    assert!(
+        median < Duration::from_millis(2),
+        "a joiner woke {median:?} after the last task_done (median of {ROUNDS})"
+    );
+}
+
 /// A worker SIGKILLed after its get and before its `task_done`, another
 /// alive and holding a task, one task never taken: the join explains all.
 #[test]
