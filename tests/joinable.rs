@@ -12,8 +12,15 @@ use std::time::{Duration, Instant};
 
 use ipc_harness::codec::{decode_value, encode_value};
 use ipc_harness::error::TaskHolder;
+use ipc_harness::harness::channel::Property;
+use ipc_harness::harness::check::check;
 use ipc_harness::harness::fork::{self, Child};
 use ipc_harness::harness::proptest_config;
+use ipc_harness::harness::scenario::{Pacing, ProducerPlan, Scenario, run};
+use ipc_harness::harness::trace::{
+    ConsumerTrace, ProducerTrace, SendRecord, StreamEnd, TaskTrace, Traces,
+};
+use ipc_harness::harness::transports::JoinableChannel;
 use ipc_harness::queue::{KillPoint, set_kill_point};
 use ipc_harness::sys;
 use ipc_harness::{Error, JoinableQueue, Receiver, Sender, pipe};
@@ -665,4 +672,96 @@ fn a_per_process_counter_is_caught() {
         ),
         Vec::<String>::new()
     );
+}
+
+// ---------------------------------------------------------------------------
+// The harness: JoinableChannel and the task-accounting check
+// ---------------------------------------------------------------------------
+
+fn two_by_two() -> Scenario {
+    let plan = ProducerPlan {
+        sizes: vec![0, 40, 5000, 100_000],
+        pacing: Pacing::Burst,
+    };
+    Scenario {
+        producers: vec![plan.clone(), plan],
+        consumers: 2,
+    }
+}
+
+#[test]
+fn the_harness_passes_the_joinable_queue_and_catches_the_pitfall() {
+    let _g = fork::serial();
+    let report = run(&JoinableChannel::DEFAULT, &two_by_two());
+    assert!(report.broken_promises().is_empty(), "{report}");
+    let pitfall = JoinableChannel {
+        local_counter_pitfall: true,
+        ..JoinableChannel::DEFAULT
+    };
+    let report = run(&pitfall, &two_by_two());
+    assert!(report.has("TaskAccounting"), "{report}");
+    assert!(report.violates(Property::TaskAccounting));
+}
+
+/// The oracle on made-up traces: a join that returned with a task
+/// unfinished, a refused `task_done`, more done than taken, a join that never
+/// returned, are each a violation; a clean trace is none.
+#[test]
+fn the_oracle_judges_task_accounting() {
+    let scenario = Scenario::simple(&[3]);
+    let traces = |tasks: TaskTrace| Traces {
+        producers: vec![Ok(ProducerTrace {
+            producer: 0,
+            sends: vec![SendRecord {
+                seq: 0,
+                len: 3,
+                error: None,
+            }],
+        })],
+        consumers: vec![Ok(ConsumerTrace {
+            consumer: 0,
+            receives: vec![ipc_harness::harness::payload::make(
+                ipc_harness::harness::payload::MsgId {
+                    producer: 0,
+                    seq: 0,
+                },
+                3,
+            )],
+            end: StreamEnd::Closed,
+            tasks: Some(tasks),
+        })],
+    };
+    let clean = TaskTrace {
+        done: 1,
+        joins: vec![0],
+        ..TaskTrace::default()
+    };
+    assert_eq!(check(&scenario, &traces(clean.clone())), vec![]);
+    let broken = [
+        TaskTrace {
+            joins: vec![1],
+            ..clean.clone()
+        },
+        TaskTrace {
+            done: 0,
+            refused: vec!["task_done() called more times than items were put".into()],
+            ..clean.clone()
+        },
+        TaskTrace {
+            done: 2,
+            ..clean.clone()
+        },
+        TaskTrace {
+            joins: vec![],
+            join_errors: vec!["join timed out".into()],
+            ..clean
+        },
+    ];
+    for t in broken {
+        let v = check(&scenario, &traces(t.clone()));
+        assert!(
+            v.len() == 1 && v[0].kind() == "TaskAccounting",
+            "{t:?} gave {v:?}"
+        );
+    }
 }
