@@ -1495,7 +1495,12 @@ impl Inner {
         t.phase.store(1, Release);
         self.apply_task_done(done + 1, slot, slot_done);
         t.phase.store(0, Release);
-        Self::wake(&h.joined);
+        // Joiners wait for zero only. `published` only grows, so if this
+        // read says the count is not zero, it was not zero when `done` was
+        // stored, and the task_done that does reach zero will wake them.
+        if done + 1 >= h.prod.published.load(SeqCst) {
+            Self::wake(&h.joined);
+        }
         Ok(())
     }
 
