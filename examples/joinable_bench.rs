@@ -117,7 +117,10 @@ fn main() {
         .unwrap_or(if quick { 1 } else { 5 });
     let scale = if quick { 10 } else { 1 };
     // (workers, batch, rust rounds, python rounds)
-    let cases = [(1usize, 1usize, 20_000usize, 2_000usize), (2, 100, 1_000, 100)];
+    let cases = [
+        (1usize, 1usize, 20_000usize, 2_000usize),
+        (2, 100, 1_000, 100),
+    ];
     println!(
         "{:>7} {:>5} | {:>14} {:>14} | {:>8}",
         "workers", "batch", "rust rounds/s", "python rounds/s", "ratio"

@@ -1197,7 +1197,7 @@ impl Inner {
             });
         };
         if self.tasks {
-            c.holder_pid.store(sys::getpid() as u64, Relaxed);
+            c.holder_pid.store(sys::cached_pid() as u64, Relaxed);
         }
         kill_point(KillPoint::ConsumerLocked);
         if nonblocking && self.len() == 0 && c.cur_seq.load(Relaxed) == 0 {
@@ -1468,7 +1468,7 @@ impl Inner {
         if done >= h.prod.published.load(SeqCst) {
             return Err(Error::TaskDoneTooManyTimes);
         }
-        let me = sys::getpid() as u64;
+        let me = sys::cached_pid() as u64;
         let outstanding = |s: &TaskSlot| s.taken.load(Acquire) > s.done.load(Relaxed);
         let mine = h
             .slots
