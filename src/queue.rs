@@ -38,6 +38,7 @@
 //!
 //! ```text
 //! header: config | producer lock | producer state | consumer lock | consumer state | wake words
+//!         | tasks lock | task state | "joined" wake word | holder table (JoinableQueue only)
 //! ring:   ... [rec hdr: seq u64, total u64, len u32, flags u32][len bytes] [rec hdr][bytes] ...
 //! ```
 //!
@@ -111,9 +112,11 @@
 //! ## Extending it (for `JoinableQueue`)
 //! The `LAST`-record commits are the linearisation points: a put takes
 //! effect when the producer commits its message's `LAST` record, a get when
-//! the consumer commits it. Counters that must agree with the queue (an
-//! unfinished-task count; per-pid "taken, not yet done" accounting) belong in
+//! the consumer commits it. Counters that must agree with the queue belong in
 //! those two commits' pending sets, so a death can never apply half of them.
+//! [`JoinableQueue`](crate::JoinableQueue) does so: tasks put are
+//! `published` itself, and the consumer's `LAST` commit carries the "taken,
+//! not done" charge of its process (see [`crate::joinable`]).
 //!
 //! ## Why "Closed" uses a pipe
 //! Each [`Queue`] handle holds the write end of a private "producers" pipe,

@@ -288,6 +288,43 @@ fn task_done_wakes_a_sleeping_joiner_at_once() {
     );
 }
 
+/// Three joiners in three processes all return after the last `task_done`,
+/// none before it.
+#[test]
+fn every_waiting_process_is_released() {
+    let _g = fork::serial();
+    let q = JoinableQueue::new().unwrap();
+    q.put_bytes(b"a").unwrap();
+    q.put_bytes(b"b").unwrap();
+    let joiners: Vec<Child> = (0..3)
+        .map(|_| {
+            let q = q.clone();
+            fork::spawn(move || {
+                q.join_timeout(WAIT).unwrap();
+                encode_value(&(now_ns(), q.unfinished_tasks())).unwrap()
+            })
+            .unwrap()
+        })
+        .collect();
+    q.get_bytes().unwrap();
+    q.get_bytes().unwrap();
+    q.task_done().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    for j in &joiners {
+        assert!(
+            sys::process_alive(j.pid()),
+            "a join returned with a task unfinished"
+        );
+    }
+    let last = now_ns();
+    q.task_done().unwrap();
+    for r in fork::wait_all(joiners, WAIT).unwrap() {
+        let (at, counter): (u64, u64) = decode_value(&r.expect_success()).unwrap();
+        assert!(at >= last, "a join returned before the last task_done");
+        assert_eq!(counter, 0);
+    }
+}
+
 /// A worker SIGKILLed after its get and before its `task_done`, another
 /// alive and holding a task, one task never taken: the join explains all.
 #[test]
