@@ -14,6 +14,10 @@
 //! repetition runs both contenders back to back (interleaved, so drift in
 //! machine load hits them alike); the table gives the medians and the ratio.
 //! Python uses the fork start method and the same shape of program.
+//!
+//! Python's single-item round is bimodal on a 2-core VM (about 6k or 40k
+//! rounds/s from one run to the next, depending on where the scheduler puts
+//! its feeder thread), so the table also shows each side's min..max.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -122,8 +126,14 @@ fn main() {
         (2, 100, 1_000, 100),
     ];
     println!(
-        "{:>7} {:>5} | {:>14} {:>14} | {:>8}",
-        "workers", "batch", "rust rounds/s", "python rounds/s", "ratio"
+        "{:>7} {:>5} | {:>14} {:>15} | {:>8} | {:>23} {:>23}",
+        "workers",
+        "batch",
+        "rust rounds/s",
+        "python rounds/s",
+        "ratio",
+        "rust min..max",
+        "python min..max"
     );
     for (workers, batch, n, n_py) in cases {
         let (n, n_py) = ((n / scale).max(10), (n_py / scale).max(10));
@@ -134,14 +144,24 @@ fn main() {
                 py.push(p);
             }
         }
-        let (r, py) = (median(&mut r), median(&mut py));
+        let span = |v: &[f64]| {
+            format!(
+                "{:.0}..{:.0}",
+                v.first().copied().unwrap_or(f64::NAN),
+                v.last().copied().unwrap_or(f64::NAN)
+            )
+        };
+        let (rm, pm) = (median(&mut r), median(&mut py));
+        // `median` sorted both: the spans read off the ends.
         println!(
-            "{:>7} {:>5} | {:>14.0} {:>15.0} | {:>7.1}x",
+            "{:>7} {:>5} | {:>14.0} {:>15.0} | {:>7.1}x | {:>23} {:>23}",
             workers,
             batch,
-            r,
-            py,
-            r / py
+            rm,
+            pm,
+            rm / pm,
+            span(&r),
+            span(&py)
         );
     }
 }
