@@ -48,7 +48,11 @@
 //!   message (whose rest the queue then skips) is charged for it by the
 //!   repair, using the lock holder's pid recorded in the queue: its task can
 //!   never be done, and the report says who had it. A producer killed inside
-//!   a put never published, so no task was added.
+//!   a put never published, so no task was added. A process killed inside
+//!   `task_done` leaves the tasks lock owner-dead with its commit complete
+//!   in `pending`: the next `task_done`, or a joiner probing the lock each
+//!   time its 10 ms sleep runs out, rolls it forward, so the task counts as
+//!   done (its caller never learned it returned, but the work was finished).
 //! - **Waking joiners**: a generation word and a waiter count in the
 //!   mapping. A joiner reads the word, adds itself to the waiters, fences,
 //!   re-checks the count, and only then sleeps with `futex(FUTEX_WAIT)` on

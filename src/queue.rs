@@ -383,10 +383,14 @@ pub enum KillPoint {
     ConsumerMidItem,
     /// A consumer took a whole message and still holds the lock.
     ConsumerTook,
+    /// A `JoinableQueue::task_done` has applied its commit to the holder
+    /// table but not yet to the total of tasks done (not in [`ALL`](Self::ALL),
+    /// which lists the points of plain queue operations).
+    TaskDoneMidCommit,
 }
 
 impl KillPoint {
-    /// Every kill point.
+    /// Every kill point of plain queue operations (puts and gets).
     pub const ALL: [KillPoint; 9] = [
         KillPoint::ProducerLocked,
         KillPoint::ProducerMidRecord,
@@ -1430,24 +1434,37 @@ impl Inner {
     fn repair_tasks(&self) {
         let t = &self.header().tasks;
         if t.phase.load(Acquire) == 1 {
-            self.apply_task_done(
-                t.p_done.load(Relaxed),
-                t.p_slot.load(Relaxed),
-                t.p_slot_done.load(Relaxed),
-            );
+            self.apply_task_done_slot(t.p_slot.load(Relaxed), t.p_slot_done.load(Relaxed));
+            t.done.store(t.p_done.load(Relaxed), SeqCst);
             t.phase.store(0, Release);
         }
         Self::wake(&self.header().joined);
     }
 
-    fn apply_task_done(&self, done: u64, slot: u64, slot_done: u64) {
+    fn apply_task_done_slot(&self, slot: u64, slot_done: u64) {
         let h = self.header();
         match slot {
             0 => {}
             UNTRACKED => h.tasks.untracked_done.store(slot_done, Release),
             i => h.slots[(i - 1) as usize].done.store(slot_done, Release),
         }
-        h.tasks.done.store(done, SeqCst);
+    }
+
+    /// Takes the tasks lock if it is free, to repair it if its owner died
+    /// inside a `task_done` (whose commit then lands); releases it at once.
+    fn probe_tasks(&self) -> Result<()> {
+        let lock = &self.header().tasks_lock.lock;
+        match lock.try_lock().map_err(|e| Error::io("lock queue", e))? {
+            Locked::Acquired => drop(Guard(lock)),
+            Locked::OwnerDied => {
+                let _guard = Guard(lock);
+                self.repair_tasks();
+                lock.mark_consistent()
+                    .map_err(|e| Error::io("repair queue", e))?;
+            }
+            Locked::Busy | Locked::TimedOut => {}
+        }
+        Ok(())
     }
 
     /// Marks one task done: one commit of the total and of one row of the
@@ -1496,7 +1513,9 @@ impl Inner {
         t.p_slot.store(slot, Relaxed);
         t.p_slot_done.store(slot_done, Relaxed);
         t.phase.store(1, Release);
-        self.apply_task_done(done + 1, slot, slot_done);
+        self.apply_task_done_slot(slot, slot_done);
+        kill_point(KillPoint::TaskDoneMidCommit);
+        t.done.store(done + 1, SeqCst);
         t.phase.store(0, Release);
         // Joiners wait for zero only. `published` only grows, so if this
         // read says the count is not zero, it was not zero when `done` was
@@ -1518,8 +1537,15 @@ impl Inner {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        // Under the tasks lock (repaired if need be): the
+                        // count and the table agree.
+                        let _guard = self.lock_tasks()?;
+                        let unfinished = self.unfinished_tasks();
+                        if unfinished == 0 {
+                            return Ok(());
+                        }
                         return Err(Error::JoinTimeout {
-                            unfinished: self.unfinished_tasks(),
+                            unfinished,
                             holders: self.task_holders(),
                         });
                     }
@@ -1535,7 +1561,13 @@ impl Inner {
             // itself in `waiters`, fences, and re-checks the count before it
             // sleeps; `task_done` stores `done`, fences, and bumps the word if
             // anyone announced. One of the two sees the other.
-            Self::wait_on(&self.header().joined, left, || self.unfinished_tasks() == 0);
+            if let Wait::TimedOut =
+                Self::wait_on(&self.header().joined, left, || self.unfinished_tasks() == 0)
+            {
+                // A task_done killed mid-commit leaves its lock owner-dead
+                // and its commit unapplied; land it rather than wait on it.
+                self.probe_tasks()?;
+            }
         }
     }
 

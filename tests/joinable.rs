@@ -432,6 +432,58 @@ fn join_timeout_names_a_consumer_killed_inside_a_message() {
     );
 }
 
+/// A process SIGKILLed inside `task_done`, after the holder table changed
+/// and before the total did: its commit is rolled forward, so the last task
+/// it finished counts, and a join already waiting returns.
+#[test]
+fn a_task_done_killed_mid_commit_still_counts() {
+    let _g = fork::serial();
+    let q = JoinableQueue::new().unwrap();
+    q.put_bytes(b"a").unwrap();
+    q.put_bytes(b"b").unwrap();
+    q.get_bytes().unwrap();
+    q.get_bytes().unwrap();
+    q.task_done().unwrap();
+    let joiner = {
+        let q = q.clone();
+        fork::spawn(move || {
+            let r = q.join_timeout(WAIT);
+            encode_value(&(r.is_ok(), q.unfinished_tasks(), now_ns())).unwrap()
+        })
+        .unwrap()
+    };
+    let victim = {
+        let q = q.clone();
+        fork::spawn(move || {
+            set_kill_point(Some(KillPoint::TaskDoneMidCommit), 1);
+            let _ = q.task_done();
+            Vec::new()
+        })
+        .unwrap()
+    };
+    let r = victim.wait(WAIT).unwrap();
+    assert_eq!(
+        r.outcome,
+        fork::Outcome::Signaled(libc::SIGKILL),
+        "it must die at its kill point"
+    );
+    let dead_at = now_ns();
+    let (ok, counter, returned_at): (bool, u64, u64) =
+        decode_value(&joiner.wait(WAIT).unwrap().expect_success()).unwrap();
+    assert!(
+        ok,
+        "the join must return once the dead task_done's commit lands"
+    );
+    let late = Duration::from_nanos(returned_at.saturating_sub(dead_at));
+    assert!(
+        late < Duration::from_secs(1),
+        "the join returned {late:?} after the death: at its timeout, not at once"
+    );
+    assert_eq!(counter, 0);
+    assert!(q.task_holders().is_empty());
+    assert!(matches!(q.task_done(), Err(Error::TaskDoneTooManyTimes)));
+}
+
 // ---------------------------------------------------------------------------
 // Random interleavings, checked against a model counter
 // ---------------------------------------------------------------------------
