@@ -56,16 +56,13 @@ pub struct DemoOutcome {
     pub naive_failed: bool,
     /// The fixed primitive ran on the same workload and kept every promise.
     pub fixed_ok: bool,
-    /// Nothing ran: the demo only explains the rule (for now only
-    /// `task-done-too-many-times`, until `JoinableQueue` lands).
-    pub explained_only: bool,
 }
 
 impl DemoOutcome {
     /// True if the demo showed what it must: the naive code failing and
-    /// the fix working (or, for an explanation-only demo, the explanation).
+    /// the fix working.
     pub fn shown(&self) -> bool {
-        self.explained_only || (self.naive_failed && self.fixed_ok)
+        self.naive_failed && self.fixed_ok
     }
 }
 
@@ -158,7 +155,6 @@ pub fn run(name: &str, out: &mut dyn Write) -> std::result::Result<DemoOutcome, 
     };
     let number = DEMOS.iter().position(|(n, _, _)| *n == name).unwrap_or(0) + 1;
     let _serial = fork::serial();
-    let explained_only = name == "task-done-too-many-times";
     say(out, &format!("== Pitfall {number}: {name} =="))?;
     let mut first = summary.chars();
     let capitalized: String = first
@@ -171,23 +167,18 @@ pub fn run(name: &str, out: &mut dyn Write) -> std::result::Result<DemoOutcome, 
     say(out, "")?;
     let (naive_failed, fixed_ok) = demo(out)?;
     say(out, "")?;
-    let verdict = if explained_only {
-        "Verdict: explained only (see the TODO above); nothing was run."
-    } else {
-        match (naive_failed, fixed_ok) {
-            (true, true) => {
-                "Verdict: the naive code failed, as it always does; the fix kept every promise."
-            }
-            (false, _) => "Verdict: UNEXPECTED: the naive code did not fail this time.",
-            (true, false) => "Verdict: UNEXPECTED: the fix did not keep its promises.",
+    let verdict = match (naive_failed, fixed_ok) {
+        (true, true) => {
+            "Verdict: the naive code failed, as it always does; the fix kept every promise."
         }
+        (false, _) => "Verdict: UNEXPECTED: the naive code did not fail this time.",
+        (true, false) => "Verdict: UNEXPECTED: the fix did not keep its promises.",
     };
     say(out, verdict)?;
     Ok(DemoOutcome {
         name,
         naive_failed,
         fixed_ok,
-        explained_only,
     })
 }
 
@@ -1804,51 +1795,97 @@ fn queue_killed_holding_lock(out: &mut dyn Write) -> Result<(bool, bool)> {
 // 10. task_done() too many times
 // ---------------------------------------------------------------------------
 
-/// TODO(lead): once `ipc_harness::JoinableQueue` is merged, run this for
-/// real: fork a consumer that gets one item and calls `task_done()` twice,
-/// show `Error::TaskDoneTooManyTimes`, show that `join()` still waits for
-/// the other items, and return `(true, true)`; then drop `explained_only`
-/// for this demo in [`run`].
+/// The naive counter runs as plain arithmetic (it is the missing check, not
+/// an IPC effect); the fix runs for real across a fork.
 fn task_done_too_many_times(out: &mut dyn Write) -> Result<(bool, bool)> {
     say(
         out,
-        "The rule: a JoinableQueue counts unfinished tasks. put() adds one, task_done()",
+        "The naive code: a counter of unfinished tasks with no check. The parent puts",
     )?;
     say(
         out,
-        "takes one away, join() waits until the count is zero. A consumer that calls",
+        "item 1; a worker finishes it and, by a bug, calls task_done() twice; then the",
     )?;
+    say(out, "parent puts item 2 and joins.")?;
+    let mut unchecked: i64 = 0;
+    unchecked += 1; // put item 1
+    unchecked -= 1; // task_done
+    unchecked -= 1; // the extra task_done: -1, and nobody notices
     say(
         out,
-        "task_done() more times than items were put has a bug: with an unchecked counter",
+        &format!("  after the two task_done() calls the counter says {unchecked}"),
     )?;
+    unchecked += 1; // put item 2
     say(
         out,
-        "the count goes wrong, and join() can return while items are still being worked on,",
+        &format!("  after item 2 is put it says {unchecked}: nothing unfinished"),
     )?;
-    say(
-        out,
-        "or never return. Python refuses the extra call: ValueError: task_done() called too",
-    )?;
-    say(out, "many times.")?;
+    let naive_failed = unchecked == 0;
+    if naive_failed {
+        say(
+            out,
+            "  so join() returns at once, while item 2 has not even been taken.",
+        )?;
+    }
     say(out, "")?;
     say(
         out,
-        "The fix: ipc_harness's JoinableQueue refuses it too, with Error::TaskDoneTooManyTimes:",
+        "Why: join() trusts the counter, and the extra call pushed it below zero.",
     )?;
-    say(out, &format!("  \"{}\"", Error::TaskDoneTooManyTimes))?;
     say(
         out,
-        "and leaves the count as it was, so join() still waits for the real work.",
+        "Python refuses the extra call: ValueError: task_done() called too many times.",
     )?;
     say(out, "")?;
     say(
         out,
-        "TODO(lead): JoinableQueue is not in this build yet, so this demo explains and runs",
+        "The fix: ipc_harness::JoinableQueue, shared with a forked worker that takes",
     )?;
+    say(out, "item 1 and calls task_done() twice:")?;
+    let jq = crate::JoinableQueue::new()?;
+    jq.put_bytes(b"item 1")?;
+    let worker = {
+        let jq = jq.clone();
+        fork::spawn(move || {
+            jq.close_producer();
+            let got = jq
+                .get_bytes()
+                .map(|m| String::from_utf8_lossy(&m).into_owned());
+            let show = |r: Result<()>| match r {
+                Ok(()) => "accepted".to_string(),
+                Err(e) => format!("refused: {e}"),
+            };
+            let first = show(jq.task_done());
+            let second = show(jq.task_done());
+            format!("{got:?}|{first}|{second}").into_bytes()
+        })?
+    };
+    let report = worker.wait(Duration::from_secs(10))?;
+    let text = String::from_utf8_lossy(&report.output).into_owned();
+    let parts: Vec<&str> = text.split('|').collect();
+    let first = parts.get(1).copied().unwrap_or("?");
+    let second = parts.get(2).copied().unwrap_or("?");
+    say(out, &format!("  first task_done():  {first}"))?;
+    say(out, &format!("  second task_done(): {second}"))?;
+    let refused =
+        first == "accepted" && second == format!("refused: {}", Error::TaskDoneTooManyTimes);
+    jq.put_bytes(b"item 2")?;
+    jq.close_producer();
+    let join = jq.join_timeout(Duration::from_millis(200));
+    let waited = matches!(&join, Err(Error::JoinTimeout { unfinished: 1, .. }));
+    match &join {
+        Err(e) => say(
+            out,
+            &format!("  after item 2 is put, join_timeout(200 ms): {e}"),
+        )?,
+        Ok(()) => say(
+            out,
+            "  after item 2 is put, join_timeout(200 ms) returned: WRONG",
+        )?,
+    }
     say(
         out,
-        "nothing. It will run for real once JoinableQueue lands.",
+        "The extra call changed nothing: join() waits for item 2, as it must.",
     )?;
-    Ok((false, false))
+    Ok((naive_failed, report.is_success() && refused && waited))
 }

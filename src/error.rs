@@ -166,6 +166,55 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+
+    /// A [`JoinableQueue::join_timeout`](crate::JoinableQueue::join_timeout)
+    /// ran out with tasks unfinished: how many, and who took them with a get
+    /// and has not called `task_done` (dead processes included). Tasks not
+    /// in `holders` are still waiting in the queue (or were taken by a
+    /// process the holder table had no room for).
+    #[error("{}", join_timeout_text(*unfinished, holders))]
+    JoinTimeout {
+        /// Tasks put and not yet marked done, when the join gave up.
+        unfinished: u64,
+        /// Processes holding tasks taken and not done, by pid.
+        holders: Vec<TaskHolder>,
+    },
+}
+
+/// A process that took tasks from a [`JoinableQueue`](crate::JoinableQueue)
+/// with a get and has not called `task_done` for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskHolder {
+    /// Its process id.
+    pub pid: crate::sys::Pid,
+    /// Tasks it took and has not marked done.
+    pub count: u64,
+    /// Whether it was still running when the join gave up.
+    pub alive: bool,
+}
+
+fn join_timeout_text(unfinished: u64, holders: &[TaskHolder]) -> String {
+    let plural = if unfinished == 1 { "task" } else { "tasks" };
+    let mut s = format!("join timed out: {unfinished} {plural} unfinished");
+    if !holders.is_empty() {
+        let who: Vec<String> = holders
+            .iter()
+            .map(|h| {
+                if h.alive {
+                    format!("pid {} ({})", h.pid, h.count)
+                } else {
+                    format!("pid {} ({}, dead)", h.pid, h.count)
+                }
+            })
+            .collect();
+        s.push_str("; taken and not done by ");
+        s.push_str(&who.join(", "));
+    }
+    let held: u64 = holders.iter().map(|h| h.count).sum();
+    if unfinished > held {
+        s.push_str(&format!("; {} not taken yet", unfinished - held));
+    }
+    s
 }
 
 fn parent_of(path: &std::path::Path) -> &std::path::Path {
@@ -239,6 +288,33 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "receive buffer too small for a message of 9 bytes"
+        );
+        let e = Error::JoinTimeout {
+            unfinished: 3,
+            holders: vec![
+                TaskHolder {
+                    pid: 4242,
+                    count: 2,
+                    alive: false,
+                },
+                TaskHolder {
+                    pid: 4243,
+                    count: 1,
+                    alive: true,
+                },
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "join timed out: 3 tasks unfinished; taken and not done by pid 4242 (2, dead), pid 4243 (1)"
+        );
+        let e = Error::JoinTimeout {
+            unfinished: 1,
+            holders: vec![],
+        };
+        assert_eq!(
+            e.to_string(),
+            "join timed out: 1 task unfinished; 1 not taken yet"
         );
     }
 }

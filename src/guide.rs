@@ -474,21 +474,19 @@
 //! return while another item is still being worked on (or never return).
 //! Python checks, and raises `ValueError`.
 //!
-//! **See it:** `ipc-harness demo task-done-too-many-times` (for now it
-//! explains the rule; it runs for real once `JoinableQueue` is merged).
+//! **See it:** `ipc-harness demo task-done-too-many-times`.
 //! **Caught by:** `tests/pitfalls.rs` `catches_task_done_too_many_times`,
-//! `tests/demo.rs` `task_done_too_many_times_is_explained`.
+//! `tests/demo.rs` `task_done_too_many_times`, `tests/joinable.rs`.
 //!
 //! **Fix.** `JoinableQueue::task_done` refuses the extra call with
 //! [`Error::TaskDoneTooManyTimes`](crate::Error::TaskDoneTooManyTimes) and
 //! leaves the count as it was.
 //!
-//! ```ignore
-//! // ignore: JoinableQueue is being merged from another branch; this block
-//! // becomes a doctest when it lands (TODO(lead)).
+//! ```
 //! let q = ipc_harness::JoinableQueue::new()?;
 //! q.put_bytes(b"job")?;
 //! q.get_bytes()?;
 //! q.task_done()?;
 //! assert!(matches!(q.task_done(), Err(ipc_harness::Error::TaskDoneTooManyTimes)));
+//! # Ok::<(), ipc_harness::Error>(())
 //! ```

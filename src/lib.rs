@@ -26,6 +26,7 @@
 //! | [`Queue`] | shared memory ring | kept | kept, per producer | yes | yes |
 //! | [`raw::RawPipe`] | `pipe2` | **none** | bytes only | writes ≤ `PIPE_BUF` | no |
 //! | [`Queue`] | shared-memory ring + robust locks | kept | per producer | yes | yes |
+//! | [`JoinableQueue`] | a `Queue` + shared task counters | kept | per producer | yes | yes |
 //!
 //! ## Hello, pipe
 //! ```
@@ -92,6 +93,7 @@ pub mod fifo_cli;
 pub mod frame;
 pub mod guide;
 pub mod harness;
+pub mod joinable;
 pub mod pipe;
 pub mod pitfalls;
 pub mod probe;
@@ -101,6 +103,7 @@ pub mod sys;
 
 pub use error::{Error, Result};
 pub use fifo::Fifo;
+pub use joinable::JoinableQueue;
 pub use pipe::{Connection, Receiver, Sender, duplex, pipe};
 pub use queue::Queue;
 

@@ -10,6 +10,12 @@
 //! | [`Pitfall::RacingReaders`] | many readers of one framed pipe (or queue) without a lock | `Corrupted`, `Lost`, `Duplicated`, ... |
 //! | [`Pitfall::IgnoredShortWrite`] | a non-blocking writer that drops `write`'s count | `Corrupted`, `Lost` |
 //! | [`Pitfall::EofNeverComes`] | a reader that kept its own copy of the write end | `Hang` |
+//! | [`Pitfall::UnsharedTaskCounter`] | a joinable queue whose task counter each process keeps for itself | `TaskAccounting` |
+//!
+//! The last one is a flag of the primitive itself, checked through
+//! [`JoinableChannel`](crate::harness::transports::JoinableChannel) (as the
+//! queue's own racing readers are through `QueueChannel`), not through
+//! [`PitfallChannel`]; so it is not in [`Pitfall::ALL`].
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -37,6 +43,10 @@ pub enum Pitfall {
     /// 6. The reader kept its own copy of the write end: end of stream
     ///    never comes.
     EofNeverComes,
+    /// 10. A joinable queue's task counter is a plain variable in each
+    ///     process (copied by `fork`), not shared: `task_done` in a worker
+    ///     is refused, a join returns early or never.
+    UnsharedTaskCounter,
 }
 
 impl Pitfall {
@@ -59,6 +69,7 @@ impl Pitfall {
             Pitfall::RacingReaders => "racing-readers",
             Pitfall::IgnoredShortWrite => "ignored-short-write",
             Pitfall::EofNeverComes => "eof-never-comes",
+            Pitfall::UnsharedTaskCounter => "unshared-task-counter",
         }
     }
 
@@ -83,6 +94,9 @@ impl Pitfall {
             Pitfall::EofNeverComes => {
                 "the reader keeps its own copy of the write end: it waits forever for an end of stream"
             }
+            Pitfall::UnsharedTaskCounter => {
+                "each process counts its own tasks: a worker's task_done is refused, a join returns early"
+            }
         }
     }
 
@@ -106,6 +120,7 @@ impl Pitfall {
             ],
             Pitfall::IgnoredShortWrite => &["Corrupted", "Lost", "UnexpectedError"],
             Pitfall::EofNeverComes => &["Hang"],
+            Pitfall::UnsharedTaskCounter => &["TaskAccounting"],
         }
     }
 
@@ -194,6 +209,7 @@ impl Channel for PitfallChannel {
             Pitfall::IgnoredShortWrite | Pitfall::EofNeverComes => {
                 Promises::MESSAGES.single_producer().single_consumer()
             }
+            Pitfall::UnsharedTaskCounter => Promises::MESSAGES.with_tasks(),
         }
     }
 
@@ -202,6 +218,12 @@ impl Channel for PitfallChannel {
         producers: usize,
         consumers: usize,
     ) -> Result<Ends<PitfallProducer, PitfallConsumer>> {
+        if self.0 == Pitfall::UnsharedTaskCounter {
+            return Err(Error::io(
+                "open the unshared-task-counter pitfall (check it through JoinableChannel)",
+                std::io::Error::from(std::io::ErrorKind::Unsupported),
+            ));
+        }
         let (r, w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("dup", e));
         let ends = match self.0 {
@@ -247,6 +269,7 @@ impl Channel for PitfallChannel {
                     consumers: vec![PitfallConsumer::HoldingWriteEnd(Receiver::from_fd(r), kept)],
                 }
             }
+            Pitfall::UnsharedTaskCounter => unreachable!("refused above"),
         };
         Ok(ends)
     }

@@ -38,6 +38,7 @@
 //!
 //! ```text
 //! header: config | producer lock | producer state | consumer lock | consumer state | wake words
+//!         | tasks lock | task state | "joined" wake word | holder table (JoinableQueue only)
 //! ring:   ... [rec hdr: seq u64, total u64, len u32, flags u32][len bytes] [rec hdr][bytes] ...
 //! ```
 //!
@@ -111,9 +112,11 @@
 //! ## Extending it (for `JoinableQueue`)
 //! The `LAST`-record commits are the linearisation points: a put takes
 //! effect when the producer commits its message's `LAST` record, a get when
-//! the consumer commits it. Counters that must agree with the queue (an
-//! unfinished-task count; per-pid "taken, not yet done" accounting) belong in
+//! the consumer commits it. Counters that must agree with the queue belong in
 //! those two commits' pending sets, so a death can never apply half of them.
+//! [`JoinableQueue`](crate::JoinableQueue) does so: tasks put are
+//! `published` itself, and the consumer's `LAST` commit carries the "taken,
+//! not done" charge of its process (see [`crate::joinable`]).
 //!
 //! ## Why "Closed" uses a pipe
 //! Each [`Queue`] handle holds the write end of a private "producers" pipe,
@@ -252,6 +255,45 @@ struct ConsumerState {
     p_cur_seq: AtomicU64,
     p_discard: AtomicU64,
     p_delivering: AtomicU64,
+    /// The pid of the consumer lock's holder (to charge a message it dies
+    /// inside to it, for `JoinableQueue`).
+    holder_pid: AtomicU64,
+    /// Pending task charge: 0 none, `i + 1` slot `i`, `UNTRACKED` the
+    /// untracked counter; and the new value of its `taken` counter.
+    p_slot: AtomicU64,
+    p_slot_taken: AtomicU64,
+}
+
+/// How many processes the "taken, not done" table of a `JoinableQueue`
+/// tracks at once. A slot is reused once its process has no task
+/// outstanding; gets by further processes are counted as untracked.
+pub const TASK_SLOTS: usize = 256;
+const UNTRACKED: u64 = u64::MAX;
+
+/// One row of the "taken, not done" table: `taken` only grows, in the
+/// consumer's `LAST`-record commits; `done` only grows, in `task_done`'s
+/// commits. Outstanding = `taken - done`.
+#[repr(C)]
+pub(crate) struct TaskSlot {
+    pid: AtomicU64,
+    taken: AtomicU64,
+    done: AtomicU64,
+}
+
+/// `JoinableQueue` task accounting, beside the queue's own state. Tasks put
+/// are `ProducerState::published`; tasks done are `done`, changed only by a
+/// `task_done` commit under `tasks_lock`.
+#[repr(C, align(128))]
+struct TaskState {
+    done: AtomicU64,
+    /// Messages taken while the table was full (consumer lock).
+    untracked_taken: AtomicU64,
+    /// `task_done` calls charged to no slot (tasks lock).
+    untracked_done: AtomicU64,
+    phase: AtomicU64,
+    p_done: AtomicU64,
+    p_slot: AtomicU64,
+    p_slot_done: AtomicU64,
 }
 
 #[repr(C, align(128))]
@@ -271,6 +313,11 @@ pub(crate) struct Header {
     cons: ConsumerState,
     not_empty: WakeWord,
     not_full: WakeWord,
+    tasks_lock: LockLine,
+    tasks: TaskState,
+    /// Bumped (generation counter) whenever tasks are done and a joiner sleeps.
+    joined: WakeWord,
+    slots: [TaskSlot; TASK_SLOTS],
 }
 
 /// One record's header in the ring.
@@ -336,10 +383,14 @@ pub enum KillPoint {
     ConsumerMidItem,
     /// A consumer took a whole message and still holds the lock.
     ConsumerTook,
+    /// A `JoinableQueue::task_done` has applied its commit to the holder
+    /// table but not yet to the total of tasks done (not in [`ALL`](Self::ALL),
+    /// which lists the points of plain queue operations).
+    TaskDoneMidCommit,
 }
 
 impl KillPoint {
-    /// Every kill point.
+    /// Every kill point of plain queue operations (puts and gets).
     pub const ALL: [KillPoint; 9] = [
         KillPoint::ProducerLocked,
         KillPoint::ProducerMidRecord,
@@ -398,6 +449,8 @@ pub struct QueueBuilder {
     max_message: u64,
     ring_bytes: usize,
     racing_readers: bool,
+    pub(crate) tasks: bool,
+    pub(crate) local_tasks_pitfall: bool,
 }
 
 impl QueueBuilder {
@@ -437,6 +490,7 @@ impl QueueBuilder {
         let region = SharedRegion::<Header>::new(ring_len, |h: &Header, fresh: &Fresh| {
             h.prod_lock.lock.init(fresh)?;
             h.cons_lock.lock.init(fresh)?;
+            h.tasks_lock.lock.init(fresh)?;
             h.config.ring_len.store(ring_len as u64, Relaxed);
             h.config.max_items.store(self.max_items, Relaxed);
             h.config.max_message.store(self.max_message, Relaxed);
@@ -457,6 +511,10 @@ impl QueueBuilder {
                 max_items: self.max_items,
                 max_message: self.max_message,
                 racing: self.racing_readers,
+                tasks: self.tasks,
+                local_tasks_pitfall: self.local_tasks_pitfall,
+                local_tasks: AtomicU64::new(0),
+                slot_cache: AtomicU64::new(0),
             }),
         })
     }
@@ -472,7 +530,7 @@ pub struct Queue {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     region: SharedRegion<Header>,
     /// `close()` was called in this process.
     closed: AtomicBool,
@@ -487,6 +545,15 @@ struct Inner {
     max_items: u64,
     max_message: u64,
     racing: bool,
+    /// Count tasks (a `JoinableQueue`): charge gets to the holder table.
+    tasks: bool,
+    /// The per-process task counter pitfall (`local_tasks` instead of the
+    /// shared counters).
+    local_tasks_pitfall: bool,
+    /// The pitfall's counter: private to each process (a copy after fork).
+    local_tasks: AtomicU64,
+    /// `pid << 32 | slot + 1` of this process's row in the holder table.
+    slot_cache: AtomicU64,
 }
 
 impl fmt::Debug for Queue {
@@ -530,6 +597,8 @@ impl Queue {
             max_message: u64::MAX,
             ring_bytes: DEFAULT_RING_BYTES,
             racing_readers: false,
+            tasks: false,
+            local_tasks_pitfall: false,
         }
     }
 
@@ -727,6 +796,12 @@ impl Queue {
     }
 }
 
+impl Queue {
+    pub(crate) fn tasks(&self) -> &Inner {
+        &self.inner
+    }
+}
+
 impl Inner {
     fn header(&self) -> &Header {
         self.region.header()
@@ -896,6 +971,7 @@ impl Inner {
             c.cur_seq.store(c.p_cur_seq.load(Relaxed), Release);
             c.discard.store(c.p_discard.load(Relaxed), Release);
             c.delivering.store(c.p_delivering.load(Relaxed), Release);
+            self.apply_charge(c.p_slot.load(Relaxed), c.p_slot_taken.load(Relaxed));
             c.phase.store(0, Release);
         }
         // Each loss is counted once even if a repairer dies mid-repair: the
@@ -903,6 +979,12 @@ impl Inner {
         if c.cur_seq.load(Acquire) != 0 {
             if c.discard.swap(1, SeqCst) == 0 {
                 h.config.lost_by_consumers.fetch_add(1, SeqCst);
+                if self.tasks {
+                    // The dead consumer was inside a message: its task can
+                    // never be done, and the holder table says who had it.
+                    let (slot, taken) = self.charge_for(c.holder_pid.load(Acquire));
+                    self.apply_charge(slot, taken);
+                }
             }
         } else if c.delivering.swap(0, SeqCst) != 0 {
             h.config.lost_by_consumers.fetch_add(1, SeqCst);
@@ -936,7 +1018,23 @@ impl Inner {
     }
 
     fn commit_consumer(&self, tail: u64, taken: u64, cur_seq: u64, discard: u64, delivering: u64) {
+        self.commit_consumer_charging(tail, taken, cur_seq, discard, delivering, (0, 0));
+    }
+
+    /// A consumer commit that also sets the `taken` counter of a holder
+    /// table row (`charge = (slot + 1 or UNTRACKED, new taken)`; slot 0: none).
+    fn commit_consumer_charging(
+        &self,
+        tail: u64,
+        taken: u64,
+        cur_seq: u64,
+        discard: u64,
+        delivering: u64,
+        charge: (u64, u64),
+    ) {
         let c = &self.header().cons;
+        c.p_slot.store(charge.0, Relaxed);
+        c.p_slot_taken.store(charge.1, Relaxed);
         c.p_tail.store(tail, Relaxed);
         c.p_taken.store(taken, Relaxed);
         c.p_cur_seq.store(cur_seq, Relaxed);
@@ -949,7 +1047,47 @@ impl Inner {
         c.cur_seq.store(cur_seq, Release);
         c.discard.store(discard, Release);
         c.delivering.store(delivering, Release);
+        self.apply_charge(charge.0, charge.1);
         c.phase.store(0, Release);
+    }
+
+    fn apply_charge(&self, slot: u64, taken: u64) {
+        let h = self.header();
+        match slot {
+            0 => {}
+            UNTRACKED => h.tasks.untracked_taken.store(taken, Release),
+            i => h.slots[(i - 1) as usize].taken.store(taken, Release),
+        }
+    }
+
+    /// Under the consumer lock: the charge that adds one task taken by
+    /// `pid` (finding or claiming its row of the holder table).
+    fn charge_for(&self, pid: u64) -> (u64, u64) {
+        let h = self.header();
+        let cached = self.slot_cache.load(Relaxed);
+        if cached >> 32 == pid && cached as u32 != 0 {
+            let i = (cached as u32 - 1) as usize;
+            if h.slots[i].pid.load(Acquire) == pid {
+                return (i as u64 + 1, h.slots[i].taken.load(Relaxed) + 1);
+            }
+        }
+        let found = h.slots.iter().position(|s| s.pid.load(Acquire) == pid);
+        // Else a free row, or one whose process has nothing outstanding.
+        let found = found.or_else(|| {
+            h.slots.iter().position(|s| {
+                s.pid.load(Acquire) == 0 || s.taken.load(Acquire) == s.done.load(Acquire)
+            })
+        });
+        match found {
+            Some(i) => {
+                // Claimed before the commit: a death in between leaves a row
+                // with nothing outstanding, which the next claimer reuses.
+                h.slots[i].pid.store(pid, Release);
+                self.slot_cache.store(pid << 32 | (i as u64 + 1), Relaxed);
+                (i as u64 + 1, h.slots[i].taken.load(Relaxed) + 1)
+            }
+            None => (UNTRACKED, h.tasks.untracked_taken.load(Relaxed) + 1),
+        }
     }
 
     // --- put -------------------------------------------------------------
@@ -1025,6 +1163,9 @@ impl Inner {
             first = false;
         }
         kill_point(KillPoint::ProducerPublished);
+        if self.local_tasks_pitfall {
+            self.local_tasks.fetch_add(1, SeqCst);
+        }
         Ok(())
     }
 
@@ -1062,6 +1203,9 @@ impl Inner {
                 Error::Timeout
             });
         };
+        if self.tasks {
+            c.holder_pid.store(sys::cached_pid() as u64, Relaxed);
+        }
         kill_point(KillPoint::ConsumerLocked);
         if nonblocking && self.len() == 0 && c.cur_seq.load(Relaxed) == 0 {
             return Err(Error::Empty);
@@ -1153,7 +1297,14 @@ impl Inner {
             let taken = c.taken.load(Relaxed);
             if rec.flags & LAST != 0 {
                 let delivering = if discard == 0 { rec.seq } else { 0 };
-                self.commit_consumer(new_tail, taken + 1, 0, 0, delivering);
+                // A get takes a task: charged to this process in the same
+                // commit, so a death applies all of it or none.
+                let charge = if self.tasks && discard == 0 {
+                    self.charge_for(c.holder_pid.load(Relaxed))
+                } else {
+                    (0, 0)
+                };
+                self.commit_consumer_charging(new_tail, taken + 1, 0, 0, delivering, charge);
                 Self::wake(&h.not_full);
                 if discard != 0 {
                     buf.clear();
@@ -1245,5 +1396,196 @@ impl Inner {
                 return Ok(buf);
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Task accounting (JoinableQueue)
+// ---------------------------------------------------------------------------
+
+impl Inner {
+    /// Tasks put and not yet done. Reads `done` before `published`: both
+    /// only grow and `done <= published` always, so equal values mean the
+    /// count was zero at the moment `published` was read.
+    pub(crate) fn unfinished_tasks(&self) -> u64 {
+        if self.local_tasks_pitfall {
+            return self.local_tasks.load(SeqCst);
+        }
+        let h = self.header();
+        let done = h.tasks.done.load(SeqCst);
+        let published = h.prod.published.load(SeqCst);
+        published.saturating_sub(done)
+    }
+
+    fn lock_tasks(&self) -> Result<Guard<'_>> {
+        let lock = &self.header().tasks_lock.lock;
+        match lock.lock(None).map_err(|e| Error::io("lock queue", e))? {
+            Locked::OwnerDied => {
+                self.repair_tasks();
+                lock.mark_consistent()
+                    .map_err(|e| Error::io("repair queue", e))?;
+            }
+            Locked::Acquired | Locked::Busy | Locked::TimedOut => {}
+        }
+        Ok(Guard(lock))
+    }
+
+    /// After `EOWNERDEAD` on the tasks lock: finish a half-applied commit.
+    fn repair_tasks(&self) {
+        let t = &self.header().tasks;
+        if t.phase.load(Acquire) == 1 {
+            self.apply_task_done_slot(t.p_slot.load(Relaxed), t.p_slot_done.load(Relaxed));
+            t.done.store(t.p_done.load(Relaxed), SeqCst);
+            t.phase.store(0, Release);
+        }
+        Self::wake(&self.header().joined);
+    }
+
+    fn apply_task_done_slot(&self, slot: u64, slot_done: u64) {
+        let h = self.header();
+        match slot {
+            0 => {}
+            UNTRACKED => h.tasks.untracked_done.store(slot_done, Release),
+            i => h.slots[(i - 1) as usize].done.store(slot_done, Release),
+        }
+    }
+
+    /// Takes the tasks lock if it is free, to repair it if its owner died
+    /// inside a `task_done` (whose commit then lands); releases it at once.
+    fn probe_tasks(&self) -> Result<()> {
+        let lock = &self.header().tasks_lock.lock;
+        match lock.try_lock().map_err(|e| Error::io("lock queue", e))? {
+            Locked::Acquired => drop(Guard(lock)),
+            Locked::OwnerDied => {
+                let _guard = Guard(lock);
+                self.repair_tasks();
+                lock.mark_consistent()
+                    .map_err(|e| Error::io("repair queue", e))?;
+            }
+            Locked::Busy | Locked::TimedOut => {}
+        }
+        Ok(())
+    }
+
+    /// Marks one task done: one commit of the total and of one row of the
+    /// holder table (this process's if it holds a task, else the first live
+    /// holder's, else any holder's).
+    pub(crate) fn task_done(&self) -> Result<()> {
+        if self.local_tasks_pitfall {
+            // The pitfall: a counter each process keeps for itself.
+            return match self.local_tasks.load(SeqCst) {
+                0 => Err(Error::TaskDoneTooManyTimes),
+                _ => {
+                    self.local_tasks.fetch_sub(1, SeqCst);
+                    Ok(())
+                }
+            };
+        }
+        let h = self.header();
+        let t = &h.tasks;
+        let _guard = self.lock_tasks()?;
+        let done = t.done.load(Relaxed);
+        if done >= h.prod.published.load(SeqCst) {
+            return Err(Error::TaskDoneTooManyTimes);
+        }
+        let me = sys::cached_pid() as u64;
+        let outstanding = |s: &TaskSlot| s.taken.load(Acquire) > s.done.load(Relaxed);
+        let mine = h
+            .slots
+            .iter()
+            .position(|s| s.pid.load(Acquire) == me && outstanding(s));
+        let slot = mine
+            .or_else(|| {
+                h.slots.iter().position(|s| {
+                    outstanding(s) && sys::process_alive(s.pid.load(Acquire) as sys::Pid)
+                })
+            })
+            .or_else(|| h.slots.iter().position(outstanding));
+        let (slot, slot_done) = match slot {
+            Some(i) => (i as u64 + 1, h.slots[i].done.load(Relaxed) + 1),
+            None if t.untracked_taken.load(Acquire) > t.untracked_done.load(Relaxed) => {
+                (UNTRACKED, t.untracked_done.load(Relaxed) + 1)
+            }
+            // A task not taken yet (Python allows it): no row changes.
+            None => (0, 0),
+        };
+        t.p_done.store(done + 1, Relaxed);
+        t.p_slot.store(slot, Relaxed);
+        t.p_slot_done.store(slot_done, Relaxed);
+        t.phase.store(1, Release);
+        self.apply_task_done_slot(slot, slot_done);
+        kill_point(KillPoint::TaskDoneMidCommit);
+        t.done.store(done + 1, SeqCst);
+        t.phase.store(0, Release);
+        // Joiners wait for zero only. `published` only grows, so if this
+        // read says the count is not zero, it was not zero when `done` was
+        // stored, and the task_done that does reach zero will wake them.
+        if done + 1 >= h.prod.published.load(SeqCst) {
+            Self::wake(&h.joined);
+        }
+        Ok(())
+    }
+
+    /// Waits until no task is unfinished, or `deadline`.
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<()> {
+        loop {
+            if self.unfinished_tasks() == 0 {
+                return Ok(());
+            }
+            let left = match deadline {
+                None => POLL,
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        // Under the tasks lock (repaired if need be): the
+                        // count and the table agree.
+                        let _guard = self.lock_tasks()?;
+                        let unfinished = self.unfinished_tasks();
+                        if unfinished == 0 {
+                            return Ok(());
+                        }
+                        return Err(Error::JoinTimeout {
+                            unfinished,
+                            holders: self.task_holders(),
+                        });
+                    }
+                    (d - now).min(POLL)
+                }
+            };
+            if self.local_tasks_pitfall {
+                // Nobody else can change this process's own counter.
+                std::thread::sleep(left);
+                continue;
+            }
+            // No lost wake-up: `wait_on` reads the generation word, announces
+            // itself in `waiters`, fences, and re-checks the count before it
+            // sleeps; `task_done` stores `done`, fences, and bumps the word if
+            // anyone announced. One of the two sees the other.
+            if let Wait::TimedOut =
+                Self::wait_on(&self.header().joined, left, || self.unfinished_tasks() == 0)
+            {
+                // A task_done killed mid-commit leaves its lock owner-dead
+                // and its commit unapplied; land it rather than wait on it.
+                self.probe_tasks()?;
+            }
+        }
+    }
+
+    /// Who took tasks and has not marked them done.
+    pub(crate) fn task_holders(&self) -> Vec<crate::error::TaskHolder> {
+        self.header()
+            .slots
+            .iter()
+            .filter_map(|s| {
+                let pid = s.pid.load(Acquire);
+                let taken = s.taken.load(Acquire);
+                let done = s.done.load(Acquire);
+                (pid != 0 && taken > done).then(|| crate::error::TaskHolder {
+                    pid: pid as sys::Pid,
+                    count: taken - done,
+                    alive: sys::process_alive(pid as sys::Pid),
+                })
+            })
+            .collect()
     }
 }

@@ -123,7 +123,16 @@ fn pitfalls_make_the_check_exit_1_naming_each_violation() {
     let j = json(&o);
     let rows = j["results"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["properties"]["boundaries"]["status"], "FAIL Merged");
+    let boundaries = &rows[0]["properties"]["boundaries"];
+    assert!(
+        boundaries["status"].as_str().unwrap().starts_with("FAIL"),
+        "{boundaries}"
+    );
+    let kinds = boundaries["kinds"].as_array().unwrap();
+    assert!(
+        kinds.iter().any(|k| k == "Merged" || k == "Split"),
+        "{boundaries}"
+    );
     assert_eq!(rows[1]["properties"]["liveness"]["status"], "FAIL Hang");
     for r in rows {
         assert_eq!(r["promises_held"], false);
@@ -184,10 +193,13 @@ fn junit_has_a_case_per_transport_and_property_with_failures_for_broken_promises
     let xml = std::fs::read_to_string(&file).unwrap();
     assert!(xml.starts_with("<?xml"));
     assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
-    assert_eq!(xml.matches("<testcase ").count(), 10, "{xml}");
+    let properties = ipc_harness::harness::channel::Property::ALL.len();
+    assert_eq!(xml.matches("<testcase ").count(), 2 * properties, "{xml}");
     assert!(
-        xml.contains(r#"<testsuite name="pipe()" tests="5" failures="0""#),
+        xml.contains(&format!(
+            r#"<testsuite name="pipe()" tests="{properties}" failures="0""#
+        )),
         "{xml}"
     );
-    assert!(xml.contains(r#"<failure message="FAIL: Merged"#), "{xml}");
+    assert!(xml.contains(r#"<failure message="FAIL: "#), "{xml}");
 }

@@ -65,6 +65,7 @@ fn perfect(scenario: &Scenario, pick: &[usize]) -> (Traces, Vec<(MsgId, usize)>)
             consumer: 0,
             receives,
             end: StreamEnd::Closed,
+            tasks: None,
         })],
     };
     (traces, order)

@@ -12,7 +12,7 @@ use ipc_harness::harness::fork::serial;
 use ipc_harness::harness::proptest_config;
 use ipc_harness::harness::scenario::{Limits, run, scenarios};
 use ipc_harness::harness::transports::{
-    DuplexChannel, FifoChannel, PipeChannel, QueueChannel, RawChannel, RawKind,
+    DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel, RawKind,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
@@ -57,6 +57,7 @@ battery! {
         ring_bytes: Some(4096),
         racing_readers: false,
     };
+    joinable_queue_keeps_every_promise => JoinableChannel::DEFAULT;
     // The raw transports keep what they promise, which is less.
     raw_pipe_keeps_its_byte_stream_promises => RawChannel(RawKind::Pipe);
     packet_pipe_keeps_its_promises => RawChannel(RawKind::PacketPipe);

@@ -61,16 +61,21 @@ pub enum Property {
     Integrity,
     /// Nobody hangs past the deadline, crashes or sees an unexpected error.
     Liveness,
+    /// Task accounting (a joinable queue): `task_done` is never refused
+    /// while a task taken is unfinished, and a join never returns while a
+    /// task is unfinished.
+    TaskAccounting,
 }
 
 impl Property {
     /// Every property, in table order.
-    pub const ALL: [Property; 5] = [
+    pub const ALL: [Property; 6] = [
         Property::Boundaries,
         Property::ExactlyOnce,
         Property::Order,
         Property::Integrity,
         Property::Liveness,
+        Property::TaskAccounting,
     ];
 
     /// The column title.
@@ -81,6 +86,7 @@ impl Property {
             Property::Order => "order",
             Property::Integrity => "integrity",
             Property::Liveness => "liveness",
+            Property::TaskAccounting => "tasks",
         }
     }
 }
@@ -112,6 +118,9 @@ pub struct Promises {
     /// The smallest message it can carry (1 for transports where a 0-byte
     /// message is indistinguishable from nothing or from end of stream).
     pub min_message: usize,
+    /// Task accounting: consumers mark each message done and join (see
+    /// [`Consumer::task_done`]).
+    pub tasks: bool,
 }
 
 impl Promises {
@@ -126,6 +135,7 @@ impl Promises {
         max_consumers: 8,
         max_message: usize::MAX,
         min_message: 0,
+        tasks: false,
     };
 
     /// A byte stream: bytes in order and intact, but no boundaries, so no
@@ -139,6 +149,12 @@ impl Promises {
     /// The same promises for messages of at least `min` bytes.
     pub const fn min_message(mut self, min: usize) -> Self {
         self.min_message = min;
+        self
+    }
+
+    /// The same promises, plus task accounting.
+    pub const fn with_tasks(mut self) -> Self {
+        self.tasks = true;
         self
     }
 
@@ -174,6 +190,7 @@ impl Promises {
             Property::Order => self.order,
             Property::Integrity => self.integrity,
             Property::Liveness => true,
+            Property::TaskAccounting => self.tasks,
         }
     }
 }
@@ -199,6 +216,22 @@ pub trait Consumer {
     /// once every producer is done and everything was taken, or
     /// [`Error::Timeout`](crate::Error::Timeout) at `deadline`.
     fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>>;
+
+    /// For a channel with task accounting (a joinable queue): marks the
+    /// message last received as processed. The harness calls it after every
+    /// receive. `None` (the default): the channel has no tasks.
+    fn task_done(&mut self) -> Option<Result<()>> {
+        None
+    }
+
+    /// For a channel with task accounting: waits (until `deadline`) for
+    /// every task to be done and returns the unfinished-task counter read
+    /// right after the join returned. The harness calls it once the stream
+    /// has ended. `None` (the default): the channel has no tasks.
+    fn join(&mut self, deadline: Instant) -> Option<Result<u64>> {
+        let _ = deadline;
+        None
+    }
 }
 
 /// A transport the harness can check.

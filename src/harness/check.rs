@@ -17,7 +17,7 @@ use std::fmt;
 use super::channel::Property;
 use super::payload::{self, ID_LEN, MsgId, Verdict};
 use super::scenario::Scenario;
-use super::trace::{Failure, StreamEnd, Traces};
+use super::trace::{Failure, StreamEnd, TaskTrace, Traces};
 
 /// Which message a violation is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,6 +111,16 @@ pub enum Violation {
         /// How it ended.
         outcome: String,
     },
+    /// Task accounting broke: a `task_done` refused although the consumer
+    /// had taken a task it had not marked done, more `task_done`s than
+    /// receives, a join that returned while tasks were unfinished, or one
+    /// that did not return.
+    TaskAccounting {
+        /// The consumer.
+        consumer: u16,
+        /// What happened, in words.
+        what: String,
+    },
     /// An operation failed with an error the contract does not allow.
     UnexpectedError {
         /// E.g. `producer 1`.
@@ -133,6 +143,7 @@ impl Violation {
             Violation::Hang { .. }
             | Violation::ChildFailed { .. }
             | Violation::UnexpectedError { .. } => Property::Liveness,
+            Violation::TaskAccounting { .. } => Property::TaskAccounting,
         }
     }
 
@@ -148,6 +159,7 @@ impl Violation {
             Violation::Hang { .. } => "Hang",
             Violation::ChildFailed { .. } => "ChildFailed",
             Violation::UnexpectedError { .. } => "UnexpectedError",
+            Violation::TaskAccounting { .. } => "TaskAccounting",
         }
     }
 }
@@ -202,6 +214,9 @@ impl fmt::Display for Violation {
                 "Corrupted: consumer {consumer}'s receive #{receive}: {why}"
             ),
             Violation::Hang { process, phase } => write!(f, "Hang: {process} {phase}"),
+            Violation::TaskAccounting { consumer, what } => {
+                write!(f, "TaskAccounting: consumer {consumer} {what}")
+            }
             Violation::ChildFailed { process, outcome } => {
                 write!(f, "ChildFailed: {process} {outcome}")
             }
@@ -525,6 +540,14 @@ pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
                 });
             }
         }
+        if let Some(tasks) = &trace.tasks {
+            check_tasks(
+                consumer,
+                trace.receives.len() as u64,
+                tasks,
+                &mut violations,
+            );
+        }
         match &trace.end {
             StreamEnd::Closed => {}
             StreamEnd::Timeout => violations.push(Violation::Hang {
@@ -581,6 +604,34 @@ pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
         }
     }
     violations
+}
+
+/// Task accounting of one consumer that received `gets` messages and
+/// called `task_done` after each: never more done than gets, never refused,
+/// every join returned, with the counter at zero.
+fn check_tasks(consumer: u16, gets: u64, tasks: &TaskTrace, violations: &mut Vec<Violation>) {
+    let mut v = |what: String| violations.push(Violation::TaskAccounting { consumer, what });
+    if tasks.done > gets {
+        v(format!(
+            "marked {} tasks done after only {gets} gets",
+            tasks.done
+        ));
+    }
+    for e in &tasks.refused {
+        v(format!(
+            "had task_done refused with a task taken and not done: {e}"
+        ));
+    }
+    for &counter in &tasks.joins {
+        if counter != 0 {
+            v(format!(
+                "saw a join return while {counter} task(s) were unfinished"
+            ));
+        }
+    }
+    for e in &tasks.join_errors {
+        v(format!("joined and the join did not return: {e}"));
+    }
 }
 
 fn process_failure(process: &str, phase: &str, failure: &Failure) -> Violation {

@@ -48,7 +48,8 @@
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -155,6 +156,7 @@ pub fn spawn<F>(f: F) -> Result<Child>
 where
     F: FnOnce() -> Vec<u8>,
 {
+    install_panic_hook();
     let (results, results_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
     let pid = sys::fork_run(move || child_main(f, results_w)).map_err(|e| Error::io("fork", e))?;
     let pidfd = match sys::pidfd_open(pid) {
@@ -181,15 +183,36 @@ where
     spawn(f)?.wait(timeout)
 }
 
+/// Set in a forked child (in its copy of memory only).
+static IN_FORKED_CHILD: AtomicBool = AtomicBool::new(false);
+/// A forked child's panic message, captured by the hook.
+static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Installs, once and before the first fork, a panic hook that captures the
+/// message in a forked child and hands every other panic to the hook that
+/// was there before. Installing it in the child instead would take the
+/// hook's lock there, which a thread of the parent may have held at fork
+/// time: the child would hang on its first panic.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if IN_FORKED_CHILD.load(Ordering::Relaxed) {
+                // The default hook prints to stderr, whose lock another
+                // thread of the parent may have held at fork time.
+                if let Ok(mut slot) = PANIC_MESSAGE.try_lock() {
+                    *slot = Some(info.to_string());
+                }
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 fn child_main<F: FnOnce() -> Vec<u8>>(f: F, results: OwnedFd) -> i32 {
-    static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
-    // The default hook prints to stderr, whose lock another thread of the
-    // parent may have held at fork time. Capture the message instead.
-    panic::set_hook(Box::new(|info| {
-        if let Ok(mut slot) = PANIC_MESSAGE.try_lock() {
-            *slot = Some(info.to_string());
-        }
-    }));
+    IN_FORKED_CHILD.store(true, Ordering::Relaxed);
     let (tag, body, code) = match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(output) => (TAG_OUTPUT, output, 0),
         Err(payload) => {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::campaign::{CampaignConfig, CampaignResult, campaign};
 use super::channel::{Channel, Promises};
-use super::transports::{DuplexChannel, FifoChannel, PipeChannel, QueueChannel, RawChannel};
+use super::transports::{
+    DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel,
+};
 use crate::pitfalls::{Pitfall, PitfallChannel};
 
 /// What sort of transport an entry is.
@@ -85,6 +87,7 @@ pub fn primitives() -> Vec<Entry> {
                 racing_readers: false,
             },
         ),
+        Entry::new(Kind::Primitive, JoinableChannel::DEFAULT),
     ]
 }
 
@@ -107,6 +110,13 @@ pub fn pitfalls() -> Vec<Entry> {
         QueueChannel {
             racing_readers: true,
             ..QueueChannel::DEFAULT
+        },
+    ));
+    v.push(Entry::new(
+        Kind::Pitfall(Pitfall::UnsharedTaskCounter),
+        JoinableChannel {
+            local_counter_pitfall: true,
+            ..JoinableChannel::DEFAULT
         },
     ));
     v

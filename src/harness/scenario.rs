@@ -13,7 +13,9 @@ use super::check::{Violation, check};
 use super::fork::{self, Outcome};
 use super::payload::{self, MsgId};
 use super::sizes;
-use super::trace::{ConsumerTrace, Failure, ProducerTrace, SendRecord, StreamEnd, Traces};
+use super::trace::{
+    ConsumerTrace, Failure, ProducerTrace, SendRecord, StreamEnd, TaskTrace, Traces,
+};
 
 /// How a producer spaces its sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -390,17 +392,39 @@ fn produce<P: Producer>(mut end: P, producer: u16, plan: &ProducerPlan) -> Produ
 
 fn consume<C: Consumer>(mut end: C, consumer: u16, deadline: Instant) -> ConsumerTrace {
     let mut receives = Vec::new();
+    let mut tasks: Option<TaskTrace> = None;
     let end_reason = loop {
         match end.recv(deadline) {
-            Ok(bytes) => receives.push(bytes),
+            Ok(bytes) => {
+                receives.push(bytes);
+                if let Some(result) = end.task_done() {
+                    let t = tasks.get_or_insert_with(TaskTrace::default);
+                    match result {
+                        Ok(()) => t.done += 1,
+                        Err(e) => t.refused.push(e.to_string()),
+                    }
+                }
+            }
             Err(crate::Error::Closed) => break StreamEnd::Closed,
             Err(crate::Error::Timeout) => break StreamEnd::Timeout,
             Err(e) => break StreamEnd::Error(e.to_string()),
         }
     };
+    if end_reason == StreamEnd::Closed {
+        // Every producer is gone and the queue is empty: once every
+        // consumer has marked its last message done, the join returns.
+        if let Some(result) = end.join(deadline) {
+            let t = tasks.get_or_insert_with(TaskTrace::default);
+            match result {
+                Ok(counter) => t.joins.push(counter),
+                Err(e) => t.join_errors.push(e.to_string()),
+            }
+        }
+    }
     ConsumerTrace {
         consumer,
         receives,
         end: end_reason,
+        tasks,
     }
 }

@@ -49,6 +49,19 @@ impl fmt::Display for StreamEnd {
     }
 }
 
+/// What a consumer of a channel with task accounting did with its tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskTrace {
+    /// `task_done` calls that returned `Ok` (one is made per receive).
+    pub done: u64,
+    /// The errors of `task_done` calls that were refused.
+    pub refused: Vec<String>,
+    /// The unfinished-task counter read right after each join returned.
+    pub joins: Vec<u64>,
+    /// The errors of joins that did not return `Ok`.
+    pub join_errors: Vec<String>,
+}
+
 /// Everything one consumer process received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerTrace {
@@ -58,6 +71,8 @@ pub struct ConsumerTrace {
     pub receives: Vec<Vec<u8>>,
     /// How its receiving ended.
     pub end: StreamEnd,
+    /// Its task accounting, for channels that have it.
+    pub tasks: Option<TaskTrace>,
 }
 
 /// A process that did not report a trace: how it ended instead.
@@ -188,6 +203,19 @@ impl ConsumerTrace {
                 w.bytes(e.as_bytes());
             }
         }
+        if let Some(t) = &self.tasks {
+            w.u64(t.done);
+            for list in [&t.refused, &t.join_errors] {
+                w.u64(list.len() as u64);
+                for e in list {
+                    w.bytes(e.as_bytes());
+                }
+            }
+            w.u64(t.joins.len() as u64);
+            for &j in &t.joins {
+                w.u64(j);
+            }
+        }
         w.0
     }
 
@@ -208,10 +236,33 @@ impl ConsumerTrace {
             1 => StreamEnd::Timeout,
             _ => StreamEnd::Error(r.string()?),
         };
+        let tasks = if r.0.is_empty() {
+            None
+        } else {
+            let done = r.u64()?;
+            let mut lists = [Vec::new(), Vec::new()];
+            for list in &mut lists {
+                for _ in 0..r.u64()? {
+                    list.push(r.string()?);
+                }
+            }
+            let [refused, join_errors] = lists;
+            let mut joins = Vec::new();
+            for _ in 0..r.u64()? {
+                joins.push(r.u64()?);
+            }
+            Some(TaskTrace {
+                done,
+                refused,
+                joins,
+                join_errors,
+            })
+        };
         r.0.is_empty().then_some(ConsumerTrace {
             consumer,
             receives,
             end,
+            tasks,
         })
     }
 }
@@ -243,11 +294,19 @@ mod tests {
             StreamEnd::Timeout,
             StreamEnd::Error("x".into()),
         ] {
-            let c = ConsumerTrace {
+            let mut c = ConsumerTrace {
                 consumer: 1,
                 receives: vec![vec![], vec![1, 2, 3]],
                 end,
+                tasks: None,
             };
+            assert_eq!(ConsumerTrace::decode(&c.encode()), Some(c.clone()));
+            c.tasks = Some(TaskTrace {
+                done: 2,
+                refused: vec!["no".into()],
+                joins: vec![0, 3],
+                join_errors: vec!["late".into()],
+            });
             assert_eq!(ConsumerTrace::decode(&c.encode()), Some(c));
         }
         assert_eq!(ConsumerTrace::decode(b"C\x01"), None);

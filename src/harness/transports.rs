@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::channel::{Channel, Consumer, Ends, Producer, Promises};
 use crate::error::{Error, Result};
 use crate::fifo::{Fifo, FifoReader, FifoWriter, Wait};
+use crate::joinable::JoinableQueue;
 use crate::pipe::{Connection, Receiver, Sender};
 use crate::queue::Queue;
 use crate::sys::{self, PIPE_BUF, Readiness, SocketKind, WriteKind};
@@ -414,6 +415,111 @@ impl Channel for QueueChannel {
                 .collect(),
             consumers: (0..consumers)
                 .map(|_| QueueConsumer {
+                    queue: queue.clone(),
+                    declared: false,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A [`JoinableQueue`]: many producers, many consumers, and task
+/// accounting: each consumer marks every message done after receiving it,
+/// and joins once its stream has ended.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinableChannel {
+    /// `Some(n)`: bounded to `n` items.
+    pub bounded: Option<usize>,
+    /// The pitfall: a task counter each process keeps for itself.
+    pub local_counter_pitfall: bool,
+}
+
+impl JoinableChannel {
+    /// The default joinable queue.
+    pub const DEFAULT: JoinableChannel = JoinableChannel {
+        bounded: None,
+        local_counter_pitfall: false,
+    };
+}
+
+/// A joinable queue handle used by a producer process.
+#[derive(Debug)]
+pub struct JoinableProducer(JoinableQueue);
+
+/// A joinable queue handle used by a consumer process: it stops counting as
+/// a producer on its first receive, marks each message done after taking
+/// it, and joins at the end.
+#[derive(Debug)]
+pub struct JoinableConsumer {
+    queue: JoinableQueue,
+    declared: bool,
+}
+
+impl Producer for JoinableProducer {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.0.put_bytes(msg)
+    }
+}
+
+impl Consumer for JoinableConsumer {
+    fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
+        if !self.declared {
+            self.queue.close_producer();
+            self.declared = true;
+        }
+        self.queue.get_bytes_timeout(left(deadline))
+    }
+
+    fn task_done(&mut self) -> Option<Result<()>> {
+        Some(self.queue.task_done())
+    }
+
+    fn join(&mut self, deadline: Instant) -> Option<Result<u64>> {
+        Some(
+            self.queue
+                .join_timeout(left(deadline))
+                .map(|()| self.queue.unfinished_tasks()),
+        )
+    }
+}
+
+impl Channel for JoinableChannel {
+    type Producer = JoinableProducer;
+    type Consumer = JoinableConsumer;
+
+    fn name(&self) -> String {
+        let name = match self.bounded {
+            Some(n) => format!("JoinableQueue::bounded({n})"),
+            None => "JoinableQueue".to_string(),
+        };
+        if self.local_counter_pitfall {
+            format!("pitfall: unshared-task-counter ({name})")
+        } else {
+            name
+        }
+    }
+
+    fn promises(&self) -> Promises {
+        Promises::MESSAGES.with_tasks()
+    }
+
+    fn open(
+        &self,
+        producers: usize,
+        consumers: usize,
+    ) -> Result<Ends<JoinableProducer, JoinableConsumer>> {
+        let mut builder =
+            JoinableQueue::builder().local_counter_pitfall(self.local_counter_pitfall);
+        if let Some(n) = self.bounded {
+            builder = builder.max_items(n);
+        }
+        let queue = builder.build()?;
+        Ok(Ends {
+            producers: (0..producers)
+                .map(|_| JoinableProducer(queue.clone()))
+                .collect(),
+            consumers: (0..consumers)
+                .map(|_| JoinableConsumer {
                     queue: queue.clone(),
                     declared: false,
                 })

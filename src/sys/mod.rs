@@ -408,6 +408,52 @@ pub fn getpid() -> Pid {
     nix::unistd::getpid().as_raw()
 }
 
+/// Whether `pid` is a live process: it exists in `/proc` and is neither a
+/// zombie (`Z`: dead, not yet reaped) nor dead (`X`). A pid can be reused
+/// after its process is reaped; the answer is about whoever holds it now.
+pub fn process_alive(pid: Pid) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: comm may hold spaces and parentheses; the state
+    // follows the last `)`.
+    match stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].trim_start().chars().next())
+    {
+        Some('Z' | 'X' | 'x') | None => false,
+        Some(_) => true,
+    }
+}
+
+/// This process's id without a system call after the first: cached, and
+/// forgotten in the child of every `fork()` by a `pthread_atfork` handler
+/// (registered on first use), so a forked child never sees its parent's.
+pub fn cached_pid() -> Pid {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicI32, Ordering};
+    static PID: AtomicI32 = AtomicI32::new(0);
+    static ATFORK: Once = Once::new();
+    extern "C" fn forget_pid() {
+        PID.store(0, Ordering::Relaxed);
+    }
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    ATFORK.call_once(|| {
+        // SAFETY: registers a child handler that only stores to an atomic
+        // (async-signal-safe, allocation-free), which is all a handler run
+        // in a freshly forked child may do; the function lives forever.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(forget_pid));
+        }
+    });
+    let pid = getpid();
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
 /// A pidfd for `pid` (`pidfd_open`): readable once the process has exited.
 pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.

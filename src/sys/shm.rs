@@ -49,7 +49,8 @@ unsafe impl ShmSafe for RobustMutex {}
 // SAFETY: an array of ShmSafe values is ShmSafe.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
 // SAFETY: `queue::Header` is `#[repr(C)]` and made of AtomicU64, AtomicU32,
-// RobustMutex and `#[repr(C)]` structs of those only (see its definition).
+// RobustMutex, and `#[repr(C)]` structs and arrays of those only (see its
+// definition).
 unsafe impl ShmSafe for crate::queue::Header {}
 
 /// Proof that a region is fresh (created in this call, not yet shared with
