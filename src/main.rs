@@ -101,7 +101,7 @@ struct CheckArgs {
     #[arg(long = "primitive", value_name = "NAME")]
     primitives: Vec<String>,
     /// Scenarios per transport.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 128)]
     cases: u32,
     /// Random seed; the same seed replays the same scenarios.
     #[arg(long)]
