@@ -203,7 +203,12 @@ fn check(args: CheckArgs) -> ExitCode {
         None
     };
     let mut results: Vec<(Entry, CampaignResult)> = Vec::new();
+    let mut skipped = Vec::new();
     for entry in entries {
+        if let Some(reason) = entry.skip_reason() {
+            skipped.push(format!("skipped {}: {reason}", entry.name));
+            continue;
+        }
         match &bar {
             Some(bar) => bar.set_message(entry.name.clone()),
             None if args.format == Format::Text => eprintln!("checking {} ...", entry.name),
@@ -243,6 +248,9 @@ fn check(args: CheckArgs) -> ExitCode {
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    for line in &skipped {
+        eprintln!("ipc-harness: {line}");
     }
     if let Some(path) = &args.junit {
         if let Err(e) = std::fs::write(path, junit(&results)) {

@@ -14,6 +14,7 @@ use ipc_harness::harness::scenario::{Limits, run, scenarios};
 use ipc_harness::harness::transports::{
     DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel, RawKind,
 };
+use ipc_harness::probe::{Feature, require};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
@@ -22,6 +23,15 @@ const CASES: u32 = 32;
 /// Runs the battery on `channel`: no promised property may break.
 fn battery<C: Channel>(channel: C) {
     let _serial = serial();
+    let needs = match channel.name() {
+        n if n.starts_with("packet pipe") => Some(Feature::PacketPipes),
+        n if n.starts_with("SOCK_SEQPACKET") => Some(Feature::SeqPacket),
+        _ => None,
+    };
+    if let Some(reason) = needs.and_then(require) {
+        eprintln!("skipped {}: {reason}", channel.name());
+        return;
+    }
     let limits = Limits::for_promises(&channel.promises());
     let mut runner = TestRunner::new(proptest_config(
         "proptest-regressions/properties.txt",

@@ -8,9 +8,10 @@ use std::time::Duration;
 use super::campaign::{CampaignConfig, CampaignResult, campaign};
 use super::channel::{Channel, Promises};
 use super::transports::{
-    DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel,
+    DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel, RawKind,
 };
 use crate::pitfalls::{Pitfall, PitfallChannel};
+use crate::probe::Feature;
 
 /// What sort of transport an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub struct Entry {
     pub kind: Kind,
     /// What it promises.
     pub promises: Promises,
+    /// A kernel feature it needs; without it, the entry is skipped.
+    pub requires: Option<Feature>,
     campaign: Box<dyn Fn(&CampaignConfig) -> CampaignResult>,
 }
 
@@ -49,8 +52,14 @@ impl Entry {
             name: channel.name(),
             kind,
             promises: channel.promises(),
+            requires: None,
             campaign: Box::new(move |config| campaign(&channel, config)),
         }
+    }
+
+    /// Why this entry cannot run on this kernel, if it cannot.
+    pub fn skip_reason(&self) -> Option<String> {
+        self.requires.and_then(crate::probe::require)
     }
 
     /// Runs a campaign on this entry's transport.
@@ -95,7 +104,15 @@ pub fn primitives() -> Vec<Entry> {
 pub fn raw() -> Vec<Entry> {
     RawChannel::ALL
         .into_iter()
-        .map(|c| Entry::new(Kind::Raw, c))
+        .map(|c| {
+            let mut e = Entry::new(Kind::Raw, c);
+            e.requires = match c.0 {
+                RawKind::PacketPipe => Some(Feature::PacketPipes),
+                RawKind::SeqPacket => Some(Feature::SeqPacket),
+                _ => None,
+            };
+            e
+        })
         .collect()
 }
 
