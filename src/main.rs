@@ -419,14 +419,15 @@ fn print_text(
 
 fn short_cell(result: &CampaignResult, p: Property) -> String {
     let tally = result.tally.get(&p);
-    let first_kind = tally
-        .and_then(|t| t.kinds.keys().next().copied())
-        .unwrap_or("");
+    // Every kind seen, e.g. `Merged+Split`: one alone can mislead.
+    let kinds = tally
+        .map(|t| t.kinds.keys().copied().collect::<Vec<_>>().join("+"))
+        .unwrap_or_default();
     match (result.promises.promises(p), tally) {
         (true, None) => "pass".into(),
-        (true, Some(_)) => format!("FAIL {first_kind}"),
+        (true, Some(_)) => format!("FAIL {kinds}"),
         (false, None) => "n/p".into(),
-        (false, Some(_)) => format!("n/p! {first_kind}"),
+        (false, Some(_)) => format!("n/p! {kinds}"),
     }
 }
 

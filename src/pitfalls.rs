@@ -201,9 +201,13 @@ impl Channel for PitfallChannel {
         // Each claims what the real primitive promises, for the shape the
         // naive code is used in.
         match self.0 {
-            Pitfall::Coalescing | Pitfall::SplitReads => {
-                Promises::MESSAGES.single_producer().single_consumer()
-            }
+            // Messages well under the 64 KiB read, so what shows is the
+            // coalescing itself, not a long message cut by the buffer.
+            Pitfall::Coalescing => Promises::MESSAGES
+                .single_producer()
+                .single_consumer()
+                .max_message(RAW_READ / 4),
+            Pitfall::SplitReads => Promises::MESSAGES.single_producer().single_consumer(),
             Pitfall::InterleavedWrites => Promises::MESSAGES.single_consumer(),
             Pitfall::RacingReaders => Promises::MESSAGES.single_producer(),
             Pitfall::IgnoredShortWrite | Pitfall::EofNeverComes => {
