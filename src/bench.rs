@@ -13,8 +13,8 @@
 //!   The cases are in [`Case`]: raw pipe (default 64 KiB capacity), raw pipe
 //!   raised to 1 MiB, raw `SOCK_STREAM` socketpair, [`pipe()`](crate::pipe())
 //!   (receiving into a reused buffer, and with `recv_bytes` allocating each
-//!   message), [`duplex()`](crate::duplex()), [`Fifo`](crate::Fifo) (framed),
-//!   [`Queue`](crate::Queue) with 1 producer x 1 consumer and 2 x 2.
+//!   message), [`duplex()`](crate::duplex()), [`Fifo`] (framed),
+//!   [`Queue`] with 1 producer x 1 consumer and 2 x 2.
 //! - **Round trip** of a 64-byte message (median and 99th percentile): a
 //!   pinger sends, an echoer sends it back. Once with both processes free to
 //!   run anywhere, once with both pinned to the same CPU: on these VMs a
@@ -107,7 +107,7 @@ impl Default for Options {
 }
 
 impl Options {
-    fn budget(&self) -> usize {
+    fn budget_bytes(&self) -> usize {
         self.budget
             .unwrap_or(if self.quick { 2 << 20 } else { 64 << 20 })
     }
@@ -121,7 +121,7 @@ impl Options {
             max /= 4;
         }
         // Even, so that 2 producers send the same number each.
-        ((self.budget() / size.max(1)).clamp(min, max) + 1) & !1
+        ((self.budget_bytes() / size.max(1)).clamp(min, max) + 1) & !1
     }
 
     fn round_trips(&self, pinned: bool, python: bool) -> usize {
@@ -150,11 +150,11 @@ pub enum Case {
     PipeAlloc,
     /// [`duplex()`](crate::duplex()), `recv_bytes_into` a reused buffer.
     Duplex,
-    /// [`Fifo`](crate::Fifo), framed, `recv_bytes_into`.
+    /// [`Fifo`], framed, `recv_bytes_into`.
     Fifo,
-    /// [`Queue`](crate::Queue), 1 producer x 1 consumer.
+    /// [`Queue`], 1 producer x 1 consumer.
     Queue1x1,
-    /// [`Queue`](crate::Queue), 2 producers x 2 consumers.
+    /// [`Queue`], 2 producers x 2 consumers.
     Queue2x2,
     /// Python `multiprocessing.Pipe()`, `send_bytes`/`recv_bytes`.
     PyPipe,
@@ -261,7 +261,7 @@ pub enum LatencyCase {
     Pipe,
     /// One [`duplex()`](crate::duplex()).
     Duplex,
-    /// Two [`Queue`](crate::Queue)s.
+    /// Two [`Queue`]s.
     Queue,
     /// Python `Pipe()`.
     PyPipe,

@@ -46,6 +46,7 @@
 //! ```
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -85,15 +86,7 @@ impl Inbox {
     }
 
     fn recv_into(&mut self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize> {
-        let frame = self.recv(fd, None)?;
-        let msg = frame.as_slice();
-        if msg.len() > buf.len() {
-            return Err(Error::BufferTooSmall {
-                message: frame.into_vec(),
-            });
-        }
-        buf[..msg.len()].copy_from_slice(msg);
-        Ok(msg.len())
+        self.decoder.recv_into(&mut FdSource(fd), buf)
     }
 
     fn poll(&self, fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool> {
@@ -115,7 +108,16 @@ pub struct Sender {
     fd: OwnedFd,
     kind: WriteKind,
     max: u64,
+    /// Set once the pipe's capacity was raised (or that was tried).
+    grown: AtomicBool,
 }
+
+/// Messages at least this large make a [`Sender`] raise its pipe's
+/// capacity to [`LARGE_CAPACITY`] (once; see the module docs).
+pub const GROW_AT: usize = 64 * 1024;
+/// The capacity a pipe carrying large messages is raised to: the largest an
+/// unprivileged process may set by default (`/proc/sys/fs/pipe-max-size`).
+pub const LARGE_CAPACITY: usize = 1 << 20;
 
 impl Sender {
     /// Wraps the write end of a pipe (or a FIFO, or anything `writev` works on)
@@ -125,6 +127,7 @@ impl Sender {
             fd,
             kind: WriteKind::Pipe,
             max: frame::UNLIMITED,
+            grown: AtomicBool::new(false),
         }
     }
 
@@ -148,7 +151,23 @@ impl Sender {
     /// if the receiver is gone; [`Error::TooLarge`] (nothing written) if the
     /// message is over the limit.
     pub fn send_bytes(&self, msg: &[u8]) -> Result<()> {
+        if msg.len() >= GROW_AT && !self.grown.load(Ordering::Relaxed) {
+            self.grow();
+        }
         frame::write_frame(self.fd.as_fd(), self.kind, msg, self.max)
+    }
+
+    /// Raises the pipe's capacity to [`LARGE_CAPACITY`], once, silently
+    /// keeping what it has if the kernel refuses (over `pipe-max-size` or the
+    /// user's pipe-page budget) or the fd is no pipe.
+    #[cold]
+    fn grow(&self) {
+        self.grown.store(true, Ordering::Relaxed);
+        if let Ok(cap) = sys::pipe_capacity(self.fd.as_fd()) {
+            if cap < LARGE_CAPACITY {
+                let _ = sys::set_pipe_capacity(self.fd.as_fd(), LARGE_CAPACITY);
+            }
+        }
     }
 
     /// Sends a value encoded with the crate's serde codec (postcard).
@@ -266,6 +285,7 @@ impl Connection {
             fd: dup,
             kind: WriteKind::Socket,
             max: self.max,
+            grown: AtomicBool::new(true),
         };
         let receiver = Receiver {
             fd: self.fd,
