@@ -257,6 +257,8 @@ impl Case {
 pub enum LatencyCase {
     /// Two raw pipes, one each way.
     RawPipe,
+    /// One raw `SOCK_STREAM` socketpair (the transport under `duplex()`).
+    RawSocket,
     /// Two [`pipe()`](crate::pipe())s.
     Pipe,
     /// One [`duplex()`](crate::duplex()).
@@ -271,8 +273,9 @@ pub enum LatencyCase {
 
 impl LatencyCase {
     /// The cases this crate runs itself.
-    pub const RUST: [LatencyCase; 4] = [
+    pub const RUST: [LatencyCase; 5] = [
         LatencyCase::RawPipe,
+        LatencyCase::RawSocket,
         LatencyCase::Pipe,
         LatencyCase::Duplex,
         LatencyCase::Queue,
@@ -284,6 +287,7 @@ impl LatencyCase {
     pub fn label(self) -> &'static str {
         match self {
             LatencyCase::RawPipe => "raw pipes",
+            LatencyCase::RawSocket => "raw socketpair",
             LatencyCase::Pipe => "pipe()",
             LatencyCase::Duplex => "duplex()",
             LatencyCase::Queue => "Queue",
@@ -296,6 +300,7 @@ impl LatencyCase {
     pub fn key(self) -> &'static str {
         match self {
             LatencyCase::RawPipe => "raw_pipes",
+            LatencyCase::RawSocket => "raw_socketpair",
             LatencyCase::Pipe => "pipe",
             LatencyCase::Duplex => "duplex",
             LatencyCase::Queue => "queue",
@@ -1252,6 +1257,28 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
                 for _ in 0..total {
                     read_exact(ping_r.as_fd(), &mut buf)?;
                     write_all(pong_w.as_fd(), &buf)?;
+                }
+                Ok(Vec::new())
+            }));
+        }
+        LatencyCase::RawSocket => {
+            let (a, b) = raw_pair(Case::RawSocket)?;
+            jobs.push(Box::new(move |go| {
+                pin(cpu)?;
+                let msg = [0x5au8; LATENCY_SIZE];
+                let mut buf = [0u8; LATENCY_SIZE];
+                ping_loop(go, n, || {
+                    write_all(a.as_fd(), &msg)?;
+                    read_exact(a.as_fd(), &mut buf)
+                })
+            }));
+            jobs.push(Box::new(move |go| {
+                pin(cpu)?;
+                let mut buf = [0u8; LATENCY_SIZE];
+                go()?;
+                for _ in 0..total {
+                    read_exact(b.as_fd(), &mut buf)?;
+                    write_all(b.as_fd(), &buf)?;
                 }
                 Ok(Vec::new())
             }));

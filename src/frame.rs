@@ -76,11 +76,16 @@ pub fn check_len(len: u64, max: u64) -> Result<()> {
     }
 }
 
-/// Writes one frame to `fd`, whole, after checking it against `max`.
+/// Writes one frame to `fd`, whole, after checking it against `max`. A
+/// frame of at least [`GROW_AT`] bytes on a pipe first raises the pipe's
+/// capacity (see [`crate::pipe`]'s docs).
 pub fn write_frame(fd: BorrowedFd<'_>, kind: WriteKind, payload: &[u8], max: u64) -> Result<()> {
     check_len(payload.len() as u64, max)?;
     let mut header = [0u8; LONG_HEADER_LEN];
     let n = encode_header(payload.len() as u64, &mut header);
+    if kind == WriteKind::Pipe && payload.len() >= GROW_AT {
+        grow_pipe(fd);
+    }
     if payload.len() <= COALESCE {
         // A small frame is copied into one stack buffer and written with a
         // plain one-slice write: cheaper for the kernel than a two-slice
@@ -93,6 +98,25 @@ pub fn write_frame(fd: BorrowedFd<'_>, kind: WriteKind, payload: &[u8], max: u64
             .map_err(write_error);
     }
     sys::write_all_vectored(fd, kind, &[&header[..n], payload]).map_err(write_error)
+}
+
+/// Frames of at least this many payload bytes, sent on a pipe or FIFO,
+/// raise its capacity to [`LARGE_CAPACITY`] (see [`crate::pipe`]'s docs).
+pub const GROW_AT: usize = 64 * 1024;
+/// The capacity a pipe carrying large frames is raised to: the most an
+/// unprivileged process may set by default (`/proc/sys/fs/pipe-max-size`).
+pub const LARGE_CAPACITY: usize = 1 << 20;
+
+/// Raises the capacity of the pipe behind `fd` to [`LARGE_CAPACITY`] if it
+/// is smaller; keeps what it has if the kernel refuses (over
+/// `pipe-max-size`, over the user's pipe budget, or not a pipe at all).
+#[cold]
+fn grow_pipe(fd: BorrowedFd<'_>) {
+    if let Ok(cap) = sys::pipe_capacity(fd) {
+        if cap < LARGE_CAPACITY {
+            let _ = sys::set_pipe_capacity(fd, LARGE_CAPACITY);
+        }
+    }
 }
 
 /// Frames with at most this many payload bytes are sent from one stack
@@ -538,16 +562,74 @@ pub fn parse_header(bytes: &[u8]) -> Result<Option<(usize, u64)>> {
 mod tests {
     use super::*;
 
-    fn decode_all(bytes: &[u8], chunk: usize) -> (Vec<Vec<u8>>, Error) {
-        struct Chunked<'a>(&'a [u8], usize);
-        impl io::Read for Chunked<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                let n = buf.len().min(self.1).min(self.0.len());
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
+    /// Bytes in memory, handed out at most `.1` at a time.
+    struct Chunked<'a>(&'a [u8], usize);
+    impl io::Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
         }
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn recv_into_gives_every_message_in_any_chunking_and_stays_bounded() {
+        let msgs: Vec<Vec<u8>> = [0usize, 5, 4096, 70_000, 200_000, 3]
+            .iter()
+            .map(|&n| pattern(n))
+            .collect();
+        let stream: Vec<u8> = msgs.iter().flat_map(|m| encode(m)).collect();
+        for chunk in [1, 7, 4096, 1 << 20] {
+            let mut src = ReadSource(Chunked(&stream, chunk));
+            let mut dec = Decoder::default();
+            let mut out = vec![0u8; 300_000];
+            for m in &msgs {
+                let n = dec.recv_into(&mut src, &mut out).unwrap();
+                assert_eq!(&out[..n], &m[..], "chunk {chunk}, len {}", m.len());
+            }
+            let end = dec.recv_into(&mut src, &mut out).unwrap_err();
+            assert!(end.is_closed(), "chunk {chunk}: {end:?}");
+            assert!(dec.buf.capacity() <= READ_AHEAD, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn recv_into_a_small_buffer_returns_the_whole_message_and_keeps_step() {
+        let big = pattern(200_000);
+        let mut stream = encode(&big);
+        stream.extend(encode(b"after"));
+        let mut src = ReadSource(Chunked(&stream, 4096));
+        let mut dec = Decoder::default();
+        let mut out = [0u8; 100];
+        match dec.recv_into(&mut src, &mut out) {
+            Err(Error::BufferTooSmall { message }) => assert_eq!(message, big),
+            other => panic!("{other:?}"),
+        }
+        let n = dec.recv_into(&mut src, &mut out).unwrap();
+        assert_eq!(&out[..n], b"after");
+    }
+
+    #[test]
+    fn recv_into_a_large_message_cut_short_is_truncated_and_poisons() {
+        let stream = encode(&pattern(200_000));
+        let mut src = ReadSource(Chunked(&stream[..150_000], 4096));
+        let mut dec = Decoder::default();
+        let mut out = vec![0u8; 200_000];
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(
+            matches!(e, Error::Truncated { expected: 200_000, got } if got == 150_000 - 4),
+            "{e:?}"
+        );
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "poisoned: {e:?}");
+    }
+
+    fn decode_all(bytes: &[u8], chunk: usize) -> (Vec<Vec<u8>>, Error) {
         let mut src = ReadSource(Chunked(bytes, chunk));
         let mut dec = Decoder::default();
         let mut out = Vec::new();

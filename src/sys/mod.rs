@@ -668,3 +668,38 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
         .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::fork;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn the_cached_sigpipe_disposition_is_forgotten_in_a_child_and_after_a_reset() {
+        let _serial = fork::serial();
+        // A Rust test binary ignores SIGPIPE: one write teaches the cache.
+        let (live_r, live_w) = pipe(false).unwrap();
+        write_all_vectored(live_w.as_fd(), WriteKind::Pipe, &[b"x"]).unwrap();
+        assert!(SIGPIPE_IGNORED.load(Ordering::SeqCst));
+        let (dead_r, dead_w) = pipe(false).unwrap();
+        drop(dead_r);
+        let report = fork::run(Duration::from_secs(10), move || {
+            let forgotten_by_fork = !SIGPIPE_IGNORED.load(Ordering::SeqCst);
+            // Learn "ignored" again in the child, then switch to the default
+            // action: the next write must not trust the cache.
+            write_all_vectored(live_w.as_fd(), WriteKind::Pipe, &[b"y"]).unwrap();
+            let relearned = SIGPIPE_IGNORED.load(Ordering::SeqCst);
+            reset_signal_default(libc::SIGPIPE).unwrap();
+            let e = write_all_vectored(dead_w.as_fd(), WriteKind::Pipe, &[b"z"]).unwrap_err();
+            format!("{forgotten_by_fork} {relearned} {:?}", e.raw_os_error()).into_bytes()
+        })
+        .unwrap();
+        assert!(report.is_success(), "child {}", report.outcome);
+        assert_eq!(
+            String::from_utf8(report.output).unwrap(),
+            format!("true true Some({})", libc::EPIPE)
+        );
+        drop(live_r);
+    }
+}
