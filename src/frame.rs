@@ -78,7 +78,7 @@ pub fn check_len(len: u64, max: u64) -> Result<()> {
 
 /// Writes one frame to `fd`, whole, after checking it against `max`. A
 /// frame of at least [`GROW_AT`] bytes on a pipe first raises the pipe's
-/// capacity (see [`crate::pipe`]'s docs).
+/// capacity (see [`crate::pipe`](mod@crate::pipe)'s docs).
 pub fn write_frame(fd: BorrowedFd<'_>, kind: WriteKind, payload: &[u8], max: u64) -> Result<()> {
     check_len(payload.len() as u64, max)?;
     let mut header = [0u8; LONG_HEADER_LEN];
@@ -101,7 +101,7 @@ pub fn write_frame(fd: BorrowedFd<'_>, kind: WriteKind, payload: &[u8], max: u64
 }
 
 /// Frames of at least this many payload bytes, sent on a pipe or FIFO,
-/// raise its capacity to [`LARGE_CAPACITY`] (see [`crate::pipe`]'s docs).
+/// raise its capacity to [`LARGE_CAPACITY`] (see [`crate::pipe`](mod@crate::pipe)'s docs).
 pub const GROW_AT: usize = 64 * 1024;
 /// The capacity a pipe carrying large frames is raised to: the most an
 /// unprivileged process may set by default (`/proc/sys/fs/pipe-max-size`).

@@ -185,20 +185,16 @@ fn writev_once(fd: BorrowedFd<'_>, kind: WriteKind, slices: &[IoSlice<'_>]) -> i
     if let [one] = slices {
         // One slice (a small frame, or the tail of a large one): plain
         // write/send, which spares the kernel copying in an iovec array.
+        let (ptr, len) = (one.as_ptr().cast(), one.len());
         return match kind {
-            // SAFETY: `one` borrows memory valid for reads of its length.
             WriteKind::Pipe => {
-                cvt_size(unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) })
+                // SAFETY: `ptr` points at `len` bytes that `one` borrows.
+                cvt_size(unsafe { libc::write(fd.as_raw_fd(), ptr, len) })
             }
-            // SAFETY: as above.
-            WriteKind::Socket => cvt_size(unsafe {
-                libc::send(
-                    fd.as_raw_fd(),
-                    one.as_ptr().cast(),
-                    one.len(),
-                    libc::MSG_NOSIGNAL,
-                )
-            }),
+            WriteKind::Socket => {
+                // SAFETY: `ptr` points at `len` bytes that `one` borrows.
+                cvt_size(unsafe { libc::send(fd.as_raw_fd(), ptr, len, libc::MSG_NOSIGNAL) })
+            }
         };
     }
     match kind {
