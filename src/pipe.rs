@@ -35,7 +35,7 @@
 //!   as much as the 64-byte write itself. The disposition "ignored" is now
 //!   cached, safely across `fork` (see `sys::without_sigpipe`). With a
 //!   stack-buffer frame and a plain `write` instead of a two-slice `writev`,
-//!   64-byte `pipe()` throughput went from 0.39x to about 0.65x the raw pipe,
+//!   64-byte `pipe()` throughput went from 0.39x to 0.65-0.75x the raw pipe,
 //!   and the same-core round trip from 1.27x to 1.06x.
 //! - **Read-ahead.** The raw baseline reads exactly one message per
 //!   `read`; a reader that reads ahead empties the pipe every time and

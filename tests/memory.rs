@@ -140,6 +140,7 @@ fn a_large_message_costs_about_itself_not_twice_and_a_stream_stays_flat() {
 
     let size = large_size();
     let (peak, hwm) = receive_and_measure(size, 1, false);
+    eprintln!("recv_bytes of {size} B: peak allocated {peak} B, VmHWM grew {hwm} B");
     assert!(
         peak <= size + slack,
         "recv_bytes of {size} B allocated a peak of {peak} B"
@@ -152,6 +153,10 @@ fn a_large_message_costs_about_itself_not_twice_and_a_stream_stays_flat() {
     // Into a buffer that is already there: nothing allocated at all beyond
     // the read-ahead buffer, and no second copy resident.
     let (peak, hwm) = receive_and_measure(size / 4, 1, true);
+    eprintln!(
+        "recv_bytes_into of {} B: peak allocated {peak} B, VmHWM grew {hwm} B",
+        size / 4
+    );
     assert!(peak <= READ_AHEAD, "recv_bytes_into allocated {peak} B");
     assert!(
         hwm <= slack,
@@ -161,6 +166,7 @@ fn a_large_message_costs_about_itself_not_twice_and_a_stream_stays_flat() {
     // 1 GiB (or 256 MiB) as 1 MiB messages: memory stays flat.
     let count = size / MIB;
     let (peak, hwm) = receive_and_measure(MIB, count, false);
+    eprintln!("{count} x 1 MiB with recv_bytes: peak allocated {peak} B, VmHWM grew {hwm} B");
     assert!(peak <= MIB + slack, "streaming: peak {peak} B allocated");
     assert!(
         hwm <= 2 * MIB + slack,
