@@ -253,6 +253,10 @@ pub struct Decoder {
     partial: Option<Partial>,
     max: u64,
     poisoned: bool,
+    /// How many bytes the next refill of the read-ahead buffer asks for
+    /// when no header is buffered: the size of the last small frame (see
+    /// [`Decoder::read_more`]).
+    guess: usize,
 }
 
 impl Default for Decoder {
@@ -270,6 +274,7 @@ impl Decoder {
             partial: None,
             max,
             poisoned: false,
+            guess: READ_AHEAD,
         }
     }
 
@@ -332,6 +337,7 @@ impl Decoder {
                 let start = self.pos + hlen;
                 let end = start + len as usize;
                 self.pos = end;
+                self.guess = next_guess(end - start + hlen);
                 Ok(Frame::Buffered(&self.buf[start..end]))
             }
             Err(e) => Err(e),
@@ -408,7 +414,27 @@ impl Decoder {
         if self.buf.capacity() < READ_AHEAD {
             self.buf.reserve_exact(READ_AHEAD - self.buf.len());
         }
-        let room = READ_AHEAD - self.buf.len();
+        // For small frames, ask for one frame, not for all there is. A
+        // reader that takes everything empties the pipe, sleeps, and makes
+        // the writer pay a wake-up for every small message; one that takes
+        // a frame per read leaves the writer's next frames queued and is not
+        // asleep when they come. Measured at 64 B (bench, medians of 5):
+        // 0.55x -> 0.70x the raw pipe with the processes on two CPUs, 0.73x
+        // -> 0.86x on one. From 4 KiB up it costs more than it saves on one
+        // CPU (0.94x -> 0.63x), so larger frames keep the full read-ahead.
+        // So: the rest of a small frame whose header is here, else as much
+        // as the last frame took if it was small. A wrong guess costs one
+        // more read (too small) or brings part of the next frame (too big):
+        // never a wrong message.
+        let have = self.buf.len();
+        let want = match parse_header(&self.buf) {
+            Ok(Some((hlen, len))) if hlen as u64 + len <= EXACT_READ_MAX as u64 => {
+                hlen + len as usize - have
+            }
+            Ok(Some(_)) => READ_AHEAD,
+            _ => self.guess.saturating_sub(have),
+        };
+        let room = want.min(READ_AHEAD - have).max(1);
         let n = read_some(src, &mut self.buf, room, deadline)?;
         if n > 0 {
             return Ok(());
@@ -475,6 +501,7 @@ impl Decoder {
                 // the read-ahead buffer. Copy it out, parsed once.
                 out[..len].copy_from_slice(&self.buf[start..start + len]);
                 self.pos = start + len;
+                self.guess = next_guess(hlen + len);
                 return Ok(len);
             }
             if have >= len || hlen + len <= READ_AHEAD || len > out.len() {
@@ -518,6 +545,19 @@ impl Decoder {
         let n = msg.len();
         out[..n].copy_from_slice(msg);
         Ok(n)
+    }
+}
+
+/// Frames of at most this many bytes (header included) are read one per
+/// `read` when the reader has nothing buffered (see `Decoder::read_more`).
+const EXACT_READ_MAX: usize = 1024;
+
+/// What the next refill asks for after a frame of `total` bytes.
+fn next_guess(total: usize) -> usize {
+    if total <= EXACT_READ_MAX {
+        total
+    } else {
+        READ_AHEAD
     }
 }
 
