@@ -8,7 +8,8 @@
 //! - a write to a pipe or socket whose reader is gone returns `EPIPE`; it never
 //!   kills the process with `SIGPIPE` (sockets use `MSG_NOSIGNAL`; pipes block
 //!   `SIGPIPE` in the writing thread for the duration of the write and consume
-//!   the signal the write raised, unless the process already ignores it).
+//!   the signal the write raised, unless the process already ignores it;
+//!   "ignored" is cached, see `without_sigpipe` for why that is safe).
 
 pub mod shm;
 
