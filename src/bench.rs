@@ -30,7 +30,9 @@
 //!   processes). Set-up and process exit are not timed.
 //! - **Interleaved rounds**: each round runs every case once at every size
 //!   (and every latency case), then the next round starts. Slow drift in
-//!   machine load (other people compiling) then hits every case alike.
+//!   machine load (other people compiling) then hits every case alike. Each
+//!   round starts the list at a different case, so no case always runs
+//!   first or after the same neighbour.
 //! - **Medians** over the rounds, never means: one noisy round moves a mean
 //!   and not a median.
 //! - **Ratios within a round**: every figure is divided by the raw pipe's
@@ -886,7 +888,13 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
                 round + 1,
                 size_label(size)
             ));
-            for t in throughput.iter_mut().filter(|t| t.size == size) {
+            // Each round starts at a different case, so no case always runs
+            // right after the same neighbour (or first, on a cold machine).
+            let mut here: Vec<&mut Throughput> =
+                throughput.iter_mut().filter(|t| t.size == size).collect();
+            let k = round % here.len().max(1);
+            here.rotate_left(k);
+            for t in here {
                 match measure_throughput(t.case, size, t.messages) {
                     Ok(secs) => t.per_round[round] = t.messages as f64 / secs,
                     Err(e) => notes.push(format!(
@@ -902,7 +910,10 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
         if !latency.is_empty() {
             progress(&format!("round {}/{rounds}: round trips", round + 1));
         }
-        for l in &mut latency {
+        let k = round % latency.len().max(1);
+        let mut order: Vec<&mut Latency> = latency.iter_mut().collect();
+        order.rotate_left(k);
+        for l in order {
             let cpu = if l.pinned { pinned_cpu } else { None };
             match measure_latency(l.case, l.round_trips, cpu) {
                 Ok((med, p99)) => {
