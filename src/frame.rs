@@ -76,13 +76,52 @@ pub fn check_len(len: u64, max: u64) -> Result<()> {
     }
 }
 
-/// Writes one frame to `fd`, whole, after checking it against `max`.
+/// Writes one frame to `fd`, whole, after checking it against `max`. A
+/// frame of at least [`GROW_AT`] bytes on a pipe first raises the pipe's
+/// capacity (see [`crate::pipe`](mod@crate::pipe)'s docs).
 pub fn write_frame(fd: BorrowedFd<'_>, kind: WriteKind, payload: &[u8], max: u64) -> Result<()> {
     check_len(payload.len() as u64, max)?;
     let mut header = [0u8; LONG_HEADER_LEN];
     let n = encode_header(payload.len() as u64, &mut header);
+    if kind == WriteKind::Pipe && payload.len() >= GROW_AT {
+        grow_pipe(fd);
+    }
+    if payload.len() <= COALESCE {
+        // A small frame is copied into one stack buffer and written with a
+        // plain one-slice write: cheaper for the kernel than a two-slice
+        // writev (measured: see `pipe`'s module docs), same bytes, same
+        // atomicity (one write of at most PIPE_BUF bytes).
+        let mut frame = [0u8; HEADER_LEN + COALESCE];
+        frame[..n].copy_from_slice(&header[..n]);
+        frame[n..n + payload.len()].copy_from_slice(payload);
+        return sys::write_all_vectored(fd, kind, &[&frame[..n + payload.len()]])
+            .map_err(write_error);
+    }
     sys::write_all_vectored(fd, kind, &[&header[..n], payload]).map_err(write_error)
 }
+
+/// Frames of at least this many payload bytes, sent on a pipe or FIFO,
+/// raise its capacity to [`LARGE_CAPACITY`] (see [`crate::pipe`](mod@crate::pipe)'s docs).
+pub const GROW_AT: usize = 64 * 1024;
+/// The capacity a pipe carrying large frames is raised to: the most an
+/// unprivileged process may set by default (`/proc/sys/fs/pipe-max-size`).
+pub const LARGE_CAPACITY: usize = 1 << 20;
+
+/// Raises the capacity of the pipe behind `fd` to [`LARGE_CAPACITY`] if it
+/// is smaller; keeps what it has if the kernel refuses (over
+/// `pipe-max-size`, over the user's pipe budget, or not a pipe at all).
+#[cold]
+fn grow_pipe(fd: BorrowedFd<'_>) {
+    if let Ok(cap) = sys::pipe_capacity(fd) {
+        if cap < LARGE_CAPACITY {
+            let _ = sys::set_pipe_capacity(fd, LARGE_CAPACITY);
+        }
+    }
+}
+
+/// Frames with at most this many payload bytes are sent from one stack
+/// buffer rather than as header and payload slices.
+const COALESCE: usize = 512;
 
 /// Maps a write error: a reader that is gone is [`Error::Closed`].
 pub(crate) fn write_error(e: io::Error) -> Error {
@@ -96,6 +135,16 @@ pub(crate) fn write_error(e: io::Error) -> Error {
 pub trait Source {
     /// Appends at most `max` (> 0) bytes to `buf`; `Ok(0)` is end of stream.
     fn read_append(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize>;
+
+    /// Reads at most `buf.len()` (> 0) bytes into `buf`; `Ok(0)` is end of
+    /// stream. Used to read a large message straight into a caller's
+    /// buffer; the default goes through [`read_append`](Self::read_append).
+    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut tmp = Vec::new();
+        let n = self.read_append(&mut tmp, buf.len())?;
+        buf[..n].copy_from_slice(&tmp);
+        Ok(n)
+    }
 
     /// Waits until a read would not block, or `deadline` passes
     /// (`Ok(false)`). Sources that cannot block return `Ok(true)`.
@@ -114,6 +163,13 @@ impl Source for FdSource<'_> {
         match sys::read_append(self.0, buf, max) {
             // A socket whose peer died with unread data resets; that is
             // end of stream to us.
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Ok(0),
+            other => other,
+        }
+    }
+
+    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match sys::read(self.0, buf) {
             Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Ok(0),
             other => other,
         }
@@ -140,6 +196,15 @@ impl<R: io::Read> Source for ReadSource<R> {
         };
         buf.truncate(start + *r.as_ref().unwrap_or(&0));
         r
+    }
+
+    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.0.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
     }
 }
 
@@ -188,6 +253,10 @@ pub struct Decoder {
     partial: Option<Partial>,
     max: u64,
     poisoned: bool,
+    /// How many bytes the next refill of the read-ahead buffer asks for
+    /// when no header is buffered: the size of the last small frame (see
+    /// [`Decoder::read_more`]).
+    guess: usize,
 }
 
 impl Default for Decoder {
@@ -205,6 +274,7 @@ impl Decoder {
             partial: None,
             max,
             poisoned: false,
+            guess: READ_AHEAD,
         }
     }
 
@@ -267,6 +337,7 @@ impl Decoder {
                 let start = self.pos + hlen;
                 let end = start + len as usize;
                 self.pos = end;
+                self.guess = next_guess(end - start + hlen);
                 Ok(Frame::Buffered(&self.buf[start..end]))
             }
             Err(e) => Err(e),
@@ -329,38 +400,165 @@ impl Decoder {
                 }
             }
 
-            // Need more bytes in the read-ahead buffer.
-            if self.pos > 0 {
-                self.buf.drain(..self.pos);
-                self.pos = 0;
-            }
-            if self.buf.capacity() < READ_AHEAD {
-                self.buf.reserve_exact(READ_AHEAD - self.buf.len());
-            }
-            let room = READ_AHEAD - self.buf.len();
-            let n = read_some(src, &mut self.buf, room, deadline)?;
-            if n == 0 {
-                let avail = self.buf.len() as u64;
-                return Err(match parse_header(&self.buf)? {
-                    _ if avail == 0 => Error::Closed,
-                    None => {
-                        let expected = if self.buf.len() >= HEADER_LEN {
-                            LONG_HEADER_LEN
-                        } else {
-                            HEADER_LEN
-                        };
-                        Error::Truncated {
-                            expected: expected as u64,
-                            got: avail,
-                        }
-                    }
-                    Some((hlen, len)) => Error::Truncated {
-                        expected: len,
-                        got: avail - hlen as u64,
-                    },
-                });
-            }
+            self.read_more(src, deadline)?;
         }
+    }
+
+    /// Reads more bytes into the read-ahead buffer (compacting it first).
+    /// End of stream is [`Error::Closed`] at a boundary, else
+    /// [`Error::Truncated`].
+    fn read_more(&mut self, src: &mut impl Source, deadline: Option<Instant>) -> Result<()> {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        if self.buf.capacity() < READ_AHEAD {
+            self.buf.reserve_exact(READ_AHEAD - self.buf.len());
+        }
+        // For small frames, ask for one frame, not for all there is. A
+        // reader that takes everything empties the pipe, sleeps, and makes
+        // the writer pay a wake-up for every small message; one that takes
+        // a frame per read leaves the writer's next frames queued and is not
+        // asleep when they come. Measured at 64 B (bench, medians of 5):
+        // 0.55x -> 0.70x the raw pipe with the processes on two CPUs, 0.73x
+        // -> 0.86x on one. From 4 KiB up it costs more than it saves on one
+        // CPU (0.94x -> 0.63x), so larger frames keep the full read-ahead.
+        // So: the rest of a small frame whose header is here, else as much
+        // as the last frame took if it was small. A wrong guess costs one
+        // more read (too small) or brings part of the next frame (too big):
+        // never a wrong message.
+        let have = self.buf.len();
+        let want = match parse_header(&self.buf) {
+            Ok(Some((hlen, len))) if hlen as u64 + len <= EXACT_READ_MAX as u64 => {
+                hlen + len as usize - have
+            }
+            Ok(Some(_)) => READ_AHEAD,
+            _ => self.guess.saturating_sub(have),
+        };
+        let room = want.min(READ_AHEAD - have).max(1);
+        let n = read_some(src, &mut self.buf, room, deadline)?;
+        if n > 0 {
+            return Ok(());
+        }
+        let avail = self.buf.len() as u64;
+        Err(match parse_header(&self.buf)? {
+            _ if avail == 0 => Error::Closed,
+            None => {
+                let expected = if self.buf.len() >= HEADER_LEN {
+                    LONG_HEADER_LEN
+                } else {
+                    HEADER_LEN
+                };
+                Error::Truncated {
+                    expected: expected as u64,
+                    got: avail,
+                }
+            }
+            Some((hlen, len)) => Error::Truncated {
+                expected: len,
+                got: avail - hlen as u64,
+            },
+        })
+    }
+
+    /// Receives one whole message into `out` and returns its length, waiting
+    /// as long as it takes. A message longer than `out` is
+    /// [`Error::BufferTooSmall`] holding the whole message (nothing lost).
+    ///
+    /// Allocates nothing for a message that fits: a small one is copied out
+    /// of the read-ahead buffer, a large one (too big for it) is read
+    /// straight into `out`, so a reused buffer makes receiving
+    /// allocation-free. An error in the middle of a message read straight
+    /// into `out` poisons the decoder, as every framing error does.
+    pub fn recv_into(&mut self, src: &mut impl Source, out: &mut [u8]) -> Result<usize> {
+        loop {
+            if self.poisoned || self.partial.is_some() {
+                return self.recv_copy(src, out);
+            }
+            let parsed = match parse_header(&self.buf[self.pos..]) {
+                Ok(p) => p,
+                Err(_) => return self.recv_copy(src, out),
+            };
+            let Some((hlen, len)) = parsed else {
+                // Not even a whole header yet: read ahead, like recv does.
+                if let Err(e) = self.read_more(src, None) {
+                    // The same rule as recv: framing errors poison.
+                    self.poisoned |= matches!(
+                        e,
+                        Error::TooLarge { .. } | Error::Corrupt { .. } | Error::Truncated { .. }
+                    );
+                    return Err(e);
+                }
+                continue;
+            };
+            let len = match usize::try_from(len) {
+                Ok(l) if len <= self.max => l,
+                _ => return self.recv_copy(src, out),
+            };
+            let have = self.buf.len() - self.pos - hlen;
+            let start = self.pos + hlen;
+            if have >= len && len <= out.len() {
+                // The common case for small messages: the whole frame is in
+                // the read-ahead buffer. Copy it out, parsed once.
+                out[..len].copy_from_slice(&self.buf[start..start + len]);
+                self.pos = start + len;
+                self.guess = next_guess(hlen + len);
+                return Ok(len);
+            }
+            if have >= len || hlen + len <= READ_AHEAD || len > out.len() {
+                return self.recv_copy(src, out);
+            }
+            // A large message that fits `out`: what is buffered, then the
+            // rest straight from the source.
+            out[..have].copy_from_slice(&self.buf[start..]);
+            self.buf.clear();
+            self.pos = 0;
+            let mut got = have;
+            while got < len {
+                match src.read_into(&mut out[got..len]) {
+                    Ok(0) => {
+                        self.poisoned = true;
+                        return Err(Error::Truncated {
+                            expected: len as u64,
+                            got: got as u64,
+                        });
+                    }
+                    Ok(n) => got += n,
+                    Err(e) => {
+                        self.poisoned = true;
+                        return Err(Error::io("read", e));
+                    }
+                }
+            }
+            return Ok(len);
+        }
+    }
+
+    /// [`recv`](Self::recv), then a copy into `out`.
+    fn recv_copy(&mut self, src: &mut impl Source, out: &mut [u8]) -> Result<usize> {
+        let frame = self.recv(src, None)?;
+        let msg = frame.as_slice();
+        if msg.len() > out.len() {
+            return Err(Error::BufferTooSmall {
+                message: frame.into_vec(),
+            });
+        }
+        let n = msg.len();
+        out[..n].copy_from_slice(msg);
+        Ok(n)
+    }
+}
+
+/// Frames of at most this many bytes (header included) are read one per
+/// `read` when the reader has nothing buffered (see `Decoder::read_more`).
+const EXACT_READ_MAX: usize = 1024;
+
+/// What the next refill asks for after a frame of `total` bytes.
+fn next_guess(total: usize) -> usize {
+    if total <= EXACT_READ_MAX {
+        total
+    } else {
+        READ_AHEAD
     }
 }
 
@@ -405,16 +603,74 @@ pub fn parse_header(bytes: &[u8]) -> Result<Option<(usize, u64)>> {
 mod tests {
     use super::*;
 
-    fn decode_all(bytes: &[u8], chunk: usize) -> (Vec<Vec<u8>>, Error) {
-        struct Chunked<'a>(&'a [u8], usize);
-        impl io::Read for Chunked<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                let n = buf.len().min(self.1).min(self.0.len());
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
+    /// Bytes in memory, handed out at most `.1` at a time.
+    struct Chunked<'a>(&'a [u8], usize);
+    impl io::Read for Chunked<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
         }
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn recv_into_gives_every_message_in_any_chunking_and_stays_bounded() {
+        let msgs: Vec<Vec<u8>> = [0usize, 5, 4096, 70_000, 200_000, 3]
+            .iter()
+            .map(|&n| pattern(n))
+            .collect();
+        let stream: Vec<u8> = msgs.iter().flat_map(|m| encode(m)).collect();
+        for chunk in [1, 7, 4096, 1 << 20] {
+            let mut src = ReadSource(Chunked(&stream, chunk));
+            let mut dec = Decoder::default();
+            let mut out = vec![0u8; 300_000];
+            for m in &msgs {
+                let n = dec.recv_into(&mut src, &mut out).unwrap();
+                assert_eq!(&out[..n], &m[..], "chunk {chunk}, len {}", m.len());
+            }
+            let end = dec.recv_into(&mut src, &mut out).unwrap_err();
+            assert!(end.is_closed(), "chunk {chunk}: {end:?}");
+            assert!(dec.buf.capacity() <= READ_AHEAD, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn recv_into_a_small_buffer_returns_the_whole_message_and_keeps_step() {
+        let big = pattern(200_000);
+        let mut stream = encode(&big);
+        stream.extend(encode(b"after"));
+        let mut src = ReadSource(Chunked(&stream, 4096));
+        let mut dec = Decoder::default();
+        let mut out = [0u8; 100];
+        match dec.recv_into(&mut src, &mut out) {
+            Err(Error::BufferTooSmall { message }) => assert_eq!(message, big),
+            other => panic!("{other:?}"),
+        }
+        let n = dec.recv_into(&mut src, &mut out).unwrap();
+        assert_eq!(&out[..n], b"after");
+    }
+
+    #[test]
+    fn recv_into_a_large_message_cut_short_is_truncated_and_poisons() {
+        let stream = encode(&pattern(200_000));
+        let mut src = ReadSource(Chunked(&stream[..150_000], 4096));
+        let mut dec = Decoder::default();
+        let mut out = vec![0u8; 200_000];
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(
+            matches!(e, Error::Truncated { expected: 200_000, got } if got == 150_000 - 4),
+            "{e:?}"
+        );
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "poisoned: {e:?}");
+    }
+
+    fn decode_all(bytes: &[u8], chunk: usize) -> (Vec<Vec<u8>>, Error) {
         let mut src = ReadSource(Chunked(bytes, chunk));
         let mut dec = Decoder::default();
         let mut out = Vec::new();

@@ -84,6 +84,7 @@ compile_error!(
     "ipc-harness supports Linux only: it relies on pipe2, F_SETPIPE_SZ, O_DIRECT pipes, pidfd_open and /proc."
 );
 
+pub mod bench;
 #[cfg(feature = "serde")]
 pub mod codec;
 pub mod demo;

@@ -42,6 +42,12 @@ Exit status: 0 every promise held, 1 a promise was broken, 2 bad usage.")]
 
 Exit status: 0 the demo showed the failure and the fix, 1 it did not, 2 bad usage.")]
     Demo(DemoArgs),
+    /// Cross-process throughput and round-trip benchmark: every primitive against the raw transports (and Python's multiprocessing with --python).
+    #[command(after_help = "Examples:
+  ipc-harness bench                                   # 5 interleaved rounds, about a minute
+  ipc-harness bench --quick --rounds 1                # CI-sized
+  ipc-harness bench --python --format json > bench.json")]
+    Bench(ipc_harness::bench::BenchArgs),
     /// Show what this kernel provides: PIPE_BUF, pipe capacities, packet pipes, SEQPACKET, pidfd, RLIMIT_NOFILE.
     Probe,
     /// Named pipes by path: the second seed's father (`listen`) and son (`send`).
@@ -138,6 +144,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check(args),
         Command::Demo(args) => demo(args),
+        Command::Bench(args) => match args.run(&mut std::io::stdout().lock()) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ipc-harness: {}", error_chain(&e));
+                ExitCode::FAILURE
+            }
+        },
         Command::Probe => {
             print!("{}", ipc_harness::probe::probe());
             ExitCode::SUCCESS

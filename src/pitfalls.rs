@@ -201,13 +201,19 @@ impl Channel for PitfallChannel {
         // Each claims what the real primitive promises, for the shape the
         // naive code is used in.
         match self.0 {
-            // Messages well under the 64 KiB read, so what shows is the
-            // coalescing itself, not a long message cut by the buffer.
+            // Messages well under the 64 KiB read and never empty, so what
+            // shows is the coalescing itself, not a long message cut by the
+            // buffer or a 0-byte message that a stream cannot carry.
             Pitfall::Coalescing => Promises::MESSAGES
                 .single_producer()
                 .single_consumer()
-                .max_message(RAW_READ / 4),
-            Pitfall::SplitReads => Promises::MESSAGES.single_producer().single_consumer(),
+                .max_message(RAW_READ / 4)
+                .min_message(1),
+            // Messages longer than the 32-byte read, so every one is cut.
+            Pitfall::SplitReads => Promises::MESSAGES
+                .single_producer()
+                .single_consumer()
+                .min_message(64),
             Pitfall::InterleavedWrites => Promises::MESSAGES.single_consumer(),
             Pitfall::RacingReaders => Promises::MESSAGES.single_producer(),
             Pitfall::IgnoredShortWrite | Pitfall::EofNeverComes => {

@@ -1,0 +1,109 @@
+//! A smoke test of the benchmark engine: tiny sizes, one round, every row
+//! present and every ratio finite. No timing is asserted here: targets live
+//! in the benchmark's report (`cargo run --release --example bench`), never
+//! in a timed test on a shared machine.
+
+use ipc_harness::bench::{self, Case, LatencyCase, Options};
+use ipc_harness::harness::fork::serial;
+
+fn python3_present() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import multiprocessing"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn one_quick_round_has_every_row_and_finite_ratios() {
+    let _serial = serial();
+    let sizes = vec![64, 4096, 70_000];
+    let opts = Options {
+        rounds: 1,
+        quick: true,
+        python: true,
+        sizes: sizes.clone(),
+        budget: Some(256 * 1024),
+        latency: true,
+    };
+    let report = bench::run(&opts, |_| {}).expect("benchmark runs");
+    let python = python3_present();
+    assert_eq!(report.options.python, python);
+    let failures: Vec<&String> = report
+        .notes
+        .iter()
+        .filter(|n| !n.contains("skipped"))
+        .collect();
+    assert!(failures.is_empty(), "measurements failed: {failures:#?}");
+
+    let mut cases = Case::RUST.to_vec();
+    if python {
+        cases.extend(Case::PYTHON);
+    }
+    for &case in &cases {
+        for &size in &sizes {
+            let rate = report.rate(case, size);
+            assert!(rate.is_finite() && rate > 0.0, "{case:?} at {size}: {rate}");
+            for ratio in [
+                report.ratio(case, Case::RawPipe, size),
+                report.ratio_to_best_raw(case, size),
+            ] {
+                assert!(
+                    ratio.is_finite() && ratio > 0.0,
+                    "{case:?} at {size}: {ratio}"
+                );
+            }
+            if let Some(peer) = case.python_peer().filter(|_| python) {
+                assert!(
+                    report.ratio(case, peer, size).is_finite(),
+                    "{case:?} vs {peer:?}"
+                );
+            }
+        }
+    }
+    let mut lcases = LatencyCase::RUST.to_vec();
+    if python {
+        lcases.extend(LatencyCase::PYTHON);
+    }
+    for &case in &lcases {
+        for pinned in [false, true] {
+            let r = report.latency_ratio(case, pinned);
+            assert!(r.is_finite() && r > 0.0, "{case:?} pinned={pinned}: {r}");
+        }
+    }
+
+    let table = report.table();
+    for &case in &cases {
+        assert!(
+            table.contains(case.label()),
+            "table lacks {case:?}:\n{table}"
+        );
+    }
+    for case in lcases {
+        assert!(
+            table.contains(case.label()),
+            "table lacks {case:?}:\n{table}"
+        );
+    }
+    assert!(table.contains("Targets"), "{table}");
+
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("valid JSON");
+    let rows = json["throughput"].as_array().expect("throughput rows");
+    assert_eq!(rows.len(), cases.len() * sizes.len());
+    for row in rows {
+        assert!(
+            row["msgs_per_s"].as_f64().is_some_and(f64::is_finite),
+            "{row}"
+        );
+        assert!(
+            row["x_raw_pipe"].as_f64().is_some_and(f64::is_finite),
+            "{row}"
+        );
+        assert!(row["gb_per_s"].as_f64().is_some(), "{row}");
+    }
+    let lat = json["latency"].as_array().expect("latency rows");
+    assert_eq!(
+        lat.len(),
+        2 * (LatencyCase::RUST.len() + if python { 2 } else { 0 })
+    );
+    assert!(json["targets"].as_array().is_some_and(|t| !t.is_empty()));
+}
