@@ -909,7 +909,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
                         round + 1,
                         t.case.label(),
                         size_label(size),
-                        error_chain(&e)
+                        crate::error::chain(&e)
                     )),
                 }
             }
@@ -932,7 +932,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
                     round + 1,
                     l.case.label(),
                     if l.pinned { " pinned" } else { "" },
-                    error_chain(&e)
+                    crate::error::chain(&e)
                 )),
             }
         }
@@ -1035,22 +1035,10 @@ fn side_main(job: Job<'_>, ready_w: BorrowedFd<'_>, go_r: BorrowedFd<'_>) -> Vec
         }
         Err(e) => {
             let mut out = vec![1u8];
-            out.extend_from_slice(error_chain(&e).as_bytes());
+            out.extend_from_slice(crate::error::chain(&e).as_bytes());
             out
         }
     }
-}
-
-/// `e` and its sources, joined by ": ".
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 fn bench_error(msg: String) -> Error {

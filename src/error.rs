@@ -257,6 +257,19 @@ impl Error {
     }
 }
 
+/// `e` and each of its sources, joined by ": ", for a one-line message such
+/// as `write failed: Broken pipe (os error 32)`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
 impl From<nix::Error> for Error {
     fn from(errno: nix::Error) -> Self {
         Error::io("system call", io::Error::from(errno))

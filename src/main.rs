@@ -89,7 +89,7 @@ fn demo(args: DemoArgs) -> ExitCode {
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("ipc-harness: {}", error_chain(&e));
+            eprintln!("ipc-harness: {}", ipc_harness::error::chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -147,7 +147,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => match args.run(&mut std::io::stdout().lock()) {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("ipc-harness: {}", error_chain(&e));
+                eprintln!("ipc-harness: {}", ipc_harness::error::chain(&e));
                 ExitCode::FAILURE
             }
         },
@@ -159,22 +159,11 @@ fn main() -> ExitCode {
         {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("ipc-harness: {}", error_chain(&e));
+                eprintln!("ipc-harness: {}", ipc_harness::error::chain(&e));
                 ExitCode::FAILURE
             }
         },
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 fn check(args: CheckArgs) -> ExitCode {
