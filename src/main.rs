@@ -30,6 +30,7 @@ enum Command {
   ipc-harness check --include-pitfalls       # and show each pitfall being caught
   ipc-harness check --primitive 'pipe()' --cases 500
   ipc-harness check --seed 42                # replay the same scenarios
+  ipc-harness check --signal-storm 200       # every process interrupted every 200 us
   ipc-harness check --format json > check.json
 
 Exit status: 0 every promise held, 1 a promise was broken, 2 bad usage.")]
@@ -121,6 +122,10 @@ struct CheckArgs {
     /// Largest message in bytes.
     #[arg(long, value_name = "BYTES")]
     max_size: Option<usize>,
+    /// Run every producer and consumer under a signal storm: SIGALRM every
+    /// MICROS microseconds, no SA_RESTART, so blocking calls keep failing with EINTR.
+    #[arg(long, value_name = "MICROS")]
+    signal_storm: Option<u64>,
     /// Also run the deliberately broken pitfall variants (they must fail).
     #[arg(long)]
     include_pitfalls: bool,
@@ -189,6 +194,7 @@ fn check(args: CheckArgs) -> ExitCode {
     config.time_budget = args.time_budget.map(Duration::from_secs_f64);
     config.max_processes = args.processes;
     config.max_size = args.max_size;
+    config.run.signal_storm = args.signal_storm.map(Duration::from_micros);
 
     let replays = read_regressions(&args.regressions);
     let start = Instant::now();

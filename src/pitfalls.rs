@@ -47,6 +47,10 @@ pub enum Pitfall {
     ///     process (copied by `fork`), not shared: `task_done` in a worker
     ///     is refused, a join returns early or never.
     UnsharedTaskCounter,
+    /// A framed pipe reader whose read loop takes `EINTR` for end of
+    /// stream: right until a signal arrives while it waits. Caught under
+    /// the harness's signal storm ([`RunOptions::signal_storm`](crate::harness::scenario::RunOptions)).
+    EintrAsEof,
 }
 
 impl Pitfall {
@@ -70,6 +74,7 @@ impl Pitfall {
             Pitfall::IgnoredShortWrite => "ignored-short-write",
             Pitfall::EofNeverComes => "eof-never-comes",
             Pitfall::UnsharedTaskCounter => "unshared-task-counter",
+            Pitfall::EintrAsEof => "eintr-as-eof",
         }
     }
 
@@ -97,6 +102,9 @@ impl Pitfall {
             Pitfall::UnsharedTaskCounter => {
                 "each process counts its own tasks: a worker's task_done is refused, a join returns early"
             }
+            Pitfall::EintrAsEof => {
+                "a reader takes EINTR for end of stream: the first signal while it waits ends it early"
+            }
         }
     }
 
@@ -121,6 +129,7 @@ impl Pitfall {
             Pitfall::IgnoredShortWrite => &["Corrupted", "Lost", "UnexpectedError"],
             Pitfall::EofNeverComes => &["Hang"],
             Pitfall::UnsharedTaskCounter => &["TaskAccounting"],
+            Pitfall::EintrAsEof => &["Lost", "UnexpectedError"],
         }
     }
 
@@ -154,6 +163,23 @@ pub enum PitfallConsumer {
     Framed(Receiver),
     /// A framed reader holding a copy of the write end.
     HoldingWriteEnd(Receiver, OwnedFd),
+    /// A framed reader (header, then payload, blocking reads) that takes
+    /// `EINTR` for end of stream.
+    EintrAsEof(OwnedFd),
+}
+
+/// Reads exactly `buf.len()` bytes the naive way: `Ok(false)` at end of
+/// stream, and the bug: `EINTR` counts as end of stream too.
+fn read_exact_naive(fd: &OwnedFd, buf: &mut [u8]) -> Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(fd, &mut buf[got..]) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(false),
+            Ok(n) => got += n,
+            Err(e) => return Err(Error::io("read", e.into())),
+        }
+    }
+    Ok(true)
 }
 
 impl Producer for PitfallProducer {
@@ -181,6 +207,18 @@ impl Consumer for PitfallConsumer {
                 // Work between reads, as real code does: writes pile up.
                 std::thread::sleep(*pause);
                 r.recv(deadline)
+            }
+            PitfallConsumer::EintrAsEof(fd) => {
+                let mut header = [0u8; 4];
+                if !read_exact_naive(fd, &mut header)? {
+                    return Err(Error::Closed);
+                }
+                let len = i32::from_be_bytes(header).max(0) as usize;
+                let mut msg = vec![0u8; len];
+                if !read_exact_naive(fd, &mut msg)? {
+                    return Err(Error::Closed);
+                }
+                Ok(msg)
             }
             PitfallConsumer::Framed(r) | PitfallConsumer::HoldingWriteEnd(r, _) => {
                 r.recv_bytes_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -220,6 +258,7 @@ impl Channel for PitfallChannel {
                 Promises::MESSAGES.single_producer().single_consumer()
             }
             Pitfall::UnsharedTaskCounter => Promises::MESSAGES.with_tasks(),
+            Pitfall::EintrAsEof => Promises::MESSAGES.single_producer().single_consumer(),
         }
     }
 
@@ -279,6 +318,10 @@ impl Channel for PitfallChannel {
                     consumers: vec![PitfallConsumer::HoldingWriteEnd(Receiver::from_fd(r), kept)],
                 }
             }
+            Pitfall::EintrAsEof => Ends {
+                producers: vec![PitfallProducer::Framed(Sender::from_fd(w))],
+                consumers: vec![PitfallConsumer::EintrAsEof(r)],
+            },
             Pitfall::UnsharedTaskCounter => unreachable!("refused above"),
         };
         Ok(ends)

@@ -69,6 +69,9 @@ impl Entry {
             // A pitfall is shown by its first failure; shrinking it would
             // cost runs that may each wait for a deadline.
             config.shrink = false;
+            if pitfall == Pitfall::EintrAsEof {
+                config.run.signal_storm = Some(Duration::from_micros(200));
+            }
             let deadline = match pitfall {
                 // Every run of this one waits for its deadline.
                 Pitfall::EofNeverComes => Duration::from_secs(1),
@@ -135,6 +138,11 @@ pub fn pitfalls() -> Vec<Entry> {
             local_counter_pitfall: true,
             ..JoinableChannel::DEFAULT
         },
+    ));
+    // Campaigned under a signal storm (see Entry::campaign).
+    v.push(Entry::new(
+        Kind::Pitfall(Pitfall::EintrAsEof),
+        PitfallChannel(Pitfall::EintrAsEof),
     ));
     v
 }

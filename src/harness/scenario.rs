@@ -174,13 +174,40 @@ pub fn scenarios(limits: Limits) -> impl Strategy<Value = Scenario> {
 pub struct RunOptions {
     /// Every process must be done by then; consumers give up waiting then.
     pub deadline: Duration,
+    /// A signal storm: every producer and consumer process installs a
+    /// handler for `SIGALRM` without `SA_RESTART` and arms a timer at this
+    /// interval, so its blocking system calls keep failing with `EINTR`.
+    /// The contract must hold all the same.
+    pub signal_storm: Option<Duration>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             deadline: Duration::from_secs(20),
+            signal_storm: None,
         }
+    }
+}
+
+/// Starts the storm of `options` in this (child) process; it lasts until
+/// the guard is dropped. Each forked process is single-threaded, so every
+/// signal lands on the thread doing the IPC.
+fn storm(options: &RunOptions) -> Option<StormGuard> {
+    let interval = options.signal_storm?;
+    let handler = crate::sys::install_noop_handler(libc::SIGALRM).ok()?;
+    crate::sys::set_interval_timer(interval).ok()?;
+    Some(StormGuard { _handler: handler })
+}
+
+struct StormGuard {
+    _handler: crate::sys::SavedAction,
+}
+
+impl Drop for StormGuard {
+    fn drop(&mut self) {
+        // Disarm first; the handler is restored after, by its own guard.
+        let _ = crate::sys::set_interval_timer(Duration::ZERO);
     }
 }
 
@@ -288,7 +315,10 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
         match fork::spawn(move || {
             let end = slots.consumers[c].take().expect("one end per consumer");
             slots.clear();
-            consume(end, c as u16, deadline).encode()
+            let storm = storm(&options);
+            let trace = consume(end, c as u16, deadline);
+            drop(storm);
+            trace.encode()
         }) {
             Ok(child) => children.push(child),
             Err(e) => spawn_error = Some(e),
@@ -299,7 +329,10 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
         match fork::spawn(move || {
             let end = slots.producers[p].take().expect("one end per producer");
             slots.clear();
-            produce(end, p as u16, plan).encode()
+            let storm = storm(&options);
+            let trace = produce(end, p as u16, plan);
+            drop(storm);
+            trace.encode()
         }) {
             Ok(child) => children.push(child),
             Err(e) => spawn_error = Some(e),
