@@ -210,19 +210,8 @@ fn other(what: String) -> Error {
 fn spawn(f: impl FnOnce() -> Result<Vec<u8>>) -> Result<Child> {
     fork::spawn(move || match f() {
         Ok(v) => v,
-        Err(e) => panic!("{}", chain(&e)),
+        Err(e) => panic!("{}", crate::error::chain(&e)),
     })
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// The child's bytes, or an error saying how the child ended instead.
@@ -826,7 +815,7 @@ fn interleaved_writes(out: &mut dyn Write) -> Result<(bool, bool)> {
             &format!("  message {} ({} bytes): {}", i + 1, m.len(), quote(m)),
         )?;
     }
-    say(out, &format!("  then: {}", chain(&end)))?;
+    say(out, &format!("  then: {}", crate::error::chain(&end)))?;
     let naive_failed = msgs != [a.clone(), b.clone()];
     say(
         out,
@@ -1176,7 +1165,7 @@ fn ignored_short_write(out: &mut dyn Write) -> Result<(bool, bool)> {
             "What the reader got: {} bytes in all; {} whole messages, then: {}",
             stream.len(),
             msgs.len(),
-            chain(&end)
+            crate::error::chain(&end)
         ),
     )?;
     say(
@@ -1473,7 +1462,7 @@ fn fifo_open_blocks(out: &mut dyn Write) -> Result<(bool, bool)> {
             "  FifoWriter::open(path, Wait::Timeout(200 ms)) gave up after {} ms: {}",
             took.as_millis(),
             match &timed {
-                Err(e) => chain(e),
+                Err(e) => crate::error::chain(e),
                 Ok(_) => "it opened (unexpected)".into(),
             }
         ),
@@ -1486,7 +1475,8 @@ fn fifo_open_blocks(out: &mut dyn Write) -> Result<(bool, bool)> {
         &format!(
             "  FifoWriter::open(path, Wait::NonBlocking): {}",
             match &nb {
-                Err(e) => chain(e).replace(&scratch.dir.display().to_string(), "$TMP"),
+                Err(e) =>
+                    crate::error::chain(e).replace(&scratch.dir.display().to_string(), "$TMP"),
                 Ok(_) => "it opened (unexpected)".into(),
             }
         ),
@@ -1566,7 +1556,7 @@ fn fifo_missing_directory(out: &mut dyn Write) -> Result<(bool, bool)> {
     )?;
     let clear = Fifo::create(&path);
     let text = match &clear {
-        Err(e) => chain(e).replace(&scratch.dir.display().to_string(), "$TMP"),
+        Err(e) => crate::error::chain(e).replace(&scratch.dir.display().to_string(), "$TMP"),
         Ok(_) => "it was created (unexpected)".into(),
     };
     say(out, &format!("  Fifo::create: {text}"))?;
@@ -1770,7 +1760,7 @@ fn queue_killed_holding_lock(out: &mut dyn Write) -> Result<(bool, bool)> {
         &format!(
             "  The consumer got: {}, then {} (every producer is gone).",
             shown.join(", "),
-            chain(&end)
+            crate::error::chain(&end)
         ),
     )?;
     say(

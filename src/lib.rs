@@ -23,10 +23,9 @@
 //! | [`pipe()`] | `pipe2` | kept | kept | frames ≤ `PIPE_BUF` only | no |
 //! | [`duplex()`] | `socketpair(SOCK_STREAM)` | kept | kept, per direction | no | no |
 //! | [`Fifo`] | `mkfifo` | kept | kept, per writer | yes (`flock`) | no |
-//! | [`Queue`] | shared memory ring | kept | kept, per producer | yes | yes |
-//! | [`raw::RawPipe`] | `pipe2` | **none** | bytes only | writes ≤ `PIPE_BUF` | no |
 //! | [`Queue`] | shared-memory ring + robust locks | kept | per producer | yes | yes |
 //! | [`JoinableQueue`] | a `Queue` + shared task counters | kept | per producer | yes | yes |
+//! | [`raw::RawPipe`] | `pipe2` | **none** | bytes only | writes ≤ `PIPE_BUF` | no |
 //!
 //! ## Hello, pipe
 //! ```

@@ -11,6 +11,7 @@
 //! | [`Pitfall::IgnoredShortWrite`] | a non-blocking writer that drops `write`'s count | `Corrupted`, `Lost` |
 //! | [`Pitfall::EofNeverComes`] | a reader that kept its own copy of the write end | `Hang` |
 //! | [`Pitfall::UnsharedTaskCounter`] | a joinable queue whose task counter each process keeps for itself | `TaskAccounting` |
+//! | [`Pitfall::EintrAsEof`] | a reader that takes `EINTR` for end of stream (caught under a signal storm) | `Lost`, `UnexpectedError` |
 //!
 //! The last one is a flag of the primitive itself, checked through
 //! [`JoinableChannel`](crate::harness::transports::JoinableChannel) (as the

@@ -10,11 +10,11 @@
 use ipc_harness::harness::channel::Channel;
 use ipc_harness::harness::fork::serial;
 use ipc_harness::harness::proptest_config;
+use ipc_harness::harness::registry;
 use ipc_harness::harness::scenario::{Limits, run, scenarios};
 use ipc_harness::harness::transports::{
     DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel, RawKind,
 };
-use ipc_harness::probe::{Feature, require};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
@@ -23,12 +23,12 @@ const CASES: u32 = 32;
 /// Runs the battery on `channel`: no promised property may break.
 fn battery<C: Channel>(channel: C) {
     let _serial = serial();
-    let needs = match channel.name() {
-        n if n.starts_with("packet pipe") => Some(Feature::PacketPipes),
-        n if n.starts_with("SOCK_SEQPACKET") => Some(Feature::SeqPacket),
-        _ => None,
-    };
-    if let Some(reason) = needs.and_then(require) {
+    // The registry knows which kernel features each transport needs.
+    let skip = registry::all(false)
+        .into_iter()
+        .find(|e| e.name == channel.name())
+        .and_then(|e| e.skip_reason());
+    if let Some(reason) = skip {
         eprintln!("skipped {}: {reason}", channel.name());
         return;
     }
