@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ipc_harness::fifo_cli::FifoCommand;
 use ipc_harness::harness::campaign::{CampaignConfig, CampaignResult, fresh_seed};
 use ipc_harness::harness::channel::Property;
+use ipc_harness::harness::check::Accounting;
 use ipc_harness::harness::registry::{self, Entry, Kind};
 
 #[derive(Parser)]
@@ -126,6 +127,16 @@ struct CheckArgs {
     /// MICROS microseconds, no SA_RESTART, so blocking calls keep failing with EINTR.
     #[arg(long, value_name = "MICROS")]
     signal_storm: Option<u64>,
+    /// Generate scenarios with faults: processes SIGKILLed before, during
+    /// or after a send or receive, SIGSTOPped and continued, closing their
+    /// end early, and kernel buffers shrunk to one page.
+    #[arg(long)]
+    faults: bool,
+    /// Soak: run random scenarios with faults (and, every other round, a
+    /// signal storm) on every primitive until DURATION is up (e.g. 90s,
+    /// 10m, 1h), then print the figures. Exit 1 if any promise broke.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    soak: Option<Duration>,
     /// Also run the deliberately broken pitfall variants (they must fail).
     #[arg(long)]
     include_pitfalls: bool,
@@ -171,8 +182,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Parses `90`, `90s`, `10m`, `1h`, `1.5h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let scale = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit {unit:?}: use s, m or h")),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(Duration::from_secs_f64(n * scale)),
+        _ => Err(format!("{s:?} is not a duration such as 90s, 10m or 1h")),
+    }
+}
+
 fn check(args: CheckArgs) -> ExitCode {
     let mut entries = registry::all(args.include_pitfalls);
+    if args.soak.is_some() && args.primitives.is_empty() {
+        entries = registry::primitives();
+    }
     if !args.primitives.is_empty() {
         let all_names: Vec<String> = registry::all(true).iter().map(|e| e.name.clone()).collect();
         for wanted in &args.primitives {
@@ -195,6 +227,10 @@ fn check(args: CheckArgs) -> ExitCode {
     config.max_processes = args.processes;
     config.max_size = args.max_size;
     config.run.signal_storm = args.signal_storm.map(Duration::from_micros);
+    config.faults = args.faults;
+    if let Some(duration) = args.soak {
+        return soak(entries, config, duration, &args);
+    }
 
     let replays = read_regressions(&args.regressions);
     let start = Instant::now();
@@ -287,10 +323,150 @@ fn check(args: CheckArgs) -> ExitCode {
 }
 
 fn replay_command(name: &str, config: &CampaignConfig) -> String {
-    format!(
+    let mut command = format!(
         "ipc-harness check --primitive '{name}' --seed {} --cases {}",
         config.seed, config.cases
-    )
+    );
+    if config.faults {
+        command.push_str(" --faults");
+    }
+    if let Some(storm) = config.run.signal_storm {
+        command.push_str(&format!(" --signal-storm {}", storm.as_micros()));
+    }
+    command
+}
+
+/// What a soak did, added up over its rounds.
+#[derive(Default)]
+struct SoakFigures {
+    scenarios: u64,
+    campaigns: u64,
+    broken: Vec<String>,
+    accounting: Accounting,
+}
+
+/// `check --soak`: rounds of fault campaigns over `entries` (a fresh seed
+/// each; every other round under a signal storm) until `duration` is up.
+fn soak(
+    entries: Vec<Entry>,
+    mut config: CampaignConfig,
+    duration: Duration,
+    args: &CheckArgs,
+) -> ExitCode {
+    let entries: Vec<Entry> = entries
+        .into_iter()
+        .filter(|e| e.skip_reason().is_none())
+        .collect();
+    let start = Instant::now();
+    let end = start + duration;
+    config.faults = true;
+    // Small campaigns, so the time is spread over every entry and seed.
+    config.cases = config.cases.min(16);
+    let storm = config
+        .run
+        .signal_storm
+        .unwrap_or(Duration::from_micros(200));
+    let mut figures = SoakFigures::default();
+    let mut round = 0u64;
+    eprintln!(
+        "ipc-harness check --soak: {} transport(s), {:.0}s",
+        entries.len(),
+        duration.as_secs_f64()
+    );
+    'soak: loop {
+        for entry in &entries {
+            let now = Instant::now();
+            if now >= end {
+                break 'soak;
+            }
+            let mut cfg = config.clone();
+            cfg.seed = fresh_seed();
+            cfg.time_budget = Some(end - now);
+            cfg.run.signal_storm = (round % 2 == 1).then_some(storm);
+            let result = entry.campaign(&cfg);
+            figures.scenarios += u64::from(result.runs);
+            figures.campaigns += 1;
+            figures.accounting.add(&result.accounting);
+            if !result.promises_held() && !matches!(entry.kind, Kind::Pitfall(_)) {
+                let _ = append_regression(&args.regressions, &entry.name, &result, cfg.cases);
+                figures.broken.push(format!(
+                    "{result}\nreplay: {}",
+                    replay_command(&entry.name, &cfg)
+                ));
+            }
+        }
+        round += 1;
+        eprintln!(
+            "  {:>6.0}s: {} scenarios, {} killed, {} violations",
+            start.elapsed().as_secs_f64(),
+            figures.scenarios,
+            figures.accounting.killed,
+            figures.broken.len()
+        );
+    }
+    let a = &figures.accounting;
+    let out = &mut std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "soak: {:.0}s, {} transport(s), {} campaigns, seed fresh per campaign",
+        start.elapsed().as_secs_f64(),
+        entries.len(),
+        figures.campaigns
+    );
+    let pct = |n| 100.0 * a.fraction(n);
+    let rows = [
+        ("scenarios run", figures.scenarios.to_string()),
+        ("processes killed", a.killed.to_string()),
+        ("processes stopped and continued", a.stopped.to_string()),
+        ("processes that closed early", a.closed_early.to_string()),
+        (
+            "signals delivered",
+            format!(
+                "{} ({} SIGKILL, {} SIGSTOP+SIGCONT, {} storm SIGALRM)",
+                a.signals(),
+                a.killed,
+                2 * a.stopped,
+                a.storm_signals
+            ),
+        ),
+        ("messages sent (attempted)", a.attempted.to_string()),
+        ("  ok", format!("{} ({:.2}%)", a.ok, pct(a.ok))),
+        (
+            "  lost to killed consumers",
+            format!("{} ({:.2}%)", a.lost_to_faults, pct(a.lost_to_faults)),
+        ),
+        (
+            "  recovered (cut by a kill, arrived)",
+            format!("{} ({:.2}%)", a.recovered, pct(a.recovered)),
+        ),
+        (
+            "  indeterminate, not arrived",
+            format!(
+                "{} ({:.2}%)",
+                a.indeterminate_lost,
+                pct(a.indeterminate_lost)
+            ),
+        ),
+        ("  refused (no consumer left)", a.refused.to_string()),
+        ("  duplicated", a.duplicated.to_string()),
+        ("  unexpected", a.unexpected.to_string()),
+        (
+            "  lost without a fault to explain it",
+            (a.lost - a.lost_to_faults).to_string(),
+        ),
+        ("violations", figures.broken.len().to_string()),
+    ];
+    for (name, value) in rows {
+        let _ = writeln!(out, "  {name:<38} {value}");
+    }
+    for b in &figures.broken {
+        let _ = writeln!(out, "\nPROMISE BROKEN: {b}");
+    }
+    if figures.broken.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn print_text(
@@ -357,6 +533,12 @@ fn print_text(
         out,
         "pass: held in every run.  FAIL: a promised property broke.  n/p: not promised.  n/p!: not promised, and broken here as the kernel allows: the lesson."
     )?;
+    if config.faults || config.run.signal_storm.is_some() {
+        writeln!(out, "\nUnder faults, what became of every send:")?;
+        for (entry, result) in results {
+            writeln!(out, "  {}: {}", entry.name, result.accounting)?;
+        }
+    }
     if !notes.is_empty() {
         writeln!(out, "\nWhat broke:")?;
         for n in &notes {
@@ -497,14 +679,32 @@ fn print_json(
                 json_str(&replay_command(&entry.name, config))
             ),
         };
+        let a = &r.accounting;
+        let accounting = format!(
+            "{{\"attempted\":{},\"ok\":{},\"lost\":{},\"lost_to_faults\":{},\"recovered\":{},\"indeterminate_lost\":{},\"duplicated\":{},\"unexpected\":{},\"refused\":{},\"killed\":{},\"stopped\":{},\"closed_early\":{},\"storm_signals\":{}}}",
+            a.attempted,
+            a.ok,
+            a.lost,
+            a.lost_to_faults,
+            a.recovered,
+            a.indeterminate_lost,
+            a.duplicated,
+            a.unexpected,
+            a.refused,
+            a.killed,
+            a.stopped,
+            a.closed_early,
+            a.storm_signals
+        );
         rows.push(format!(
-            "{{\"transport\":{},\"kind\":{},\"runs\":{},\"elapsed_ms\":{},\"promises_held\":{},\"properties\":{{{}}},\"failure\":{}}}",
+            "{{\"transport\":{},\"kind\":{},\"runs\":{},\"elapsed_ms\":{},\"promises_held\":{},\"properties\":{{{}}},\"accounting\":{},\"failure\":{}}}",
             json_str(&entry.name),
             json_str(&kind),
             r.runs,
             r.elapsed.as_millis(),
             r.promises_held(),
             props.join(","),
+            accounting,
             failure
         ));
     }

@@ -12,6 +12,7 @@
 //! | [`Pitfall::EofNeverComes`] | a reader that kept its own copy of the write end | `Hang` |
 //! | [`Pitfall::UnsharedTaskCounter`] | a joinable queue whose task counter each process keeps for itself | `TaskAccounting` |
 //! | [`Pitfall::EintrAsEof`] | a reader that takes `EINTR` for end of stream (caught under a signal storm) | `Lost`, `UnexpectedError` |
+//! | [`Pitfall::NonRobustLock`] | a queue (one pipe) whose readers and writers take a plain lock, Python's way (caught under kill faults) | `Hang`, torn frames (`UnexpectedError`, `Corrupted`) |
 //!
 //! The last one is a flag of the primitive itself, checked through
 //! [`JoinableChannel`](crate::harness::transports::JoinableChannel) (as the
@@ -26,7 +27,7 @@ use crate::frame::{self, LONG_HEADER_LEN};
 use crate::harness::channel::{Channel, Consumer, Ends, Producer, Promises};
 use crate::harness::transports::{RAW_READ, RawReader, RawWriter};
 use crate::pipe::{Receiver, Sender};
-use crate::sys::{self, WriteKind};
+use crate::sys::{self, Readiness, WriteKind};
 
 /// The pitfalls of the catalogue that a transport can show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +53,13 @@ pub enum Pitfall {
     /// stream: right until a signal arrives while it waits. Caught under
     /// the harness's signal storm ([`RunOptions::signal_storm`](crate::harness::scenario::RunOptions)).
     EintrAsEof,
+    /// 9. A queue built Python's way: one pipe, a lock for its writers and
+    ///    one for its readers, each a plain semaphore (here a token byte in
+    ///    a pipe). A process killed while holding one never gives it back:
+    ///    every process that wants it waits forever. Caught under the
+    ///    harness's kill faults
+    ///    ([`CampaignConfig::faults`](crate::harness::campaign::CampaignConfig)).
+    NonRobustLock,
 }
 
 impl Pitfall {
@@ -76,6 +84,7 @@ impl Pitfall {
             Pitfall::EofNeverComes => "eof-never-comes",
             Pitfall::UnsharedTaskCounter => "unshared-task-counter",
             Pitfall::EintrAsEof => "eintr-as-eof",
+            Pitfall::NonRobustLock => "non-robust-lock",
         }
     }
 
@@ -106,6 +115,9 @@ impl Pitfall {
             Pitfall::EintrAsEof => {
                 "a reader takes EINTR for end of stream: the first signal while it waits ends it early"
             }
+            Pitfall::NonRobustLock => {
+                "a queue's readers and writers share plain locks: a process killed holding one wedges the rest"
+            }
         }
     }
 
@@ -131,6 +143,9 @@ impl Pitfall {
             Pitfall::EofNeverComes => &["Hang"],
             Pitfall::UnsharedTaskCounter => &["TaskAccounting"],
             Pitfall::EintrAsEof => &["Lost", "UnexpectedError"],
+            // A process killed holding a lock wedges the others; a writer
+            // killed mid-frame also leaves a torn frame behind.
+            Pitfall::NonRobustLock => &["Hang", "UnexpectedError", "Corrupted"],
         }
     }
 
@@ -153,6 +168,8 @@ pub enum PitfallProducer {
     Framed(Sender),
     /// Framed, written with one non-blocking `write` whose count is ignored.
     ShortWriter(OwnedFd),
+    /// Framed, each frame written holding the writers' plain lock.
+    Locked(Sender, TokenLock),
 }
 
 /// The consumer end of a pitfall transport.
@@ -167,6 +184,112 @@ pub enum PitfallConsumer {
     /// A framed reader (header, then payload, blocking reads) that takes
     /// `EINTR` for end of stream.
     EintrAsEof(OwnedFd),
+    /// Reads one whole frame holding the readers' plain lock.
+    Locked(OwnedFd, TokenLock),
+}
+
+/// A plain process-shared lock, as a semaphore of one: the token is a byte
+/// in a pipe; taking the lock reads it, giving it back writes it. Nothing
+/// gives back the token of a process that dies holding it.
+#[derive(Debug)]
+pub struct TokenLock {
+    take: OwnedFd,
+    give: OwnedFd,
+}
+
+impl TokenLock {
+    fn new() -> Result<TokenLock> {
+        let (take, give) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
+        // Non-blocking, so that two waiters woken for one token do not
+        // both block in read: the loser polls again.
+        sys::set_nonblocking(take.as_fd(), true).map_err(|e| Error::io("O_NONBLOCK", e))?;
+        sys::write(give.as_fd(), b"t").map_err(|e| Error::io("write", e))?;
+        Ok(TokenLock { take, give })
+    }
+
+    fn try_clone(&self) -> Result<TokenLock> {
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("dup", e));
+        Ok(TokenLock {
+            take: dup(&self.take)?,
+            give: dup(&self.give)?,
+        })
+    }
+
+    /// Takes the lock, waiting until `deadline` (`None`: forever).
+    fn lock(&self, deadline: Option<Instant>) -> Result<()> {
+        loop {
+            match sys::wait_readable(self.take.as_fd(), deadline) {
+                Ok(Readiness::TimedOut) => return Err(Error::Timeout),
+                Ok(Readiness::Ready) => {}
+                Err(e) => return Err(Error::io("poll", e)),
+            }
+            let mut token = [0u8; 1];
+            match sys::read(self.take.as_fd(), &mut token) {
+                Ok(1) => return Ok(()),
+                Ok(_) => return Err(Error::Closed),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(Error::io("read", e)),
+            }
+        }
+    }
+
+    fn unlock(&self) -> Result<()> {
+        sys::write(self.give.as_fd(), b"t")
+            .map(drop)
+            .map_err(|e| Error::io("write", e))
+    }
+}
+
+/// Reads exactly `buf.len()` bytes (retrying `EINTR`): `Ok(false)` at end
+/// of stream before the first byte, `Truncated` inside.
+fn read_exact(fd: &OwnedFd, buf: &mut [u8], deadline: Instant) -> Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        if sys::wait_readable(fd.as_fd(), Some(deadline)).map_err(|e| Error::io("poll", e))?
+            == Readiness::TimedOut
+        {
+            return Err(Error::Timeout);
+        }
+        match sys::read(fd.as_fd(), &mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => {
+                return Err(Error::Truncated {
+                    expected: buf.len() as u64,
+                    got: got as u64,
+                });
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("read", e)),
+        }
+    }
+    Ok(true)
+}
+
+/// Reads one frame from a pipe shared by several readers, all of it, no
+/// more (a buffered reader would take its neighbours' frames).
+fn read_one_frame(fd: &OwnedFd, deadline: Instant) -> Result<Vec<u8>> {
+    let mut header = [0u8; LONG_HEADER_LEN];
+    if !read_exact(fd, &mut header[..frame::HEADER_LEN], deadline)? {
+        return Err(Error::Closed);
+    }
+    let len = match frame::parse_header(&header[..frame::HEADER_LEN])? {
+        Some((_, len)) => len,
+        None => {
+            read_exact(fd, &mut header[frame::HEADER_LEN..], deadline)?;
+            frame::parse_header(&header)?
+                .expect("a whole long header")
+                .1
+        }
+    };
+    let mut msg = vec![0u8; usize::try_from(len).map_err(|_| Error::corrupt("huge length"))?];
+    if !read_exact(fd, &mut msg, deadline)? && len > 0 {
+        return Err(Error::Truncated {
+            expected: len,
+            got: 0,
+        });
+    }
+    Ok(msg)
 }
 
 /// Reads exactly `buf.len()` bytes the naive way: `Ok(false)` at end of
@@ -197,6 +320,13 @@ impl Producer for PitfallProducer {
                 let _ = sys::write(fd.as_fd(), &whole);
                 Ok(())
             }
+            PitfallProducer::Locked(s, lock) => {
+                // Correct, as long as nobody dies holding the lock.
+                lock.lock(None)?;
+                let sent = s.send_bytes(msg);
+                lock.unlock()?;
+                sent
+            }
         }
     }
 }
@@ -220,6 +350,12 @@ impl Consumer for PitfallConsumer {
                     return Err(Error::Closed);
                 }
                 Ok(msg)
+            }
+            PitfallConsumer::Locked(fd, lock) => {
+                lock.lock(Some(deadline))?;
+                let msg = read_one_frame(fd, deadline);
+                lock.unlock()?;
+                msg
             }
             PitfallConsumer::Framed(r) | PitfallConsumer::HoldingWriteEnd(r, _) => {
                 r.recv_bytes_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -260,6 +396,8 @@ impl Channel for PitfallChannel {
             }
             Pitfall::UnsharedTaskCounter => Promises::MESSAGES.with_tasks(),
             Pitfall::EintrAsEof => Promises::MESSAGES.single_producer().single_consumer(),
+            // What the crate's Queue promises.
+            Pitfall::NonRobustLock => Promises::MESSAGES.sends_block_without_consumers(),
         }
     }
 
@@ -323,6 +461,22 @@ impl Channel for PitfallChannel {
                 producers: vec![PitfallProducer::Framed(Sender::from_fd(w))],
                 consumers: vec![PitfallConsumer::EintrAsEof(r)],
             },
+            Pitfall::NonRobustLock => {
+                let (writers, readers) = (TokenLock::new()?, TokenLock::new()?);
+                Ends {
+                    producers: (0..producers)
+                        .map(|_| {
+                            Ok(PitfallProducer::Locked(
+                                Sender::from_fd(dup(&w)?),
+                                writers.try_clone()?,
+                            ))
+                        })
+                        .collect::<Result<_>>()?,
+                    consumers: (0..consumers)
+                        .map(|_| Ok(PitfallConsumer::Locked(dup(&r)?, readers.try_clone()?)))
+                        .collect::<Result<_>>()?,
+                }
+            }
             Pitfall::UnsharedTaskCounter => unreachable!("refused above"),
         };
         Ok(ends)

@@ -65,3 +65,113 @@ fn a_reader_that_takes_eintr_for_eof_is_caught_by_the_storm_and_only_by_it() {
         "saw {seen:?}\n{scenario}\n{report}"
     );
 }
+
+#[test]
+fn every_primitive_keeps_its_promises_under_kills_stops_and_early_closes() {
+    let _serial = serial();
+    let mut total = ipc_harness::harness::check::Accounting::default();
+    for entry in registry::primitives() {
+        let mut cfg = config(12, None);
+        cfg.faults = true;
+        let result = entry.campaign(&cfg);
+        assert!(
+            result.promises_held(),
+            "{} broke a promise under faults (seed {}):\n{result}",
+            entry.name,
+            cfg.seed
+        );
+        eprintln!("{}: {}", entry.name, result.accounting);
+        total.add(&result.accounting);
+    }
+    // The faults struck: a campaign whose faults never fire proves nothing.
+    assert!(total.killed > 0, "{total}");
+    assert!(total.stopped > 0, "{total}");
+}
+
+/// A queue built Python's way (one pipe, plain locks for its readers and
+/// its writers) is correct until a process dies holding a lock. A consumer
+/// waits for data holding the readers' lock, so a consumer killed then
+/// wedges the others (a `Hang`); a writer killed mid-frame also leaves a
+/// torn frame. About one generated fault scenario in 30 does one or the
+/// other here, so the campaign may need a few hundred (it stops at the
+/// first).
+#[test]
+fn a_queue_with_a_plain_lock_is_caught_by_kill_faults_and_only_by_them() {
+    let _serial = serial();
+    let naive = PitfallChannel(Pitfall::NonRobustLock);
+    // Without faults it is a correct queue...
+    let calm = campaign(&naive, &config(8, None));
+    assert!(
+        calm.promises_held(),
+        "without faults it should pass:\n{calm}"
+    );
+    // ...and a process killed holding one of its locks wedges the rest.
+    let mut cfg = config(400, None);
+    cfg.faults = true;
+    cfg.shrink = false;
+    cfg.run.deadline = Duration::from_secs(2);
+    let killed = campaign(&naive, &cfg);
+    assert!(
+        killed.failure.is_some(),
+        "kill faults must catch it (seed {}):\n{killed}",
+        cfg.seed
+    );
+    let hung = killed.tally.values().any(|t| t.kinds.contains_key("Hang"));
+    assert!(hung, "a survivor must be seen hanging:\n{killed}");
+}
+
+/// Why the fault generator never kills a FIFO writer mid-frame while
+/// another writer shares the FIFO: the torn frame's header still claims
+/// its full length, so the reader takes the next writer's frames for the
+/// rest of it. Those messages were sent `Ok` and are gone: the harness
+/// reports them `Lost` (or the stream `Corrupted`). Nothing in a byte
+/// stream can untear it; a channel that must survive this needs records
+/// (a queue, or packets).
+#[test]
+fn a_fifo_writer_killed_mid_frame_tears_the_stream_for_the_others() {
+    use ipc_harness::harness::fault::{Fault, FaultKind, Target};
+    use ipc_harness::harness::scenario::{Pacing, ProducerPlan, RunOptions, Scenario, run_with};
+    use ipc_harness::harness::transports::FifoChannel;
+
+    let _serial = serial();
+    let scenario = Scenario {
+        producers: vec![
+            ProducerPlan {
+                sizes: vec![16 << 20],
+                pacing: Pacing::Burst,
+            },
+            // Its later messages come once the big frame was torn.
+            ProducerPlan {
+                sizes: vec![100; 6],
+                pacing: Pacing::Pause {
+                    every: 1,
+                    micros: 40_000,
+                },
+            },
+        ],
+        consumers: 1,
+        faults: vec![Fault {
+            target: Target::Producer(0),
+            op: 0,
+            kind: FaultKind::KillDuring { delay_us: 5_000 },
+        }],
+        tiny_capacity: false,
+    };
+    let options = RunOptions {
+        deadline: Duration::from_secs(5),
+        ..RunOptions::default()
+    };
+    // The kill is timed: it must land inside the 16 MiB frame, which takes
+    // milliseconds to cross the FIFO, and the other writer's later
+    // messages must come after it. Retry the rare run where they did not.
+    let mut reports = Vec::new();
+    for _ in 0..5 {
+        let report = run_with(&FifoChannel, &scenario, options);
+        let torn = report.has("Lost") || report.has("Corrupted");
+        reports.push(report.to_string());
+        if torn {
+            return;
+        }
+    }
+    panic!("the torn frame was never seen:\n{}", reports.join("\n"));
+}

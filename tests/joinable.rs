@@ -18,7 +18,7 @@ use ipc_harness::harness::fork::{self, Child};
 use ipc_harness::harness::proptest_config;
 use ipc_harness::harness::scenario::{Pacing, ProducerPlan, Scenario, run};
 use ipc_harness::harness::trace::{
-    ConsumerTrace, ProducerTrace, SendRecord, StreamEnd, TaskTrace, Traces,
+    ConsumerTrace, ProducerTrace, SendOutcome, SendRecord, StreamEnd, TaskTrace, Traces,
 };
 use ipc_harness::harness::transports::JoinableChannel;
 use ipc_harness::queue::{KillPoint, set_kill_point};
@@ -775,6 +775,7 @@ fn two_by_two() -> Scenario {
     Scenario {
         producers: vec![plan.clone(), plan],
         consumers: 2,
+        ..Scenario::default()
     }
 }
 
@@ -804,8 +805,9 @@ fn the_oracle_judges_task_accounting() {
             sends: vec![SendRecord {
                 seq: 0,
                 len: 3,
-                error: None,
+                outcome: SendOutcome::Ok,
             }],
+            ..ProducerTrace::default()
         })],
         consumers: vec![Ok(ConsumerTrace {
             consumer: 0,
@@ -818,6 +820,8 @@ fn the_oracle_judges_task_accounting() {
             )],
             end: StreamEnd::Closed,
             tasks: Some(tasks),
+            stops: 0,
+            storm_signals: 0,
         })],
     };
     let clean = TaskTrace {

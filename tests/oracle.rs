@@ -8,7 +8,7 @@ use ipc_harness::harness::payload::{self, ID_LEN, MsgId};
 use ipc_harness::harness::proptest_config;
 use ipc_harness::harness::scenario::{Limits, Scenario, scenarios};
 use ipc_harness::harness::trace::{
-    ConsumerTrace, Failure, ProducerTrace, SendRecord, StreamEnd, Traces,
+    ConsumerTrace, Failure, ProducerTrace, SendOutcome, SendRecord, StreamEnd, Traces,
 };
 use proptest::prelude::*;
 
@@ -29,12 +29,13 @@ fn perfect(scenario: &Scenario, pick: &[usize]) -> (Traces, Vec<(MsgId, usize)>)
             .map(|(seq, &len)| SendRecord {
                 seq: seq as u32,
                 len,
-                error: None,
+                outcome: SendOutcome::Ok,
             })
             .collect();
         producers.push(Ok(ProducerTrace {
             producer: p as u16,
             sends,
+            ..ProducerTrace::default()
         }));
         queues.push(
             plan.sizes
@@ -66,6 +67,8 @@ fn perfect(scenario: &Scenario, pick: &[usize]) -> (Traces, Vec<(MsgId, usize)>)
             receives,
             end: StreamEnd::Closed,
             tasks: None,
+            stops: 0,
+            storm_signals: 0,
         })],
     };
     (traces, order)
@@ -297,4 +300,176 @@ fn each_violation_kind_on_a_hand_made_trace() {
     let (s, mut t) = one(&[10]);
     t.consumers[0].as_mut().unwrap().end = StreamEnd::Error("corrupt stream".into());
     assert_eq!(kinds(&check(&s, &t)), vec!["UnexpectedError"]);
+}
+
+// ---------------------------------------------------------------------------
+// Under faults: what a kill excuses, and what it does not
+// ---------------------------------------------------------------------------
+
+mod under_faults {
+    use super::*;
+    use ipc_harness::harness::channel::Promises;
+    use ipc_harness::harness::check::judge;
+    use ipc_harness::harness::trace::Fate;
+
+    const QUEUE: Promises = Promises::MESSAGES.sends_block_without_consumers();
+    const PIPE: Promises = Promises::MESSAGES.single_producer().single_consumer();
+
+    /// One producer whose sends of `len` bytes ended as `outcomes`, and
+    /// consumers that received the listed sequence numbers and ended so.
+    fn traces(
+        len: usize,
+        outcomes: &[SendOutcome],
+        fate: Fate,
+        consumers: &[(&[u32], StreamEnd)],
+    ) -> (Scenario, Traces) {
+        let scenario = Scenario::simple(&vec![len; outcomes.len()]);
+        let sends = outcomes
+            .iter()
+            .enumerate()
+            .map(|(seq, o)| SendRecord {
+                seq: seq as u32,
+                len,
+                outcome: o.clone(),
+            })
+            .collect();
+        let producers = vec![Ok(ProducerTrace {
+            producer: 0,
+            sends,
+            fate,
+            ..ProducerTrace::default()
+        })];
+        let consumers = consumers
+            .iter()
+            .enumerate()
+            .map(|(c, (seqs, end))| {
+                let mut t = ConsumerTrace::new(c as u16, end.clone());
+                t.receives = seqs.iter().map(|&s| payload::make(id(0, s), len)).collect();
+                Ok(t)
+            })
+            .collect();
+        (
+            Scenario {
+                consumers: outcomes.len(),
+                ..scenario
+            },
+            Traces {
+                producers,
+                consumers,
+            },
+        )
+    }
+
+    use SendOutcome::{Closed, Cut, Ok as Acked};
+
+    #[test]
+    fn an_acked_send_of_a_killed_producer_must_still_arrive() {
+        let (s, t) = traces(
+            40,
+            &[Acked, Acked, Cut],
+            Fate::Killed,
+            &[(&[0], StreamEnd::Closed)],
+        );
+        let j = judge(&s, &QUEUE, &t);
+        assert_eq!(kinds(&j.violations), vec!["Lost"], "{:?}", j.violations);
+        assert_eq!((j.accounting.ok, j.accounting.lost), (1, 1));
+        assert_eq!(j.accounting.indeterminate_lost, 1);
+        assert_eq!(j.accounting.killed, 1);
+    }
+
+    #[test]
+    fn a_cut_send_may_arrive_once_but_not_twice() {
+        let once = traces(
+            40,
+            &[Acked, Cut],
+            Fate::Killed,
+            &[(&[0, 1], StreamEnd::Closed)],
+        );
+        let j = judge(&once.0, &QUEUE, &once.1);
+        assert_eq!(j.violations, vec![]);
+        assert_eq!((j.accounting.ok, j.accounting.recovered), (1, 1));
+        let twice = traces(
+            40,
+            &[Acked, Cut],
+            Fate::Killed,
+            &[(&[0, 1, 1], StreamEnd::Closed)],
+        );
+        let j = judge(&twice.0, &QUEUE, &twice.1);
+        assert_eq!(kinds(&j.violations), vec!["Duplicated"]);
+        // A send that was never started cannot arrive at all.
+        let ghost = traces(40, &[Acked], Fate::Killed, &[(&[0, 1], StreamEnd::Closed)]);
+        let j = judge(&ghost.0, &QUEUE, &ghost.1);
+        assert_eq!(kinds(&j.violations), vec!["Corrupted"]);
+        assert_eq!(j.accounting.unexpected, 1);
+    }
+
+    #[test]
+    fn a_killed_consumer_of_a_queue_takes_at_most_one_message_with_it() {
+        let consumers: [(&[u32], StreamEnd); 2] =
+            [(&[0], StreamEnd::Killed), (&[1], StreamEnd::Closed)];
+        let (s, t) = traces(40, &[Acked, Acked, Acked], Fate::Finished, &consumers);
+        let j = judge(&s, &QUEUE, &t);
+        assert_eq!(j.violations, vec![]);
+        assert_eq!((j.accounting.lost, j.accounting.lost_to_faults), (1, 1));
+        let (s, t) = traces(
+            40,
+            &[Acked, Acked, Acked, Acked],
+            Fate::Finished,
+            &consumers,
+        );
+        let j = judge(&s, &QUEUE, &t);
+        assert_eq!(kinds(&j.violations), vec!["Lost"]);
+        assert_eq!((j.accounting.lost, j.accounting.lost_to_faults), (2, 1));
+        // One that closed its end between messages takes nothing.
+        let closed: [(&[u32], StreamEnd); 2] =
+            [(&[0], StreamEnd::ClosedEarly), (&[1], StreamEnd::Closed)];
+        let (s, t) = traces(40, &[Acked, Acked, Acked], Fate::Finished, &closed);
+        assert_eq!(kinds(&judge(&s, &QUEUE, &t).violations), vec!["Lost"]);
+    }
+
+    #[test]
+    fn a_pipe_dies_with_its_only_consumer_and_then_refuses_sends() {
+        let (s, t) = traces(
+            40,
+            &[Acked, Acked, Acked, Closed],
+            Fate::Finished,
+            &[(&[0], StreamEnd::Killed)],
+        );
+        let j = judge(&s, &PIPE, &t);
+        assert_eq!(j.violations, vec![]);
+        assert_eq!(j.accounting.lost_to_faults, 2);
+        assert_eq!(j.accounting.refused, 1);
+        // While a consumer is alive, Closed is an error.
+        let (s, t) = traces(
+            40,
+            &[Acked, Closed],
+            Fate::Finished,
+            &[(&[0], StreamEnd::Closed)],
+        );
+        assert_eq!(
+            kinds(&judge(&s, &PIPE, &t).violations),
+            vec!["UnexpectedError"]
+        );
+    }
+
+    #[test]
+    fn a_torn_frame_is_expected_only_where_a_dead_writer_can_tear_one() {
+        let broken = StreamEnd::Broken("the stream ended 10 bytes into a message".into());
+        let (s, t) = traces(40, &[Acked, Cut], Fate::Killed, &[(&[0], broken)]);
+        assert_eq!(judge(&s, &PIPE, &t).violations, vec![]);
+        assert_eq!(
+            kinds(&judge(&s, &QUEUE, &t).violations),
+            vec!["UnexpectedError"]
+        );
+        // Without a killed producer, a torn frame is a bug everywhere.
+        let mut t = t;
+        if let Ok(p) = &mut t.producers[0] {
+            p.fate = Fate::Finished;
+            p.sends.pop();
+        }
+        assert_eq!(
+            kinds(&judge(&s, &PIPE, &t).violations),
+            vec!["UnexpectedError"]
+        );
+    }
 }

@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
+use proptest::strategy::Strategy;
+
 use super::channel::{Channel, Promises, Property};
-use super::scenario::{Limits, RunOptions, Scenario, run_with, scenarios};
+use super::check::Accounting;
+use super::fault::FaultRules;
+use super::scenario::{Limits, RunOptions, Scenario, run_with, scenarios, scenarios_with_faults};
 
 /// How to run a campaign.
 #[derive(Debug, Clone)]
@@ -26,6 +30,10 @@ pub struct CampaignConfig {
     pub max_size: Option<usize>,
     /// How each scenario runs.
     pub run: RunOptions,
+    /// Generate scenarios with faults (kills, stops, early closes, tiny
+    /// buffers), as far as the channel's promises allow (see
+    /// [`fault`](super::fault)).
+    pub faults: bool,
     /// Shrink a failure to a minimal scenario (costs extra runs).
     pub shrink: bool,
 }
@@ -40,6 +48,7 @@ impl CampaignConfig {
             max_processes: None,
             max_size: None,
             run: RunOptions::default(),
+            faults: false,
             shrink: true,
         }
     }
@@ -102,6 +111,9 @@ pub struct CampaignResult {
     pub failure: Option<(Scenario, String)>,
     /// Wall time.
     pub elapsed: Duration,
+    /// What became of every message, over all runs, and what the faults
+    /// did.
+    pub accounting: Accounting,
 }
 
 impl CampaignResult {
@@ -136,6 +148,9 @@ impl fmt::Display for CampaignResult {
             "{}: {} runs in {:.1?}",
             self.channel, self.runs, self.elapsed
         )?;
+        if self.accounting.killed + self.accounting.stopped + self.accounting.closed_early > 0 {
+            write!(f, "\n{}", self.accounting)?;
+        }
         if let Some((scenario, report)) = &self.failure {
             write!(f, "\nminimal failing scenario: {scenario}\n{report}")?;
         }
@@ -146,7 +161,12 @@ impl fmt::Display for CampaignResult {
 /// Runs a campaign of generated scenarios on `channel`.
 pub fn campaign<C: Channel>(channel: &C, config: &CampaignConfig) -> CampaignResult {
     let promises = channel.promises();
-    let strategy = scenarios(config.limits(&promises));
+    let limits = config.limits(&promises);
+    let strategy = if config.faults {
+        scenarios_with_faults(limits, FaultRules::for_promises(&promises)).boxed()
+    } else {
+        scenarios(limits).boxed()
+    };
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&config.seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
@@ -164,6 +184,7 @@ pub fn campaign<C: Channel>(channel: &C, config: &CampaignConfig) -> CampaignRes
     let tally = std::cell::RefCell::new(BTreeMap::<Property, PropertyTally>::new());
     let runs = std::cell::Cell::new(0u32);
     let first_failure = std::cell::Cell::new(None::<u32>);
+    let accounting = std::cell::RefCell::new(Accounting::default());
     let outcome = runner.run(&strategy, |scenario| {
         if first_failure.get().is_none() && config.time_budget.is_some_and(|b| start.elapsed() > b)
         {
@@ -171,6 +192,7 @@ pub fn campaign<C: Channel>(channel: &C, config: &CampaignConfig) -> CampaignRes
         }
         runs.set(runs.get() + 1);
         let report = run_with(channel, &scenario, config.run);
+        accounting.borrow_mut().add(&report.accounting);
         let mut tally = tally.borrow_mut();
         for v in &report.violations {
             let t = tally.entry(v.property()).or_default();
@@ -210,5 +232,6 @@ pub fn campaign<C: Channel>(channel: &C, config: &CampaignConfig) -> CampaignRes
         tally: tally.into_inner(),
         failure,
         elapsed: start.elapsed(),
+        accounting: accounting.into_inner(),
     }
 }

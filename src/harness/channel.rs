@@ -121,6 +121,22 @@ pub struct Promises {
     /// Task accounting: consumers mark each message done and join (see
     /// [`Consumer::task_done`]).
     pub tasks: bool,
+    /// Once every consumer is gone (killed, or closed its end), sends fail
+    /// with [`Error::Closed`](crate::Error::Closed) instead of blocking
+    /// (true of pipes, FIFOs and sockets). Without it, the fault generator
+    /// always leaves one consumer alive.
+    pub sends_fail_without_consumers: bool,
+    /// A producer killed in the middle of a message leaves a torn frame
+    /// that the other producers' messages are then read into (a byte
+    /// stream shared by several writers, such as a FIFO). With it, the
+    /// fault generator never kills a producer mid-message while another
+    /// producer shares the channel.
+    pub torn_by_dead_writer: bool,
+    /// At most this many messages whose send returned `Ok` are lost with
+    /// each consumer killed by a fault (the message in its hands). A
+    /// channel with a single consumer dies with it: everything it had not
+    /// yet received is lost, whatever this says.
+    pub lost_per_dead_consumer: usize,
 }
 
 impl Promises {
@@ -136,6 +152,9 @@ impl Promises {
         max_message: usize::MAX,
         min_message: 0,
         tasks: false,
+        sends_fail_without_consumers: true,
+        torn_by_dead_writer: false,
+        lost_per_dead_consumer: 1,
     };
 
     /// A byte stream: bytes in order and intact, but no boundaries, so no
@@ -176,6 +195,21 @@ impl Promises {
         self
     }
 
+    /// The same promises for a channel whose sends block (rather than fail)
+    /// once every consumer is gone: see
+    /// [`sends_fail_without_consumers`](Self::sends_fail_without_consumers).
+    pub const fn sends_block_without_consumers(mut self) -> Self {
+        self.sends_fail_without_consumers = false;
+        self
+    }
+
+    /// The same promises for a channel that a producer killed mid-message
+    /// tears for the others: see [`torn_by_dead_writer`](Self::torn_by_dead_writer).
+    pub const fn torn_by_dead_writer(mut self) -> Self {
+        self.torn_by_dead_writer = true;
+        self
+    }
+
     /// The same promises for messages of at most `max` bytes.
     pub const fn max_message(mut self, max: usize) -> Self {
         self.max_message = max;
@@ -208,6 +242,12 @@ pub struct Ends<P, C> {
 pub trait Producer {
     /// Sends one message.
     fn send(&mut self, msg: &[u8]) -> Result<()>;
+
+    /// Shrinks the kernel buffer under this end as far as it goes (one
+    /// page for a pipe), for scenarios with
+    /// [`tiny_capacity`](super::scenario::Scenario::tiny_capacity). The
+    /// default does nothing: not every transport has such a buffer.
+    fn shrink_buffer(&mut self) {}
 }
 
 /// A consumer's end, used in its own process.
@@ -216,6 +256,9 @@ pub trait Consumer {
     /// once every producer is done and everything was taken, or
     /// [`Error::Timeout`](crate::Error::Timeout) at `deadline`.
     fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>>;
+
+    /// Like [`Producer::shrink_buffer`], for the consumer's end.
+    fn shrink_buffer(&mut self) {}
 
     /// For a channel with task accounting (a joinable queue): marks the
     /// message last received as processed. The harness calls it after every

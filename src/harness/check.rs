@@ -10,14 +10,35 @@
 //! exactly once, and each consumer must have seen each producer's messages
 //! in the order they were sent. Messages too short to carry an id are
 //! checked as a multiset of lengths.
+//!
+//! # Under faults
+//! [`judge`] also knows what the [faults](super::fault) did (from the
+//! traces: who was killed, who closed early) and what the channel promises:
+//! - a send cut short by a kill is **indeterminate**: it may arrive once,
+//!   whole, or not at all (arriving twice is still `Duplicated`);
+//! - a message whose send returned `Ok` must arrive, unless it was in a
+//!   killed consumer's hands: at most
+//!   [`lost_per_dead_consumer`](super::channel::Promises::lost_per_dead_consumer)
+//!   per killed consumer, or everything not yet received once every
+//!   consumer is gone (the channel died with them);
+//! - a send that fails with `Closed` is expected once every consumer is
+//!   gone, and a stream that ends `Truncated` is expected once a producer
+//!   was killed, where a dead writer can tear a frame (a single writer, or
+//!   [`torn_by_dead_writer`](super::channel::Promises::torn_by_dead_writer));
+//! - survivors must still never hang, and never see a merged, split,
+//!   corrupt or duplicated message.
+//!
+//! The [`Accounting`] counts what became of every message the way Jepsen's
+//! `total-queue` checker does: `ok`, `lost`, `recovered`, `duplicated`,
+//! `unexpected`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use super::channel::Property;
+use super::channel::{Promises, Property};
 use super::payload::{self, ID_LEN, MsgId, Verdict};
 use super::scenario::Scenario;
-use super::trace::{Failure, StreamEnd, TaskTrace, Traces};
+use super::trace::{Failure, Fate, SendOutcome, StreamEnd, TaskTrace, Traces};
 
 /// Which message a violation is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -346,10 +367,156 @@ fn take_apart(bytes: &[u8], pending: &mut Option<Pending>, carry: &mut Vec<u8>) 
     pieces
 }
 
-/// Judges one run: every violation of the contract in `traces`, for the
-/// messages `scenario` planned.
+/// What became of every message of one run (or of many, added up), and
+/// what the faults did: Jepsen's `total-queue` figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Accounting {
+    /// Sends started.
+    pub attempted: u64,
+    /// Sends that returned `Ok` and arrived exactly once.
+    pub ok: u64,
+    /// Sends that returned `Ok` and never arrived (violations unless
+    /// counted in [`lost_to_faults`](Self::lost_to_faults)).
+    pub lost: u64,
+    /// The part of [`lost`](Self::lost) that a fault explains: in a killed
+    /// consumer's hands, or in a channel whose every consumer was gone.
+    pub lost_to_faults: u64,
+    /// Indeterminate sends (cut by a kill, or failed) that arrived once.
+    pub recovered: u64,
+    /// Indeterminate sends that never arrived: allowed.
+    pub indeterminate_lost: u64,
+    /// Messages that arrived more than once.
+    pub duplicated: u64,
+    /// Messages that arrived but were never sent.
+    pub unexpected: u64,
+    /// Sends refused with `Closed` because no consumer was left.
+    pub refused: u64,
+    /// Processes killed by faults.
+    pub killed: u64,
+    /// Times a process was stopped and continued by a fault.
+    pub stopped: u64,
+    /// Processes that closed their end early.
+    pub closed_early: u64,
+    /// Signals of a signal storm handled (by processes that lived to say).
+    pub storm_signals: u64,
+}
+
+impl Accounting {
+    /// Adds `other`'s figures to these.
+    pub fn add(&mut self, other: &Accounting) {
+        self.attempted += other.attempted;
+        self.ok += other.ok;
+        self.lost += other.lost;
+        self.lost_to_faults += other.lost_to_faults;
+        self.recovered += other.recovered;
+        self.indeterminate_lost += other.indeterminate_lost;
+        self.duplicated += other.duplicated;
+        self.unexpected += other.unexpected;
+        self.refused += other.refused;
+        self.killed += other.killed;
+        self.stopped += other.stopped;
+        self.closed_early += other.closed_early;
+        self.storm_signals += other.storm_signals;
+    }
+
+    /// Signals the faults sent: a `SIGKILL` per kill, a `SIGSTOP` and a
+    /// `SIGCONT` per stop, plus the storm's.
+    pub fn signals(&self) -> u64 {
+        self.killed + 2 * self.stopped + self.storm_signals
+    }
+
+    /// `n` as a fraction of the sends attempted.
+    pub fn fraction(&self, n: u64) -> f64 {
+        if self.attempted == 0 {
+            0.0
+        } else {
+            n as f64 / self.attempted as f64
+        }
+    }
+}
+
+impl fmt::Display for Accounting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pct = |n| 100.0 * self.fraction(n);
+        write!(
+            f,
+            "sends {}: ok {} ({:.1}%), lost {} ({:.1}%, {} to faults), recovered {} ({:.1}%), \
+             indeterminate and lost {} ({:.1}%), duplicated {}, unexpected {}, refused {}; \
+             faults: {} killed, {} stopped, {} closed early, {} storm signals",
+            self.attempted,
+            self.ok,
+            pct(self.ok),
+            self.lost,
+            pct(self.lost),
+            self.lost_to_faults,
+            self.recovered,
+            pct(self.recovered),
+            self.indeterminate_lost,
+            pct(self.indeterminate_lost),
+            self.duplicated,
+            self.unexpected,
+            self.refused,
+            self.killed,
+            self.stopped,
+            self.closed_early,
+            self.storm_signals,
+        )
+    }
+}
+
+/// The oracle's verdict on one run.
+#[derive(Debug, Clone, Default)]
+pub struct Judgement {
+    /// Every violation found.
+    pub violations: Vec<Violation>,
+    /// What became of every message.
+    pub accounting: Accounting,
+}
+
+/// Judges one run without faults of a channel that promises everything:
+/// every violation of the contract in `traces`, for the messages
+/// `scenario` planned. See [`judge`].
 pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
+    judge(scenario, &Promises::MESSAGES, traces).violations
+}
+
+/// Judges one run of a channel with `promises`: every violation of the
+/// contract in `traces` for the messages `scenario` planned, taking the
+/// faults the traces show into account (see the module docs), and what
+/// became of every message.
+pub fn judge(scenario: &Scenario, promises: &Promises, traces: &Traces) -> Judgement {
     let mut violations = Vec::new();
+    let mut acc = Accounting::default();
+
+    // What the faults did.
+    let mut producer_killed = false;
+    for t in traces.producers.iter().flatten() {
+        producer_killed |= t.fate == Fate::Killed;
+        acc.killed += u64::from(t.fate == Fate::Killed);
+        acc.closed_early += u64::from(t.fate == Fate::ClosedEarly);
+        acc.stopped += u64::from(t.stops);
+        acc.storm_signals += t.storm_signals;
+    }
+    let mut consumers_killed = 0u64;
+    let mut consumers_removed = 0usize;
+    for t in traces.consumers.iter().flatten() {
+        match t.end {
+            StreamEnd::Killed => {
+                consumers_killed += 1;
+                consumers_removed += 1;
+            }
+            StreamEnd::ClosedEarly => consumers_removed += 1,
+            _ => {}
+        }
+        acc.stopped += u64::from(t.stops);
+        acc.storm_signals += t.storm_signals;
+    }
+    acc.killed += consumers_killed;
+    acc.closed_early += (consumers_removed as u64) - consumers_killed;
+    let no_consumer_left = consumers_removed > 0 && consumers_removed == traces.consumers.len();
+    // A writer killed mid-frame leaves a torn frame the reader must report.
+    let torn_frames_expected =
+        producer_killed && (promises.max_producers == 1 || promises.torn_by_dead_writer);
 
     // What was sent: ids and small lengths whose send returned Ok.
     let mut sent: BTreeMap<MsgId, usize> = BTreeMap::new();
@@ -361,26 +528,42 @@ pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
         match result {
             Ok(trace) => {
                 for s in &trace.sends {
+                    acc.attempted += 1;
                     let id = MsgId {
                         producer: p as u16,
                         seq: s.seq,
                     };
-                    match &s.error {
-                        None if s.len < ID_LEN => *small_sent.entry(s.len).or_default() += 1,
-                        None => {
-                            sent.insert(id, s.len);
+                    let certain = match &s.outcome {
+                        SendOutcome::Ok => true,
+                        SendOutcome::Cut => false,
+                        SendOutcome::Closed => {
+                            acc.refused += 1;
+                            if !no_consumer_left {
+                                violations.push(Violation::UnexpectedError {
+                                    process: process.clone(),
+                                    operation: format!("send #{} ({} bytes)", s.seq, s.len),
+                                    error: crate::Error::Closed.to_string(),
+                                });
+                            }
+                            false
                         }
-                        Some(error) => {
+                        SendOutcome::Failed(error) => {
                             violations.push(Violation::UnexpectedError {
                                 process: process.clone(),
                                 operation: format!("send #{} ({} bytes)", s.seq, s.len),
                                 error: error.clone(),
                             });
-                            if s.len < ID_LEN {
-                                *small_maybe.entry(s.len).or_default() += 1;
-                            } else {
-                                maybe_sent.insert(id, s.len);
-                            }
+                            false
+                        }
+                    };
+                    match (certain, s.len < ID_LEN) {
+                        (true, true) => *small_sent.entry(s.len).or_default() += 1,
+                        (true, false) => {
+                            sent.insert(id, s.len);
+                        }
+                        (false, true) => *small_maybe.entry(s.len).or_default() += 1,
+                        (false, false) => {
+                            maybe_sent.insert(id, s.len);
                         }
                     }
                 }
@@ -389,6 +572,7 @@ pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
                 violations.push(process_failure(&process, "while sending", failure));
                 // We cannot know which of its sends happened: any may arrive.
                 for (seq, &len) in scenario.producer_sizes(p).iter().enumerate() {
+                    acc.attempted += 1;
                     let id = MsgId {
                         producer: p as u16,
                         seq: seq as u32,
@@ -485,6 +669,7 @@ pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
                         *received.entry(id).or_default() += 1;
                         order.entry(id.producer).or_default().push(id);
                         if !sent.contains_key(&id) && !maybe_sent.contains_key(&id) {
+                            acc.unexpected += 1;
                             violations.push(Violation::Corrupted {
                                 consumer,
                                 receive: r,
@@ -555,39 +740,66 @@ pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
                 phase: "was still waiting for a message or the end of stream at the deadline"
                     .into(),
             }),
-            StreamEnd::Error(e) => violations.push(Violation::UnexpectedError {
-                process,
-                operation: "receive".into(),
-                error: e.clone(),
-            }),
+            StreamEnd::Broken(_) if torn_frames_expected => {}
+            StreamEnd::Broken(e) | StreamEnd::Error(e) => {
+                violations.push(Violation::UnexpectedError {
+                    process,
+                    operation: "receive".into(),
+                    error: e.clone(),
+                })
+            }
+            StreamEnd::Killed | StreamEnd::ClosedEarly => {}
         }
     }
 
-    // Exactly once.
+    // Exactly once. A lost message is explained by a fault if it may have
+    // been in a killed consumer's hands (a bounded number), or if no
+    // consumer was left to take it.
+    let mut excusable = if no_consumer_left || promises.max_consumers == 1 && consumers_removed > 0
+    {
+        u64::MAX
+    } else {
+        consumers_killed.saturating_mul(promises.lost_per_dead_consumer as u64)
+    };
+    let mut lose = |msg: MsgRef, len: usize, violations: &mut Vec<Violation>| {
+        acc.lost += 1;
+        if excusable > 0 {
+            excusable -= 1;
+            acc.lost_to_faults += 1;
+        } else {
+            violations.push(Violation::Lost { msg, len });
+        }
+    };
     for (&id, &len) in &sent {
         match received.get(&id).copied().unwrap_or(0) {
-            0 => violations.push(Violation::Lost {
-                msg: MsgRef::Id(id),
-                len,
-            }),
-            1 => {}
-            times => violations.push(Violation::Duplicated {
-                msg: MsgRef::Id(id),
-                times,
-            }),
+            0 => lose(MsgRef::Id(id), len, &mut violations),
+            1 => acc.ok += 1,
+            times => {
+                acc.duplicated += 1;
+                violations.push(Violation::Duplicated {
+                    msg: MsgRef::Id(id),
+                    times,
+                })
+            }
         }
     }
-    for (&id, &times) in &received {
-        if times > 1 && !sent.contains_key(&id) && maybe_sent.contains_key(&id) {
-            violations.push(Violation::Duplicated {
-                msg: MsgRef::Id(id),
-                times,
-            });
+    for &id in maybe_sent.keys() {
+        match received.get(&id).copied().unwrap_or(0) {
+            0 => acc.indeterminate_lost += 1,
+            1 => acc.recovered += 1,
+            times => {
+                acc.duplicated += 1;
+                violations.push(Violation::Duplicated {
+                    msg: MsgRef::Id(id),
+                    times,
+                })
+            }
         }
     }
     let lens: std::collections::BTreeSet<usize> = small_sent
         .keys()
         .chain(small_received.keys())
+        .chain(small_maybe.keys())
         .copied()
         .collect();
     for len in lens {
@@ -596,14 +808,26 @@ pub fn check(scenario: &Scenario, traces: &Traces) -> Vec<Violation> {
         let r = small_received.get(&len).copied().unwrap_or(0);
         let msg = MsgRef::Small { len };
         if r < s {
+            acc.ok += r as u64;
             for _ in r..s {
-                violations.push(Violation::Lost { msg, len });
+                lose(msg, len, &mut violations);
             }
+            acc.indeterminate_lost += m as u64;
         } else if r > s + m {
+            acc.ok += s as u64;
+            acc.recovered += m as u64;
+            acc.duplicated += (r - s - m) as u64;
             violations.push(Violation::Duplicated { msg, times: r - m });
+        } else {
+            acc.ok += s as u64;
+            acc.recovered += (r - s) as u64;
+            acc.indeterminate_lost += (s + m - r) as u64;
         }
     }
-    violations
+    Judgement {
+        violations,
+        accounting: acc,
+    }
 }
 
 /// Task accounting of one consumer that received `gets` messages and

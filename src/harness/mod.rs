@@ -7,7 +7,9 @@
 pub mod campaign;
 pub mod channel;
 pub mod check;
+pub mod fault;
 pub mod fork;
+pub mod journal;
 pub mod payload;
 pub mod registry;
 pub mod scenario;

@@ -72,9 +72,14 @@ impl Entry {
             if pitfall == Pitfall::EintrAsEof {
                 config.run.signal_storm = Some(Duration::from_micros(200));
             }
+            if pitfall == Pitfall::NonRobustLock {
+                config.faults = true;
+            }
             let deadline = match pitfall {
                 // Every run of this one waits for its deadline.
                 Pitfall::EofNeverComes => Duration::from_secs(1),
+                // Its failing runs wait for theirs.
+                Pitfall::NonRobustLock => Duration::from_secs(2),
                 _ => Duration::from_secs(5),
             };
             config.run.deadline = config.run.deadline.min(deadline);
@@ -139,11 +144,11 @@ pub fn pitfalls() -> Vec<Entry> {
             ..JoinableChannel::DEFAULT
         },
     ));
-    // Campaigned under a signal storm (see Entry::campaign).
-    v.push(Entry::new(
-        Kind::Pitfall(Pitfall::EintrAsEof),
-        PitfallChannel(Pitfall::EintrAsEof),
-    ));
+    // Campaigned under a signal storm, and under kill faults (see
+    // Entry::campaign).
+    for p in [Pitfall::EintrAsEof, Pitfall::NonRobustLock] {
+        v.push(Entry::new(Kind::Pitfall(p), PitfallChannel(p)));
+    }
     v
 }
 

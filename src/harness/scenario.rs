@@ -1,7 +1,8 @@
-//! Scenarios (producers x consumers x message sizes x pacing), the proptest
-//! strategies that generate and shrink them, and [`run`]: fork the
-//! processes, let each drive its end of a [`Channel`], gather the traces,
-//! and judge them with the oracle.
+//! Scenarios (producers x consumers x message sizes x pacing x faults), the
+//! proptest strategies that generate and shrink them, and [`run`]: fork the
+//! processes, let each drive its end of a [`Channel`] (and suffer its
+//! [faults](super::fault)), gather their journals, and judge them with the
+//! oracle.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -9,12 +10,14 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use super::channel::{Channel, Consumer, Producer, Promises, Property};
-use super::check::{Violation, check};
+use super::check::{Accounting, Violation, judge};
+use super::fault::{self, Fault, FaultKind, FaultRules, Saboteur, Target};
 use super::fork::{self, Outcome};
+use super::journal::Journal;
 use super::payload::{self, MsgId};
 use super::sizes;
 use super::trace::{
-    ConsumerTrace, Failure, ProducerTrace, SendRecord, StreamEnd, TaskTrace, Traces,
+    ConsumerLog, ConsumerTrace, Failure, ProducerLog, ProducerTrace, SendOutcome, StreamEnd, Traces,
 };
 
 /// How a producer spaces its sends.
@@ -41,13 +44,19 @@ pub struct ProducerPlan {
     pub pacing: Pacing,
 }
 
-/// A test scenario: who sends what, and how many consume.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A test scenario: who sends what, how many consume, and what goes wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Scenario {
     /// One plan per producer process.
     pub producers: Vec<ProducerPlan>,
     /// How many consumer processes.
     pub consumers: usize,
+    /// Faults that strike its processes (at most one each).
+    pub faults: Vec<Fault>,
+    /// Every process shrinks the kernel buffer under its end to one page
+    /// first ([`Producer::shrink_buffer`]), so large messages cross many
+    /// partial reads and writes.
+    pub tiny_capacity: bool,
 }
 
 impl Scenario {
@@ -59,7 +68,13 @@ impl Scenario {
                 pacing: Pacing::Burst,
             }],
             consumers: 1,
+            ..Scenario::default()
         }
+    }
+
+    /// The fault that strikes `target`, if any.
+    pub fn fault_for(&self, target: Target) -> Option<Fault> {
+        self.faults.iter().copied().find(|f| f.target == target)
     }
 
     /// The sizes producer `p` plans to send (empty if there is no such one).
@@ -93,6 +108,12 @@ impl fmt::Display for Scenario {
             if let Pacing::Pause { every, micros } = p.pacing {
                 write!(f, ", pausing {micros} us every {every} sends")?;
             }
+        }
+        if self.tiny_capacity {
+            write!(f, "\n  kernel buffers shrunk to one page")?;
+        }
+        for fault in &self.faults {
+            write!(f, "\n  fault: {fault}")?;
         }
         Ok(())
     }
@@ -166,7 +187,25 @@ pub fn scenarios(limits: Limits) -> impl Strategy<Value = Scenario> {
         .prop_map(|(producers, consumers)| Scenario {
             producers,
             consumers,
+            ..Scenario::default()
         })
+}
+
+/// Scenarios within `limits` that also carry faults obeying `rules` (up to
+/// two, at most one per process) and, one time in four, tiny kernel
+/// buffers. Shrinks toward no fault as well.
+pub fn scenarios_with_faults(limits: Limits, rules: FaultRules) -> impl Strategy<Value = Scenario> {
+    scenarios(limits).prop_flat_map(move |scenario| {
+        let sends = scenario.producers.iter().map(|p| p.sizes.len()).collect();
+        let faults = fault::faults(sends, scenario.consumers, rules);
+        (Just(scenario), faults, proptest::bool::weighted(0.25)).prop_map(
+            |(mut scenario, faults, tiny)| {
+                scenario.faults = faults;
+                scenario.tiny_capacity = tiny;
+                scenario
+            },
+        )
+    })
 }
 
 /// How [`run_with`] runs a scenario.
@@ -222,6 +261,8 @@ pub struct Report {
     pub scenario: Scenario,
     /// Everything the oracle found.
     pub violations: Vec<Violation>,
+    /// What became of every message, and what the faults did.
+    pub accounting: Accounting,
 }
 
 impl Report {
@@ -248,6 +289,9 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let broken = self.broken_promises().len();
         writeln!(f, "{}: {}", self.channel, self.scenario)?;
+        if !self.scenario.faults.is_empty() {
+            writeln!(f, "{}", self.accounting)?;
+        }
         if self.violations.is_empty() {
             return write!(f, "no violations");
         }
@@ -278,32 +322,51 @@ pub fn run<C: Channel>(channel: &C, scenario: &Scenario) -> Report {
 }
 
 /// Runs `scenario` on `channel`: opens it, forks one process per producer
-/// and per consumer (each keeps only its own end), waits for all of them
-/// under one deadline, and judges their traces.
+/// and per consumer (each keeps only its own end and its own journal),
+/// lets the faults strike, waits for all of them under one deadline, and
+/// judges their journals.
 pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOptions) -> Report {
-    let report = |violations| Report {
+    let report = |violations, accounting| Report {
         channel: channel.name(),
         promises: channel.promises(),
         scenario: scenario.clone(),
         violations,
+        accounting,
+    };
+    let parent_error = |operation: String, error: String| {
+        report(
+            vec![Violation::UnexpectedError {
+                process: "the parent".into(),
+                operation,
+                error,
+            }],
+            Accounting::default(),
+        )
     };
     let producers = scenario.producers.len();
     let consumers = scenario.consumers;
+    let journals = match (0..producers + consumers)
+        .map(|_| Journal::new())
+        .collect::<std::io::Result<Vec<_>>>()
+    {
+        Ok(j) => j,
+        Err(e) => return parent_error("making the journals".into(), e.to_string()),
+    };
     let ends = match channel.open(producers, consumers) {
         Ok(ends) => ends,
         Err(e) => {
-            return report(vec![Violation::UnexpectedError {
-                process: "the parent".into(),
-                operation: format!(
+            return parent_error(
+                format!(
                     "opening the channel for {producers} producer(s) and {consumers} consumer(s)"
                 ),
-                error: e.to_string(),
-            }]);
+                e.to_string(),
+            );
         }
     };
     let mut slots = Slots {
         producers: ends.producers.into_iter().map(Some).collect(),
         consumers: ends.consumers.into_iter().map(Some).collect(),
+        journals: journals.into_iter().map(Some).collect(),
     };
     let start = Instant::now();
     let deadline = start + options.deadline;
@@ -314,11 +377,14 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
         let slots = &mut slots;
         match fork::spawn(move || {
             let end = slots.consumers[c].take().expect("one end per consumer");
+            let journal = slots.journals[producers + c]
+                .take()
+                .expect("one journal each");
             slots.clear();
             let storm = storm(&options);
-            let trace = consume(end, c as u16, deadline);
+            consume(end, c as u16, scenario, deadline, &ConsumerLog(&journal));
             drop(storm);
-            trace.encode()
+            Vec::new()
         }) {
             Ok(child) => children.push(child),
             Err(e) => spawn_error = Some(e),
@@ -328,136 +394,211 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
         let slots = &mut slots;
         match fork::spawn(move || {
             let end = slots.producers[p].take().expect("one end per producer");
+            let journal = slots.journals[p].take().expect("one journal each");
             slots.clear();
             let storm = storm(&options);
-            let trace = produce(end, p as u16, plan);
+            produce(end, p as u16, plan, scenario, &ProducerLog(&journal));
             drop(storm);
-            trace.encode()
+            Vec::new()
         }) {
             Ok(child) => children.push(child),
             Err(e) => spawn_error = Some(e),
         }
     }
     // The parent keeps no end: end of stream depends only on the children.
+    let journals: Vec<Journal> = slots.journals.drain(..).flatten().collect();
     slots.clear();
     if let Some(e) = spawn_error {
-        return report(vec![Violation::UnexpectedError {
-            process: "the parent".into(),
-            operation: "fork".into(),
-            error: e.to_string(),
-        }]);
+        return parent_error("fork".into(), e.to_string());
     }
 
     // Consumers give up at the deadline; give them a moment to report.
     let results = match fork::wait_all(children, options.deadline + Duration::from_secs(2)) {
         Ok(r) => r,
-        Err(e) => {
-            return report(vec![Violation::UnexpectedError {
-                process: "the parent".into(),
-                operation: "waiting for the children".into(),
-                error: e.to_string(),
-            }]);
-        }
+        Err(e) => return parent_error("waiting for the children".into(), e.to_string()),
     };
     let mut traces = Traces::default();
     for (i, r) in results.into_iter().enumerate() {
+        // Consumers were forked first; journals are producers first.
+        let (target, journal) = if i < consumers {
+            (Target::Consumer(i as u16), &journals[producers + i])
+        } else {
+            (
+                Target::Producer((i - consumers) as u16),
+                &journals[i - consumers],
+            )
+        };
+        let planned_kill = scenario.fault_for(target).is_some_and(|f| f.kind.kills());
+        let killed = planned_kill && r.outcome == Outcome::Signaled(libc::SIGKILL);
         let failure = match &r.outcome {
             Outcome::Exited(0) => None,
+            _ if killed => None,
             Outcome::TimedOut { blocked_in } => Some(Failure::Hung(blocked_in.clone())),
             other => Some(Failure::Crashed(other.to_string())),
         };
-        if i < consumers {
-            traces.consumers.push(match failure {
-                None => ConsumerTrace::decode(&r.output)
-                    .ok_or_else(|| Failure::Crashed("returned a malformed trace".into())),
+        let records = match journal.records() {
+            Ok(records) => records,
+            Err(e) => return parent_error("reading a journal".into(), e.to_string()),
+        };
+        let malformed = || Failure::Crashed("left a malformed journal".into());
+        match target {
+            Target::Consumer(c) => traces.consumers.push(match failure {
+                None => ConsumerTrace::from_journal(c, &records, killed).ok_or_else(malformed),
                 Some(f) => Err(f),
-            });
-        } else {
-            traces.producers.push(match failure {
-                None => ProducerTrace::decode(&r.output)
-                    .ok_or_else(|| Failure::Crashed("returned a malformed trace".into())),
+            }),
+            Target::Producer(p) => traces.producers.push(match failure {
+                None => ProducerTrace::from_journal(p, &records, killed).ok_or_else(malformed),
                 Some(f) => Err(f),
-            });
+            }),
         }
     }
-    report(check(scenario, &traces))
+    let verdict = judge(scenario, &channel.promises(), &traces);
+    report(verdict.violations, verdict.accounting)
 }
 
 struct Slots<P, C> {
     producers: Vec<Option<P>>,
     consumers: Vec<Option<C>>,
+    journals: Vec<Option<Journal>>,
 }
 
 impl<P, C> Slots<P, C> {
     fn clear(&mut self) {
         self.producers.clear();
         self.consumers.clear();
+        self.journals.clear();
     }
 }
 
-fn produce<P: Producer>(mut end: P, producer: u16, plan: &ProducerPlan) -> ProducerTrace {
-    let mut trace = ProducerTrace {
-        producer,
-        sends: Vec::with_capacity(plan.sizes.len()),
-    };
+/// A fault's action just before an operation: dies or closes (returns
+/// `Err(())` for a close), or starts the helper that strikes from then on.
+fn before_op(fault: Option<Fault>) -> Result<Option<Saboteur>, ()> {
+    match fault.map(|f| f.kind) {
+        Some(FaultKind::KillBefore) => fault::kill_self(),
+        Some(FaultKind::CloseEarly) => Err(()),
+        Some(kind) => Ok(Saboteur::start(kind)),
+        None => Ok(None),
+    }
+}
+
+/// A fault's action once an operation returned (and was journalled).
+fn after_op(fault: Option<Fault>) {
+    if fault.is_some_and(|f| f.kind == FaultKind::KillAfter) {
+        fault::kill_self();
+    }
+}
+
+/// Ends a helper that has not struck by the time its process is done;
+/// returns whether it had stopped the process.
+fn end_saboteur(saboteur: Option<Saboteur>) -> bool {
+    saboteur.is_some_and(Saboteur::end)
+}
+
+fn produce<P: Producer>(
+    mut end: P,
+    producer: u16,
+    plan: &ProducerPlan,
+    scenario: &Scenario,
+    log: &ProducerLog<'_>,
+) {
+    if scenario.tiny_capacity {
+        end.shrink_buffer();
+    }
+    let my_fault = scenario.fault_for(Target::Producer(producer));
+    let mut saboteur = None;
     for (seq, &len) in plan.sizes.iter().enumerate() {
         if let Pacing::Pause { every, micros } = plan.pacing {
             if seq > 0 && seq % every.max(1) == 0 {
                 std::thread::sleep(Duration::from_micros(micros));
             }
         }
-        let id = MsgId {
-            producer,
-            seq: seq as u32,
+        let seq = seq as u32;
+        let fault = my_fault.filter(|f| f.op == seq);
+        // Made first, so a fault timed from the start of the send strikes
+        // the send itself, not the making of the message.
+        let msg = payload::make(MsgId { producer, seq }, len);
+        match before_op(fault) {
+            Ok(started) => saboteur = saboteur.or(started),
+            Err(()) => {
+                drop(end);
+                log.closed_early();
+                break;
+            }
+        }
+        log.starting(seq, len);
+        let outcome = match end.send(&msg) {
+            Ok(()) => SendOutcome::Ok,
+            Err(crate::Error::Closed) => SendOutcome::Closed,
+            Err(e) => SendOutcome::Failed(e.to_string()),
         };
-        let error = end
-            .send(&payload::make(id, len))
-            .err()
-            .map(|e| e.to_string());
-        trace.sends.push(SendRecord {
-            seq: seq as u32,
-            len,
-            error,
-        });
+        log.ended(seq, &outcome);
+        after_op(fault);
     }
-    trace
+    if end_saboteur(saboteur) {
+        log.stopped();
+    }
+    log.storm_signals(crate::sys::noop_handler_runs());
 }
 
-fn consume<C: Consumer>(mut end: C, consumer: u16, deadline: Instant) -> ConsumerTrace {
-    let mut receives = Vec::new();
-    let mut tasks: Option<TaskTrace> = None;
+fn consume<C: Consumer>(
+    mut end: C,
+    consumer: u16,
+    scenario: &Scenario,
+    deadline: Instant,
+    log: &ConsumerLog<'_>,
+) {
+    if scenario.tiny_capacity {
+        end.shrink_buffer();
+    }
+    let my_fault = scenario.fault_for(Target::Consumer(consumer));
+    let mut saboteur = None;
+    let mut op = 0u32;
     let end_reason = loop {
-        match end.recv(deadline) {
-            Ok(bytes) => {
-                receives.push(bytes);
-                if let Some(result) = end.task_done() {
-                    let t = tasks.get_or_insert_with(TaskTrace::default);
-                    match result {
-                        Ok(()) => t.done += 1,
-                        Err(e) => t.refused.push(e.to_string()),
-                    }
-                }
+        let fault = my_fault.filter(|f| f.op == op);
+        op += 1;
+        match before_op(fault) {
+            Ok(started) => saboteur = saboteur.or(started),
+            Err(()) => {
+                drop(end);
+                log.storm_signals(crate::sys::noop_handler_runs());
+                log.ended(&StreamEnd::ClosedEarly);
+                return;
             }
+        }
+        let result = end.recv(deadline);
+        if let Ok(bytes) = &result {
+            log.received(bytes);
+            if let Some(done) = end.task_done() {
+                log.task_done(done.map_err(|e| e.to_string()));
+            }
+        }
+        after_op(fault);
+        match result {
+            Ok(_) => {}
             Err(crate::Error::Closed) => break StreamEnd::Closed,
             Err(crate::Error::Timeout) => break StreamEnd::Timeout,
+            Err(e @ (crate::Error::Truncated { .. } | crate::Error::Corrupt { .. })) => {
+                break StreamEnd::Broken(e.to_string());
+            }
             Err(e) => break StreamEnd::Error(e.to_string()),
         }
     };
-    if end_reason == StreamEnd::Closed {
+    // A consumer removed by a fault may hold a task it never marks done:
+    // then joins cannot return, and are not asked for.
+    let consumer_removed = scenario
+        .faults
+        .iter()
+        .any(|f| matches!(f.target, Target::Consumer(_)) && f.kind.removes());
+    if end_reason == StreamEnd::Closed && !consumer_removed {
         // Every producer is gone and the queue is empty: once every
         // consumer has marked its last message done, the join returns.
         if let Some(result) = end.join(deadline) {
-            let t = tasks.get_or_insert_with(TaskTrace::default);
-            match result {
-                Ok(counter) => t.joins.push(counter),
-                Err(e) => t.join_errors.push(e.to_string()),
-            }
+            log.joined(result.map_err(|e| e.to_string()));
         }
     }
-    ConsumerTrace {
-        consumer,
-        receives,
-        end: end_reason,
-        tasks,
+    if end_saboteur(saboteur) {
+        log.stopped();
     }
+    log.storm_signals(crate::sys::noop_handler_runs());
+    log.ended(&end_reason);
 }

@@ -21,15 +21,35 @@ fn left(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// One page: the least a pipe's capacity can be set to.
+const TINY_CAPACITY: usize = 4096;
+
+/// Shrinks the pipe behind `fd` to one page. Fails (and is ignored) on a
+/// socket, or while the pipe holds more than that.
+fn shrink_pipe(fd: impl AsFd) {
+    let _ = sys::set_pipe_capacity(fd.as_fd(), TINY_CAPACITY);
+}
+
 impl Producer for Sender {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.send_bytes(msg)
+    }
+
+    /// Note that a frame of at least [`GROW_AT`](crate::frame::GROW_AT)
+    /// bytes raises the capacity again: tiny capacities test the smaller
+    /// frames.
+    fn shrink_buffer(&mut self) {
+        shrink_pipe(&*self);
     }
 }
 
 impl Consumer for Receiver {
     fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
         self.recv_bytes_timeout(left(deadline))
+    }
+
+    fn shrink_buffer(&mut self) {
+        shrink_pipe(&*self);
     }
 }
 
@@ -54,6 +74,10 @@ impl Producer for FifoWriter {
 impl Consumer for FifoReader {
     fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
         self.recv_bytes_timeout(left(deadline))
+    }
+
+    fn shrink_buffer(&mut self) {
+        shrink_pipe(&*self);
     }
 }
 
@@ -136,8 +160,11 @@ impl Channel for FifoChannel {
         "Fifo (framed)".into()
     }
 
+    /// A writer killed mid-frame leaves a torn frame in the FIFO that the
+    /// next writer's frame is read into: see the [`fifo`](crate::fifo)
+    /// module's contract.
     fn promises(&self) -> Promises {
-        Promises::MESSAGES.single_consumer()
+        Promises::MESSAGES.single_consumer().torn_by_dead_writer()
     }
 
     fn open(&self, producers: usize, _consumers: usize) -> Result<Ends<FifoWriter, FifoReader>> {
@@ -392,8 +419,10 @@ impl Channel for QueueChannel {
         name
     }
 
+    /// A put waits for ring room even when no consumer is left, as
+    /// Python's does: the fault generator spares the last consumer.
     fn promises(&self) -> Promises {
-        Promises::MESSAGES
+        Promises::MESSAGES.sends_block_without_consumers()
     }
 
     fn open(
@@ -500,7 +529,9 @@ impl Channel for JoinableChannel {
     }
 
     fn promises(&self) -> Promises {
-        Promises::MESSAGES.with_tasks()
+        Promises::MESSAGES
+            .with_tasks()
+            .sends_block_without_consumers()
     }
 
     fn open(

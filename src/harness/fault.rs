@@ -1,0 +1,357 @@
+//! Faults: what can happen to a process of a scenario while it works, as
+//! data that proptest generates and shrinks with the rest of the scenario.
+//!
+//! A [`Fault`] strikes one producer or consumer at one of its operations
+//! (a producer's send `#op`, a consumer's receive `#op`):
+//!
+//! | kind | what happens | what it tests |
+//! |---|---|---|
+//! | [`FaultKind::KillBefore`] | `SIGKILL` just before the operation | a peer that vanishes between messages |
+//! | [`FaultKind::KillDuring`] | `SIGKILL` `delay_us` after the operation began, from a helper process, wherever the process then is | a peer dying mid-frame, mid-copy, holding a lock |
+//! | [`FaultKind::KillAfter`] | `SIGKILL` just after the operation returned | a peer dying with a message in its hands |
+//! | [`FaultKind::Stop`] | `SIGSTOP` `delay_us` after the operation began (wherever the process then is), `SIGCONT` `pause_ms` later | a peer that stalls (a debugger, a laptop lid, an overloaded host) |
+//! | [`FaultKind::CloseEarly`] | drops its end instead of doing the operation, and exits | a peer that gives up early |
+//!
+//! A scenario may also shrink the kernel buffers of its ends to one page
+//! ([`Scenario::tiny_capacity`](super::scenario::Scenario::tiny_capacity)),
+//! so large messages cross many partial reads and writes.
+//!
+//! What each process did is kept in its journal
+//! ([`journal`](super::journal)) as it goes, so a killed process still
+//! reports everything up to its death, and the oracle
+//! ([`check`](super::check)) can tell a send that returned `Ok` (which must
+//! be delivered) from one cut short by the kill (which may arrive once,
+//! whole, or not at all).
+//!
+//! The faults a channel is given depend on what it promises
+//! ([`Promises`]): a channel whose producers would block forever once every
+//! consumer is gone (a queue) never loses all its consumers; one where a
+//! writer killed mid-message tears the stream for the others (a FIFO with
+//! several writers) never has a writer killed mid-message. Both limits are
+//! promises of their own, stated in the channel's docs, and a test shows
+//! what happens past them.
+
+use std::fmt;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::channel::Promises;
+use crate::sys::{self, Pid};
+
+/// Which process a fault strikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    /// Producer number `n`.
+    Producer(u16),
+    /// Consumer number `n`.
+    Consumer(u16),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Producer(n) => write!(f, "producer {n}"),
+            Target::Consumer(n) => write!(f, "consumer {n}"),
+        }
+    }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// `SIGKILL` just before the operation starts.
+    KillBefore,
+    /// `SIGKILL` from a helper process `delay_us` after the operation
+    /// began, wherever the process then is: mid-send, mid-frame, holding a
+    /// lock, or (if the operation was quicker) in a later one. The process
+    /// does not wait for it: if it finishes first, the fault never strikes.
+    KillDuring {
+        /// Microseconds from the start of the operation.
+        delay_us: u32,
+    },
+    /// `SIGKILL` just after the operation returned and was journalled.
+    KillAfter,
+    /// `SIGSTOP` from a helper process `delay_us` after the operation
+    /// began (wherever the process then is), then `SIGCONT` `pause_ms`
+    /// later. If the process finishes first, it never strikes.
+    Stop {
+        /// Microseconds from the start of the operation to the stop.
+        delay_us: u32,
+        /// Milliseconds stopped.
+        pause_ms: u32,
+    },
+    /// The process drops its end instead of doing the operation, and
+    /// reports normally.
+    CloseEarly,
+}
+
+impl FaultKind {
+    /// Whether the process dies of it.
+    pub fn kills(self) -> bool {
+        matches!(
+            self,
+            FaultKind::KillBefore | FaultKind::KillDuring { .. } | FaultKind::KillAfter
+        )
+    }
+
+    /// Whether the process stops taking part (killed or closed early).
+    pub fn removes(self) -> bool {
+        self.kills() || self == FaultKind::CloseEarly
+    }
+}
+
+/// One fault: `kind`, striking `target` at its operation number `op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fault {
+    /// The process struck.
+    pub target: Target,
+    /// Its operation (from 0): a producer's send, a consumer's receive. An
+    /// operation the process never reaches means the fault never strikes.
+    pub op: u32,
+    /// What happens.
+    pub kind: FaultKind,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = match self.target {
+            Target::Producer(_) => format!("send #{}", self.op),
+            Target::Consumer(_) => format!("receive #{}", self.op),
+        };
+        let t = self.target;
+        match self.kind {
+            FaultKind::KillBefore => write!(f, "SIGKILL {t} just before its {op}"),
+            FaultKind::KillDuring { delay_us } => {
+                write!(f, "SIGKILL {t} {delay_us} us into its {op}")
+            }
+            FaultKind::KillAfter => write!(f, "SIGKILL {t} just after its {op}"),
+            FaultKind::Stop { delay_us, pause_ms } => write!(
+                f,
+                "SIGSTOP {t} {delay_us} us into its {op}, SIGCONT {pause_ms} ms later"
+            ),
+            FaultKind::CloseEarly => write!(f, "{t} closes its end instead of its {op}"),
+        }
+    }
+}
+
+/// What the fault generator may do to a channel, from its promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultRules {
+    /// Kill or close every consumer (only if sends then fail rather than
+    /// block: [`Promises::sends_fail_without_consumers`]).
+    pub may_remove_every_consumer: bool,
+    /// Kill a producer mid-message while another producer shares the
+    /// channel (not if [`Promises::torn_by_dead_writer`]).
+    pub may_kill_writer_mid_message: bool,
+}
+
+impl FaultRules {
+    /// The rules for a channel with `promises`.
+    pub fn for_promises(promises: &Promises) -> FaultRules {
+        FaultRules {
+            may_remove_every_consumer: promises.sends_fail_without_consumers,
+            may_kill_writer_mid_message: !promises.torn_by_dead_writer,
+        }
+    }
+}
+
+/// A delay after an operation began, biased short: most operations take
+/// microseconds, and the scenario is over in a few milliseconds.
+fn delay_us() -> impl Strategy<Value = u32> {
+    prop_oneof![0u32..=100, 100u32..=1000, 1000u32..=5000]
+}
+
+fn kind() -> impl Strategy<Value = FaultKind> {
+    prop_oneof![
+        2 => Just(FaultKind::KillBefore),
+        4 => delay_us().prop_map(|delay_us| FaultKind::KillDuring { delay_us }),
+        2 => Just(FaultKind::KillAfter),
+        3 => (delay_us(), 1u32..=30)
+            .prop_map(|(delay_us, pause_ms)| FaultKind::Stop { delay_us, pause_ms }),
+        1 => Just(FaultKind::CloseEarly),
+    ]
+}
+
+/// Up to two faults for a scenario with these producers (each with its
+/// number of sends) and `consumers`, obeying `rules`: at most one fault per
+/// process. Shrinks toward no fault.
+pub fn faults(
+    sends: Vec<usize>,
+    consumers: usize,
+    rules: FaultRules,
+) -> impl Strategy<Value = Vec<Fault>> {
+    let producers = sends.len();
+    let messages: usize = sends.iter().sum();
+    let one = (
+        0..producers + consumers,
+        any::<prop::sample::Index>(),
+        kind(),
+    )
+        .prop_map(move |(who, op, kind)| {
+            if who < producers {
+                Fault {
+                    target: Target::Producer(who as u16),
+                    op: op.index(sends[who].max(1)) as u32,
+                    kind,
+                }
+            } else {
+                Fault {
+                    target: Target::Consumer((who - producers) as u16),
+                    // Consumers share the messages; a receive past its
+                    // share is (likely) the wait for the end of stream.
+                    op: op.index(messages / consumers.max(1) + 1) as u32,
+                    kind,
+                }
+            }
+        });
+    proptest::collection::vec(one, 0..=2)
+        .prop_map(move |list| legal(list, producers, consumers, rules))
+}
+
+/// Drops the faults `rules` forbid, and all but the first on each process.
+fn legal(list: Vec<Fault>, producers: usize, consumers: usize, rules: FaultRules) -> Vec<Fault> {
+    let mut kept: Vec<Fault> = Vec::new();
+    for f in list {
+        if kept.iter().any(|k| k.target == f.target) {
+            continue;
+        }
+        if matches!(f.target, Target::Producer(_))
+            && matches!(f.kind, FaultKind::KillDuring { .. })
+            && !rules.may_kill_writer_mid_message
+            && producers > 1
+        {
+            // Only between messages would be safe for the other writers,
+            // and a kill timed by a helper process cannot promise that.
+            continue;
+        }
+        if let Target::Consumer(_) = f.target {
+            let removed = kept
+                .iter()
+                .filter(|k| matches!(k.target, Target::Consumer(_)) && k.kind.removes())
+                .count();
+            if f.kind.removes() && !rules.may_remove_every_consumer && removed + 1 >= consumers {
+                continue;
+            }
+        }
+        kept.push(f);
+    }
+    kept
+}
+
+/// A helper process that stops or kills the calling process after a delay
+/// (see [`FaultKind::KillDuring`] and [`FaultKind::Stop`]) while the
+/// caller goes on with its work; the caller calls [`Saboteur::end`] before
+/// it exits.
+#[derive(Debug)]
+pub(crate) struct Saboteur {
+    pid: Pid,
+}
+
+impl Saboteur {
+    /// Forks the helper for `kind` (only `KillDuring` and `Stop` need one).
+    pub(crate) fn start(kind: FaultKind) -> Option<Saboteur> {
+        let (delay_us, pause_ms, stop) = match kind {
+            FaultKind::KillDuring { delay_us } => (delay_us, 0, false),
+            FaultKind::Stop { delay_us, pause_ms } => (delay_us, pause_ms, true),
+            _ => return None,
+        };
+        let victim = sys::getpid();
+        // The helper is single-threaded and only sleeps and signals. It dies
+        // with the victim (the fork runner sets PR_SET_PDEATHSIG), and a
+        // victim that lives reaps it before exiting, so the victim's pid
+        // cannot have been reused when the signal goes.
+        let pid = sys::fork_run(move || {
+            std::thread::sleep(Duration::from_micros(delay_us.into()));
+            if stop {
+                let _ = sys::kill(victim, libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(pause_ms.into()));
+                let _ = sys::kill(victim, libc::SIGCONT);
+            } else {
+                let _ = sys::kill(victim, libc::SIGKILL);
+            }
+            0
+        })
+        .ok()?;
+        Some(Saboteur { pid })
+    }
+
+    /// Ends the helper if it has not struck yet, and reaps it. Returns
+    /// whether it had struck (for a stop: stopped and continued this
+    /// process; a kill that struck never lets this be called).
+    pub(crate) fn end(self) -> bool {
+        let _ = sys::kill(self.pid, libc::SIGKILL);
+        matches!(
+            sys::waitpid(self.pid, true),
+            Ok(Some(sys::ExitStatus::Code(0)))
+        )
+    }
+}
+
+/// Ends this process at once with `SIGKILL`, as a crash would.
+pub(crate) fn kill_self() -> ! {
+    let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+    // SIGKILL cannot be caught, blocked or ignored.
+    unreachable!("survived SIGKILL")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(target: Target, kind: FaultKind) -> Fault {
+        Fault {
+            target,
+            op: 0,
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_last_consumer_is_spared_unless_sends_then_fail() {
+        let strict = FaultRules {
+            may_remove_every_consumer: false,
+            may_kill_writer_mid_message: true,
+        };
+        let kill = |c| fault(Target::Consumer(c), FaultKind::KillAfter);
+        assert_eq!(legal(vec![kill(0)], 1, 1, strict), vec![]);
+        assert_eq!(legal(vec![kill(0), kill(1)], 1, 2, strict), vec![kill(0)]);
+        let stop = fault(
+            Target::Consumer(0),
+            FaultKind::Stop {
+                delay_us: 0,
+                pause_ms: 1,
+            },
+        );
+        assert_eq!(legal(vec![stop], 1, 1, strict), vec![stop]);
+        let lenient = FaultRules {
+            may_remove_every_consumer: true,
+            ..strict
+        };
+        assert_eq!(legal(vec![kill(0)], 1, 1, lenient), vec![kill(0)]);
+    }
+
+    #[test]
+    fn writers_of_a_shared_stream_are_not_killed_mid_message() {
+        let rules = FaultRules {
+            may_remove_every_consumer: true,
+            may_kill_writer_mid_message: false,
+        };
+        let during = fault(Target::Producer(0), FaultKind::KillDuring { delay_us: 5 });
+        let after = fault(Target::Producer(0), FaultKind::KillAfter);
+        assert_eq!(legal(vec![during], 2, 1, rules), vec![]);
+        assert_eq!(legal(vec![during], 1, 1, rules), vec![during]);
+        assert_eq!(legal(vec![after], 2, 1, rules), vec![after]);
+    }
+
+    #[test]
+    fn one_fault_per_process() {
+        let rules = FaultRules {
+            may_remove_every_consumer: true,
+            may_kill_writer_mid_message: true,
+        };
+        let a = fault(Target::Producer(0), FaultKind::KillAfter);
+        let b = fault(Target::Producer(0), FaultKind::CloseEarly);
+        assert_eq!(legal(vec![a, b], 1, 1, rules), vec![a]);
+    }
+}

@@ -1,0 +1,109 @@
+//! A forked process's journal: what it did, written as it goes into an
+//! anonymous in-memory file (`memfd_create`) that the parent made before the
+//! fork and reads after the child is gone. A child killed at any point has
+//! still reported everything it journalled before; a record cut short by
+//! the kill is dropped whole, so the parent never reads half an event.
+//!
+//! Each record is `[tag: u8][len: u64 LE][len bytes]`; what the tags mean
+//! is up to the writer (see [`scenario`](super::scenario)).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::sys::memfd::{MFdFlags, memfd_create};
+
+/// One process's journal. Made in the parent, written by one child.
+#[derive(Debug)]
+pub struct Journal {
+    fd: OwnedFd,
+}
+
+/// The length of a record's header.
+const HEADER: usize = 9;
+
+impl Journal {
+    /// A new, empty journal (close-on-exec).
+    pub fn new() -> io::Result<Journal> {
+        let fd = memfd_create(c"ipc-harness-journal", MFdFlags::MFD_CLOEXEC)?;
+        Ok(Journal { fd })
+    }
+
+    /// Appends one record made of `parts`. Retries short writes (a signal
+    /// storm interrupts large ones); panics if the journal cannot be
+    /// written at all (out of memory), which the fork runner reports as
+    /// the child failing.
+    pub fn record(&self, tag: u8, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut header = [0u8; HEADER];
+        header[0] = tag;
+        header[1..].copy_from_slice(&(len as u64).to_le_bytes());
+        for part in std::iter::once(&header[..]).chain(parts.iter().copied()) {
+            let mut rest = part;
+            while !rest.is_empty() {
+                match nix::unistd::write(self.fd.as_fd(), rest) {
+                    Ok(n) => rest = &rest[n..],
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => panic!("cannot write the harness journal: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Every whole record, in order, as `(tag, body)`.
+    pub fn records(&self) -> io::Result<Vec<(u8, Vec<u8>)>> {
+        let size = nix::sys::stat::fstat(self.fd.as_fd())?.st_size as usize;
+        let mut bytes = vec![0u8; size];
+        let mut got = 0;
+        while got < size {
+            match nix::sys::uio::pread(self.fd.as_fd(), &mut bytes[got..], got as i64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        bytes.truncate(got);
+        Ok(parse(&bytes))
+    }
+}
+
+/// The whole records at the start of `bytes`; a torn last one is dropped.
+fn parse(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut records = Vec::new();
+    while bytes.len() >= HEADER {
+        let len = u64::from_le_bytes(bytes[1..HEADER].try_into().expect("8 bytes"));
+        let Some(end) = usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_add(HEADER))
+            .filter(|&e| e <= bytes.len())
+        else {
+            break;
+        };
+        records.push((bytes[0], bytes[HEADER..end].to_vec()));
+        bytes = &bytes[end..];
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_a_torn_one_is_dropped() {
+        let j = Journal::new().unwrap();
+        j.record(b'A', &[b"one", b"+two"]);
+        j.record(b'B', &[]);
+        let records = j.records().unwrap();
+        assert_eq!(
+            records,
+            vec![(b'A', b"one+two".to_vec()), (b'B', Vec::new())]
+        );
+        // A record cut short by a kill: its header promises more than came.
+        let mut bytes = vec![b'C'];
+        bytes.extend_from_slice(&100u64.to_le_bytes());
+        bytes.extend_from_slice(b"only some");
+        assert_eq!(parse(&bytes), vec![]);
+        assert_eq!(parse(&bytes[..4]), vec![]);
+    }
+}
