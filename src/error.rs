@@ -146,6 +146,45 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A FIFO that another user could read from or write to: owned by
+    /// someone else, or with read or write permission for group or others.
+    /// Refused unless the opener opted in with
+    /// [`FifoOptions::allow_shared`](crate::fifo::FifoOptions::allow_shared).
+    #[error(
+        "{} is {reason} (owner uid {owner}, mode {mode:04o}), so another user could read or forge its messages; refused (opt in with allow_shared to use a shared FIFO)",
+        path.display()
+    )]
+    SharedFifo {
+        /// The FIFO's path.
+        path: PathBuf,
+        /// Its owner, from `fstat` on the opened fd.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// What is wrong, in words: `"owned by another user"`, ...
+        reason: &'static str,
+    },
+
+    /// The FIFO's directory is writable by every user and lacks the sticky
+    /// bit, so anyone may remove or replace the FIFO's entry. Refused unless
+    /// the opener opted in with
+    /// [`FifoOptions::allow_shared`](crate::fifo::FifoOptions::allow_shared).
+    #[error(
+        "{} is in {}, a directory every user may write to without the sticky bit (owner uid {owner}, mode {mode:04o}), so anyone could replace it; refused (use a private directory, set the sticky bit, or opt in with allow_shared)",
+        path.display(),
+        dir.display()
+    )]
+    InsecureDirectory {
+        /// The FIFO's path.
+        path: PathBuf,
+        /// The directory holding it.
+        dir: PathBuf,
+        /// The directory's owner.
+        owner: u32,
+        /// The directory's permission bits.
+        mode: u32,
+    },
+
     /// The stream ended inside a line: these bytes came with no newline
     /// after them. Nothing is dropped: the partial line is here.
     #[error("the stream ended inside a line: {} bytes came with no newline after them", bytes.len())]

@@ -14,6 +14,9 @@
 //!   [`SendOptions::wait`] says, and sends each message, framed or as a line.
 //!
 //! Both sides must agree on framing: `--lines` on both, or on neither.
+//! Both refuse a FIFO other users can reach (owned by someone else, open to
+//! group or others, or in a world-writable directory without the sticky
+//! bit) unless given `--allow-shared` ([`FifoOptions::allow_shared`]).
 //!
 //! [`FifoCommand`] is the clap definition of both subcommands; the binary
 //! nests it as `ipc-harness fifo ...` and calls [`FifoCommand::run`].
@@ -30,7 +33,11 @@
 //! // The son waits (up to 10 s) until the father has created and opened
 //! // the FIFO; the father waits for the son. Neither can deadlock.
 //! let son = fork::spawn(move || {
-//!     let opts = SendOptions { lines: true, wait: Wait::Timeout(Duration::from_secs(10)) };
+//!     let opts = SendOptions {
+//!         lines: true,
+//!         wait: Wait::Timeout(Duration::from_secs(10)),
+//!         ..SendOptions::default()
+//!     };
 //!     let mut sent = 0;
 //!     // The FIFO may not exist yet: retry until the father has made it.
 //!     for _ in 0..1000 {
@@ -58,7 +65,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
-use crate::fifo::{Fifo, FifoReader, FifoWriter, LineReader, Wait};
+use crate::fifo::{FifoOptions, FifoReader, FifoWriter, LineReader, Wait};
 use crate::sys;
 
 /// How [`listen`] behaves.
@@ -73,6 +80,9 @@ pub struct ListenOptions {
     pub keep_listening: bool,
     /// Return after this many messages (`None`: no limit).
     pub max_messages: Option<usize>,
+    /// Accept a FIFO other users can reach
+    /// ([`FifoOptions::allow_shared`]).
+    pub allow_shared: bool,
 }
 
 /// How [`send`] behaves.
@@ -82,6 +92,9 @@ pub struct SendOptions {
     pub lines: bool,
     /// How long to wait for a listener to open the FIFO.
     pub wait: Wait,
+    /// Accept a FIFO other users can reach
+    /// ([`FifoOptions::allow_shared`]).
+    pub allow_shared: bool,
 }
 
 impl Default for SendOptions {
@@ -89,6 +102,7 @@ impl Default for SendOptions {
         SendOptions {
             lines: false,
             wait: Wait::Blocking,
+            allow_shared: false,
         }
     }
 }
@@ -122,6 +136,11 @@ pub struct ListenArgs {
     /// Stop after N messages.
     #[arg(long, value_name = "N")]
     pub count: Option<usize>,
+    /// Accept a FIFO other users can reach: owned by someone else, open to
+    /// group or others, or in a world-writable directory without the sticky
+    /// bit (refused by default).
+    #[arg(long)]
+    pub allow_shared: bool,
 }
 
 /// Arguments of `fifo send`.
@@ -140,6 +159,11 @@ pub struct SendArgs {
     /// Do not wait for a listener: fail at once if there is none.
     #[arg(long, conflicts_with = "timeout")]
     pub nonblock: bool,
+    /// Accept a FIFO other users can reach: owned by someone else, open to
+    /// group or others, or in a world-writable directory without the sticky
+    /// bit (refused by default).
+    #[arg(long)]
+    pub allow_shared: bool,
 }
 
 fn parse_seconds(s: &str) -> std::result::Result<Duration, String> {
@@ -163,6 +187,7 @@ impl FifoCommand {
                     lines: a.lines,
                     keep_listening: a.keep_listening,
                     max_messages: a.count,
+                    allow_shared: a.allow_shared,
                 };
                 listen(&a.path, &opts, out)
             }
@@ -175,6 +200,7 @@ impl FifoCommand {
                 let opts = SendOptions {
                     lines: a.lines,
                     wait,
+                    allow_shared: a.allow_shared,
                 };
                 if a.messages.is_empty() {
                     send_lines_from(&a.path, &opts, stdin)
@@ -206,23 +232,28 @@ enum Inbox {
 /// `(partial line: no newline before the end)` and counted. The FIFO is
 /// removed on return if this call created it.
 ///
-/// Errors: those of [`Fifo::create`] (e.g. [`Error::NoSuchDirectory`]) and
-/// [`FifoReader::open`] (e.g. [`Error::NotAFifo`] if something else is at
-/// `path`), framing errors, and write errors on `out`.
+/// Errors: those of [`Fifo::create`](crate::fifo::Fifo::create) (e.g.
+/// [`Error::NoSuchDirectory`]) and [`FifoReader::open`] (e.g.
+/// [`Error::NotAFifo`] if something else is at `path`,
+/// [`Error::SharedFifo`] without `opts.allow_shared`), framing errors, and
+/// write errors on `out`.
 pub fn listen(path: &Path, opts: &ListenOptions, out: &mut impl Write) -> Result<usize> {
+    let fopts = FifoOptions::new()
+        .wait(Wait::Blocking)
+        .allow_shared(opts.allow_shared);
     let created = match if opts.parents {
-        Fifo::create_all(path)
+        fopts.create_all(path)
     } else {
-        Fifo::create(path)
+        fopts.create(path)
     } {
         Ok(fifo) => Some(fifo),
         Err(Error::AlreadyExists { .. }) => None,
         Err(e) => return Err(e),
     };
     let mut inbox = if opts.lines {
-        Inbox::Lines(LineReader::open(path, Wait::Blocking)?)
+        Inbox::Lines(fopts.line_reader(path)?)
     } else {
-        Inbox::Frames(FifoReader::open(path, Wait::Blocking)?)
+        Inbox::Frames(fopts.reader(path)?)
     };
     if opts.keep_listening {
         match &mut inbox {
@@ -272,14 +303,15 @@ pub fn listen(path: &Path, opts: &ListenOptions, out: &mut impl Write) -> Result
 ///
 /// Errors: those of [`FifoWriter::open`] ([`Error::NotFound`],
 /// [`Error::NoReader`] with [`Wait::NonBlocking`], [`Error::Timeout`],
-/// [`Error::NotAFifo`], [`Error::Symlink`]) and [`Error::Closed`] if the
-/// listener goes away.
+/// [`Error::NotAFifo`], [`Error::Symlink`], [`Error::SharedFifo`],
+/// [`Error::InsecureDirectory`]) and [`Error::Closed`] if the listener goes
+/// away.
 pub fn send<M: AsRef<[u8]>>(
     path: &Path,
     opts: &SendOptions,
     messages: impl IntoIterator<Item = M>,
 ) -> Result<usize> {
-    let writer = FifoWriter::open(path, opts.wait)?;
+    let writer = writer(path, opts)?;
     let mut count = 0;
     for msg in messages {
         if opts.lines {
@@ -292,11 +324,18 @@ pub fn send<M: AsRef<[u8]>>(
     Ok(count)
 }
 
+fn writer(path: &Path, opts: &SendOptions) -> Result<FifoWriter> {
+    FifoOptions::new()
+        .wait(opts.wait)
+        .allow_shared(opts.allow_shared)
+        .writer(path)
+}
+
 /// Like [`send`], with the messages read as lines from `input` (for
 /// `fifo send PATH` with no messages: each line of standard input is one
 /// message). The FIFO is opened before the first line is read.
 pub fn send_lines_from(path: &Path, opts: &SendOptions, input: impl BufRead) -> Result<usize> {
-    let writer = FifoWriter::open(path, opts.wait)?;
+    let writer = writer(path, opts)?;
     let mut count = 0;
     for line in input.lines() {
         let line = line.map_err(|e| Error::io("read standard input", e))?;
@@ -393,6 +432,7 @@ mod tests {
                 lines: true,
                 keep_listening: false,
                 count: Some(3),
+                allow_shared: false,
             })
         );
         assert_eq!(
@@ -403,8 +443,23 @@ mod tests {
                 lines: false,
                 timeout: Some(Duration::from_millis(1500)),
                 nonblock: false,
+                allow_shared: false,
             })
         );
+        assert!(matches!(
+            parse(&["send", "/tmp/f", "--allow-shared"]).unwrap(),
+            FifoCommand::Send(SendArgs {
+                allow_shared: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["listen", "/tmp/f", "--allow-shared"]).unwrap(),
+            FifoCommand::Listen(ListenArgs {
+                allow_shared: true,
+                ..
+            })
+        ));
         assert!(parse(&["send", "/tmp/f", "--timeout", "-1"]).is_err());
         assert!(parse(&["send", "/tmp/f", "--timeout", "1", "--nonblock"]).is_err());
         assert!(parse(&["listen"]).is_err(), "PATH is required");

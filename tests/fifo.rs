@@ -10,7 +10,9 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ipc_harness::fifo::{Fifo, FifoReader, FifoWriter, LineReader, Wait};
+use ipc_harness::fifo::{
+    Fifo, FifoOptions, FifoReader, FifoWriter, LineReader, SMALL_MESSAGE_MAX, Wait,
+};
 use ipc_harness::fifo_cli::{self, FifoCommand, ListenOptions};
 use ipc_harness::harness::fork::{self, Child};
 use ipc_harness::harness::payload::{self, MsgId, Verdict};
@@ -507,10 +509,20 @@ fn violations(plan: &[Vec<usize>], received: &[Vec<u8>], end: Option<&Error>) ->
 /// One writer's way of sending a message.
 type SendFn = Box<dyn Fn(&[u8]) -> ipc_harness::Result<()>>;
 
+/// How the writers of [`run_writers`] send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `FifoWriter::send_bytes`: every frame under the writers' lock.
+    Locked,
+    /// Raw frames on the writer's fd, no lock (the naive code).
+    Raw,
+    /// `FifoOptions::small_messages`: one atomic write per frame, no lock.
+    Small,
+}
+
 /// Forks one child per writer in `plan`; each opens the FIFO by path and
-/// sends its messages (through the lock, or, with `locked == false`, as raw
-/// frames on the same fd with no lock). Returns the violations found.
-fn run_writers(plan: &[Vec<usize>], locked: bool) -> Vec<String> {
+/// sends its messages as `mode` says. Returns the violations found.
+fn run_writers(plan: &[Vec<usize>], mode: Mode) -> Vec<String> {
     let dir = tempdir();
     let fifo = Fifo::create(dir.path().join("f")).unwrap();
     let expected: usize = plan.iter().map(Vec::len).sum();
@@ -524,12 +536,15 @@ fn run_writers(plan: &[Vec<usize>], locked: bool) -> Vec<String> {
             let sizes = sizes.clone();
             let path = fifo.path().to_path_buf();
             fork::spawn(move || {
-                let writer = FifoWriter::open(&path, PEER).unwrap();
-                let send: SendFn = if locked {
-                    Box::new(move |m| writer.send_bytes(m))
-                } else {
+                let opts = FifoOptions::new()
+                    .wait(PEER)
+                    .small_messages(mode == Mode::Small);
+                let writer = opts.writer(&path).unwrap();
+                let send: SendFn = if mode == Mode::Raw {
                     let raw = Sender::from_fd(writer.into_fd());
                     Box::new(move |m| raw.send_bytes(m))
+                } else {
+                    Box::new(move |m| writer.send_bytes(m))
                 };
                 for (seq, &len) in sizes.iter().enumerate() {
                     let id = MsgId {
@@ -603,7 +618,7 @@ proptest! {
         )
     ) {
         let _serial = fork::serial();
-        let v = run_writers(&plan, true);
+        let v = run_writers(&plan, Mode::Locked);
         prop_assert!(v.is_empty(), "violations: {v:#?}");
     }
 }
@@ -616,7 +631,7 @@ fn unlocked_writers_over_pipe_buf_interleave_and_are_caught() {
     let plan = vec![vec![200_000; 8]; 3];
     let mut attempts = Vec::new();
     for _ in 0..3 {
-        let v = run_writers(&plan, false);
+        let v = run_writers(&plan, Mode::Raw);
         if !v.is_empty() {
             // Caught, with a violation that is about boundaries.
             // A timeout alone would not be evidence; a torn frame is.
@@ -990,4 +1005,375 @@ fn a_writer_inherited_across_fork_still_excludes_its_parent() {
     let plan = vec![vec![200_000; per as usize]; 2];
     let v = violations(&plan, &received, end.as_ref());
     assert!(v.is_empty(), "{v:#?}");
+}
+
+// ---------------------------------------------------------------------------
+// Hostile paths (issue 9)
+// ---------------------------------------------------------------------------
+
+/// Device and inode of an open fd.
+fn fd_id(fd: std::os::fd::BorrowedFd<'_>) -> (u64, u64) {
+    let st = nix::sys::stat::fstat(fd).unwrap();
+    (st.st_dev, st.st_ino)
+}
+
+fn path_id(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(path).unwrap();
+    (m.dev(), m.ino())
+}
+
+/// Issue 9: someone swaps the FIFO's entry, as fast as they can, between
+/// the genuine FIFO, a symlink to a decoy FIFO, a symlink to a regular file
+/// and a regular file, while readers and writers keep opening it. Every
+/// open either yields the genuine FIFO or fails with `Symlink` or
+/// `NotAFifo`: it never follows a symlink (the decoy is never opened) and
+/// never opens a non-FIFO.
+///
+/// The test can fail, and was seen to (each run, within 300 ms): with
+/// `O_NOFOLLOW` removed from `sys::fifo::open_nonblocking`, opens through
+/// the link reach the decoy FIFO ("opened the decoy through a symlink");
+/// with the file-type check on the `fstat` of the opened fd removed from
+/// `check_fifo`, opens of the regular file succeed ("opened a non-FIFO").
+/// The decoy is a FIFO of our own, mode 0600, so only the symlink rule can
+/// keep it out.
+#[test]
+fn a_symlink_swapped_in_while_opening_is_never_followed() {
+    let _serial = fork::serial();
+    let before = fds();
+    let dir = tempdir();
+    let d = dir.path();
+    let genuine = Fifo::create(d.join("genuine")).unwrap();
+    let decoy = Fifo::create(d.join("decoy")).unwrap();
+    fs::write(d.join("plain"), b"not a FIFO").unwrap();
+    fs::set_permissions(d.join("plain"), fs::Permissions::from_mode(0o600)).unwrap();
+    // Readers on both FIFOs, so a writer's open would succeed on either.
+    let _genuine_reader = genuine.reader(Wait::NonBlocking).unwrap();
+    let _decoy_reader = decoy.reader(Wait::NonBlocking).unwrap();
+    let genuine_id = path_id(genuine.path());
+    let decoy_id = path_id(decoy.path());
+    let path = d.join("f");
+    fs::hard_link(genuine.path(), &path).unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, d) = (stop.clone(), d.to_path_buf());
+        std::thread::spawn(move || {
+            let tmp = d.join("tmp");
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for k in 0..4 {
+                    let _ = fs::remove_file(&tmp);
+                    match k {
+                        0 => fs::hard_link(d.join("genuine"), &tmp).unwrap(),
+                        1 => std::os::unix::fs::symlink(d.join("decoy"), &tmp).unwrap(),
+                        2 => std::os::unix::fs::symlink(d.join("plain"), &tmp).unwrap(),
+                        _ => fs::hard_link(d.join("plain"), &tmp).unwrap(),
+                    }
+                    fs::rename(&tmp, d.join("f")).unwrap(); // atomic swap
+                    swaps += 1;
+                }
+            }
+            swaps
+        })
+    };
+
+    let (mut opened, mut symlink, mut not_fifo) = (0u32, 0u32, 0u32);
+    let mut wrong = Vec::new();
+    let until = Instant::now() + Duration::from_millis(300);
+    let mut i = 0u32;
+    while Instant::now() < until {
+        i += 1;
+        let got = match i % 3 {
+            0 => FifoReader::open(&path, Wait::NonBlocking)
+                .map(|r| fd_id(std::os::fd::AsFd::as_fd(&r))),
+            1 => LineReader::open(&path, Wait::NonBlocking)
+                .map(|r| fd_id(std::os::fd::AsFd::as_fd(&r))),
+            _ => FifoWriter::open(&path, Wait::NonBlocking).map(|w| {
+                let fd = w.into_fd();
+                fd_id(std::os::fd::AsFd::as_fd(&fd))
+            }),
+        };
+        match got {
+            Ok(id) if id == genuine_id => opened += 1,
+            Ok(id) if id == decoy_id => wrong.push("opened the decoy through a symlink".into()),
+            Ok(id) => wrong.push(format!("opened a non-FIFO {id:?}")),
+            Err(Error::Symlink { path: p }) if p == path => symlink += 1,
+            Err(Error::NotAFifo { path: p }) if p == path => not_fifo += 1,
+            Err(e) => wrong.push(format!("unclear error: {e:?}")),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    wrong.dedup();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // The race was really run: every kind of entry was met.
+    assert!(
+        swaps > 100 && opened > 0 && symlink > 0 && not_fifo > 0,
+        "swaps {swaps}, opened {opened}, symlink {symlink}, not a FIFO {not_fifo}"
+    );
+    drop((_genuine_reader, _decoy_reader, genuine, decoy));
+    drop(dir);
+    assert_eq!(fds(), before, "an fd leaked");
+}
+
+/// The `SharedFifo` error of an open, or a panic naming what came instead.
+fn shared_error<T: std::fmt::Debug>(r: ipc_harness::Result<T>) -> (PathBuf, u32, u32, String) {
+    match r {
+        Err(e @ Error::SharedFifo { .. }) => {
+            let text = e.to_string();
+            let Error::SharedFifo {
+                path, owner, mode, ..
+            } = e
+            else {
+                unreachable!()
+            };
+            (path, owner, mode, text)
+        }
+        other => panic!("expected SharedFifo, got {other:?}"),
+    }
+}
+
+/// Issue 9: a FIFO owned by another user, or open to group or others, is
+/// refused (by `fstat` on the opened fd: these tests run as root, which
+/// passes every permission check) with an error naming path, owner and
+/// mode; `allow_shared` opts in, for the library and the CLI.
+#[test]
+fn fifos_other_users_can_reach_are_refused_unless_shared() {
+    let _serial = fork::serial();
+    let before = fds();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let path = fifo.path().to_path_buf();
+    let shared = FifoOptions::new()
+        .wait(Wait::NonBlocking)
+        .allow_shared(true);
+    let me = sys::fifo::geteuid();
+
+    // Owned by nobody (65534), mode 0600.
+    std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+    let (p, owner, mode, text) = shared_error(FifoReader::open(&path, Wait::NonBlocking));
+    assert_eq!((p.as_path(), owner, mode), (path.as_path(), 65534, 0o600));
+    assert!(
+        text.contains(&path.display().to_string())
+            && text.contains("owned by another user")
+            && text.contains("uid 65534")
+            && text.contains("0600")
+            && text.contains("allow_shared"),
+        "{text}"
+    );
+    shared_error(LineReader::open(&path, Wait::NonBlocking));
+    let mut reader = shared.reader(&path).unwrap();
+    shared_error(FifoWriter::open(&path, Wait::NonBlocking));
+    let w = shared.writer(&path).unwrap();
+    w.send_bytes(b"to nobody's FIFO").unwrap();
+    assert_eq!(reader.recv_bytes().unwrap(), b"to nobody's FIFO");
+    drop(w);
+
+    // Ours again, but open to group or others: each bit is enough.
+    std::os::unix::fs::chown(&path, Some(me), None).unwrap();
+    for bad in [0o666, 0o640, 0o620, 0o604, 0o602] {
+        fs::set_permissions(&path, fs::Permissions::from_mode(bad)).unwrap();
+        let (_, owner, mode, text) = shared_error(FifoWriter::open(&path, Wait::NonBlocking));
+        assert_eq!((owner, mode), (me, bad));
+        assert!(text.contains("open to other users"), "{text}");
+        shared_error(FifoReader::open(&path, Wait::NonBlocking));
+        shared.writer(&path).unwrap();
+    }
+
+    // The CLI: refused by default, sent with --allow-shared.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+    let mut sopts = fifo_cli::SendOptions {
+        wait: Wait::NonBlocking,
+        ..fifo_cli::SendOptions::default()
+    };
+    shared_error(fifo_cli::send(&path, &sopts, ["Spam 000"]));
+    sopts.allow_shared = true;
+    assert_eq!(fifo_cli::send(&path, &sopts, ["Spam 000"]).unwrap(), 1);
+    assert_eq!(reader.recv_bytes().unwrap(), b"Spam 000");
+
+    // Private again: the defaults open it.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    FifoWriter::open(&path, Wait::NonBlocking).unwrap();
+    drop(reader);
+    drop(fifo);
+    assert!(!path.exists());
+    drop(dir);
+    assert_eq!(fds(), before, "an fd leaked");
+}
+
+/// Issue 9: in a directory every user may write to, without the sticky
+/// bit, anyone may swap the entry: creating and opening are refused with
+/// `InsecureDirectory` naming the directory, unless `allow_shared`. A
+/// sticky one (`/tmp`-style) is fine for a FIFO of ours, and a FIFO planted
+/// there by another user is still refused.
+#[test]
+fn world_writable_directories_need_the_sticky_bit() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let open_dir = dir.path().join("open");
+    fs::create_dir(&open_dir).unwrap();
+    fs::set_permissions(&open_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let path = open_dir.join("f");
+    match Fifo::create(&path) {
+        Err(ref e @ Error::InsecureDirectory { ref dir, mode, .. }) => {
+            assert_eq!((dir.as_path(), mode), (open_dir.as_path(), 0o777));
+            let text = e.to_string();
+            assert!(
+                text.contains(&open_dir.display().to_string())
+                    && text.contains("0777")
+                    && text.contains("sticky"),
+                "{text}"
+            );
+        }
+        other => panic!("expected InsecureDirectory, got {other:?}"),
+    }
+    assert!(!path.exists(), "nothing was created");
+    let shared = FifoOptions::new()
+        .wait(Wait::NonBlocking)
+        .allow_shared(true);
+    let fifo = shared.create(&path).unwrap();
+    assert!(matches!(
+        FifoReader::open(&path, Wait::NonBlocking),
+        Err(Error::InsecureDirectory { .. })
+    ));
+    let mut r = fifo.reader(Wait::NonBlocking).unwrap(); // the creator's options
+    assert!(matches!(
+        FifoWriter::open(&path, Wait::NonBlocking),
+        Err(Error::InsecureDirectory { .. })
+    ));
+    shared.writer(&path).unwrap().send_bytes(b"shared").unwrap();
+    assert_eq!(r.recv_bytes().unwrap(), b"shared");
+    drop((r, fifo));
+
+    // Sticky and world-writable, like /tmp.
+    let sticky = dir.path().join("sticky");
+    fs::create_dir(&sticky).unwrap();
+    fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+    let fifo = Fifo::create(sticky.join("f")).unwrap();
+    let mut r = FifoReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    FifoWriter::open(fifo.path(), Wait::NonBlocking)
+        .unwrap()
+        .send_bytes(b"sticky")
+        .unwrap();
+    assert_eq!(r.recv_bytes().unwrap(), b"sticky");
+    // Someone else's FIFO planted there is still someone else's.
+    let planted = sticky.join("planted");
+    sys::fifo::mkfifo(&planted, 0o600).unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), None).unwrap();
+    shared_error(FifoReader::open(&planted, Wait::NonBlocking));
+}
+
+/// Small-messages mode: sizes up to `SMALL_MESSAGE_MAX` from several
+/// writers, no lock, and nothing interleaves; one byte more is refused
+/// before anything is written, as is a line over `PIPE_BUF`.
+#[test]
+fn small_messages_mode_refuses_larger_and_never_interleaves() {
+    let _serial = fork::serial();
+    let m = SMALL_MESSAGE_MAX;
+    assert_eq!(m + 4, sys::PIPE_BUF);
+    let sizes = [0, 1, 3, 4, 5, 64, 1000, m - 1, m];
+    let plan: Vec<Vec<usize>> = (0..3)
+        .map(|w| (0..60).map(|i| sizes[(i + w) % sizes.len()]).collect())
+        .collect();
+    let v = run_writers(&plan, Mode::Small);
+    assert!(v.is_empty(), "{v:#?}");
+
+    let dir = tempdir();
+    let opts = FifoOptions::new()
+        .wait(Wait::NonBlocking)
+        .small_messages(true);
+    let fifo = opts.create(dir.path().join("f")).unwrap();
+    let mut r = opts.reader(fifo.path()).unwrap();
+    let mut w = opts.writer(fifo.path()).unwrap();
+    assert_eq!(w.max_message_size(), m as u64);
+    w.set_max_message_size(u64::MAX);
+    assert_eq!(
+        w.max_message_size(),
+        m as u64,
+        "never above the mode's limit"
+    );
+    match w.send_bytes(&vec![7; m + 1]) {
+        Err(Error::TooLarge { len, max }) => assert_eq!((len, max), (m as u64 + 1, m as u64)),
+        other => panic!("{other:?}"),
+    }
+    w.send_bytes(b"after").unwrap();
+    // Nothing of the refused message was written: the next frame is whole.
+    assert_eq!(r.recv_bytes().unwrap(), b"after");
+    drop((r, w));
+
+    let mut lines = opts.line_reader(fifo.path()).unwrap();
+    let w = opts.writer(fifo.path()).unwrap();
+    match w.send_line(vec![b'x'; sys::PIPE_BUF]) {
+        Err(Error::TooLarge { len, max }) => {
+            assert_eq!((len, max), (sys::PIPE_BUF as u64, sys::PIPE_BUF as u64 - 1))
+        }
+        other => panic!("{other:?}"),
+    }
+    w.send_line(vec![b'y'; sys::PIPE_BUF - 1]).unwrap();
+    assert_eq!(lines.recv_line().unwrap(), vec![b'y'; sys::PIPE_BUF - 1]);
+    match lines.recv_line_timeout(Duration::from_millis(20)) {
+        Err(e) if e.is_timeout() => {}
+        other => panic!("the refused line left something behind: {other:?}"),
+    }
+}
+
+/// Mixing the modes is a stall, never a torn frame: while a small-messages
+/// writer is open, a locked writer's large frame waits; once it closes, the
+/// frame arrives whole. (Without the small writer's shared lock, the large
+/// frame would go at once, and the first check here would fail.)
+#[test]
+fn mixing_modes_stalls_the_locked_writer_and_never_tears_a_frame() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    let path = fifo.path().to_path_buf();
+    let (go_r, go_w) = sys::pipe(false).unwrap();
+    let (ready_r, ready_w) = sys::pipe(false).unwrap();
+    // Forked first, so it inherits neither the reader nor the small
+    // writer (an inherited copy would keep the shared lock alive).
+    let child = fork::spawn(move || {
+        let mut b = [0u8; 1];
+        nix::unistd::read(&go_r, &mut b).unwrap();
+        let w = FifoWriter::open(&path, PEER).unwrap();
+        nix::unistd::write(&ready_w, b"r").unwrap();
+        w.send_bytes(&payload::make(
+            MsgId {
+                producer: 0,
+                seq: 0,
+            },
+            200_000,
+        ))
+        .unwrap();
+        Vec::new()
+    })
+    .unwrap();
+    let mut r = FifoReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    r.keep_listening().unwrap();
+    let small = FifoOptions::new()
+        .wait(Wait::NonBlocking)
+        .small_messages(true)
+        .writer(fifo.path())
+        .unwrap();
+    nix::unistd::write(&go_w, b"g").unwrap();
+    let mut b = [0u8; 1];
+    nix::unistd::read(&ready_r, &mut b).unwrap();
+    small.send_bytes(b"small, first").unwrap();
+    assert_eq!(
+        r.recv_bytes_timeout(RECV_PATIENCE).unwrap(),
+        b"small, first"
+    );
+    match r.recv_bytes_timeout(Duration::from_millis(200)) {
+        Err(e) if e.is_timeout() => {}
+        other => panic!(
+            "the locked writer did not wait for the small one: {:?}",
+            other.map(|m| m.len())
+        ),
+    }
+    drop(small);
+    let big = r.recv_bytes_timeout(RECV_PATIENCE).unwrap();
+    assert!(matches!(payload::verify(&big), Verdict::Whole(_)), "torn");
+    assert_eq!(big.len(), 200_000);
+    child.wait(CHILD_DEADLINE).unwrap().expect_success();
+    assert_no_children();
 }

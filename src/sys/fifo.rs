@@ -4,7 +4,8 @@
 //!
 //! System calls: `mkfifo`, `open` (always `O_CLOEXEC | O_NOFOLLOW`,
 //! `O_NOCTTY` and `O_NONBLOCK` for the read and write ends), `fstat`/`lstat`,
-//! `chmod` on `/proc/self/fd/N`, `tee(SPLICE_F_NONBLOCK)`, `flock`.
+//! `stat` (of the directory), `chmod` on `/proc/self/fd/N`,
+//! `tee(SPLICE_F_NONBLOCK)`, `flock`.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -80,6 +81,11 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
 /// `lstat(2)`: the path itself, a symlink not followed.
 pub fn lstat(path: &Path) -> io::Result<Stat> {
     Ok(to_stat(&nix::sys::stat::lstat(path)?))
+}
+
+/// `stat(2)`: the file `path` names, symlinks followed (for directories).
+pub fn stat(path: &Path) -> io::Result<Stat> {
+    Ok(to_stat(&nix::sys::stat::stat(path)?))
 }
 
 /// `mkfifo(path, mode)`. The umask applies; see [`chmod_fd`].
@@ -194,6 +200,21 @@ pub fn lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<()> {
     retry(|| {
         // SAFETY: flock(2) takes an fd and an operation; no memory involved.
         let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+/// `flock(fd, LOCK_SH)`: waits for a shared lock on the file `fd` refers
+/// to (many holders at once; excludes [`lock_exclusive`]), retrying on
+/// `EINTR`. Same ownership and release rules as [`lock_exclusive`].
+pub fn lock_shared(fd: BorrowedFd<'_>) -> io::Result<()> {
+    retry(|| {
+        // SAFETY: flock(2) takes an fd and an operation; no memory involved.
+        let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_SH) };
         if r < 0 {
             Err(io::Error::last_os_error())
         } else {
