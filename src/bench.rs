@@ -15,6 +15,11 @@
 //!   (receiving into a reused buffer, and with `recv_bytes` allocating each
 //!   message), [`duplex()`](crate::duplex()), [`Fifo`] (framed),
 //!   [`Queue`] with 1 producer x 1 consumer and 2 x 2.
+//! - **Scaling** ([`Case::SCALING`], on by default, `--no-scaling` skips
+//!   it): [`Queue`] and [`JoinableQueue`](crate::JoinableQueue) with 8
+//!   producers x 8 consumers, and a [`Fifo`] with 8 writers (each opening
+//!   the path) and its one reader, at every size; each is divided by its
+//!   1x1 form *of the same round* (the target: at least 0.7x).
 //! - **Round trip** of a 64-byte message (median and 99th percentile): a
 //!   pinger sends, an echoer sends it back. Once with both processes free to
 //!   run anywhere, once with both pinned to the same CPU: on these VMs a
@@ -93,6 +98,9 @@ pub struct Options {
     pub budget: Option<usize>,
     /// Run the round-trip measurements too (default true).
     pub latency: bool,
+    /// Run the scaling cases ([`Case::SCALING`]: 8 producers x 8 consumers
+    /// for the queues, 8 writers for a FIFO) at every size (default true).
+    pub scaling: bool,
 }
 
 impl Default for Options {
@@ -104,6 +112,7 @@ impl Default for Options {
             sizes: SIZES.to_vec(),
             budget: None,
             latency: true,
+            scaling: true,
         }
     }
 }
@@ -112,6 +121,14 @@ impl Options {
     fn budget_bytes(&self) -> usize {
         self.budget
             .unwrap_or(if self.quick { 2 << 20 } else { 64 << 20 })
+    }
+
+    /// How many messages of `size` bytes one measurement of `case` sends:
+    /// [`messages`](Self::messages), rounded up to a multiple of the case's
+    /// producers.
+    pub fn messages_for(&self, case: Case, size: usize) -> usize {
+        let p = case.producers();
+        self.messages(size, case.is_python()).div_ceil(p) * p
     }
 
     /// How many messages of `size` bytes one measurement sends.
@@ -161,6 +178,14 @@ pub enum Case {
     /// [`JoinableQueue`](crate::JoinableQueue), 1 x 1, `task_done` per item,
     /// the producer joins at the end.
     Joinable1x1,
+    /// [`Queue`], 8 producers x 8 consumers (the scaling run).
+    Queue8x8,
+    /// [`JoinableQueue`](crate::JoinableQueue), 8 x 8, `task_done` per item,
+    /// every producer joins at the end (the scaling run).
+    Joinable8x8,
+    /// [`Fifo`], framed, 8 writers (each opening the path) x 1 reader (the
+    /// scaling run: a FIFO has one reader by design).
+    Fifo8x1,
     /// Python `multiprocessing.Pipe()`, `send_bytes`/`recv_bytes`.
     PyPipe,
     /// Python `multiprocessing.Queue`, 1 x 1.
@@ -192,6 +217,9 @@ impl Case {
         Case::PyQueue2x2,
         Case::PyJoinable1x1,
     ];
+    /// The scaling cases (with [`Options::scaling`]), each compared with its
+    /// 1x1 form ([`Case::scales`]) of the same round.
+    pub const SCALING: [Case; 3] = [Case::Queue8x8, Case::Joinable8x8, Case::Fifo8x1];
     /// The raw transports: the "best raw" of a round is the fastest of these.
     pub const RAW: [Case; 3] = [Case::RawPipe, Case::RawPipe1M, Case::RawSocket];
 
@@ -208,6 +236,9 @@ impl Case {
             Case::Queue1x1 => "Queue 1x1",
             Case::Queue2x2 => "Queue 2x2",
             Case::Joinable1x1 => "JoinableQueue 1x1",
+            Case::Queue8x8 => "Queue 8x8",
+            Case::Joinable8x8 => "JoinableQueue 8x8",
+            Case::Fifo8x1 => "Fifo 8 writers",
             Case::PyPipe => "py Pipe() send_bytes",
             Case::PyQueue1x1 => "py Queue 1x1",
             Case::PyQueue2x2 => "py Queue 2x2",
@@ -237,6 +268,9 @@ impl Case {
             Case::Queue1x1 => "queue_1x1",
             Case::Queue2x2 => "queue_2x2",
             Case::Joinable1x1 => "joinable_1x1",
+            Case::Queue8x8 => "queue_8x8",
+            Case::Joinable8x8 => "joinable_8x8",
+            Case::Fifo8x1 => "fifo_8_writers",
             Case::PyPipe => "python_pipe",
             Case::PyQueue1x1 => "python_queue_1x1",
             Case::PyQueue2x2 => "python_queue_2x2",
@@ -252,6 +286,26 @@ impl Case {
             Case::Queue2x2 => Some(Case::PyQueue2x2),
             Case::Joinable1x1 => Some(Case::PyJoinable1x1),
             _ => None,
+        }
+    }
+
+    /// For a scaling case, the 1x1 case it is compared with.
+    pub fn scales(self) -> Option<Case> {
+        match self {
+            Case::Queue8x8 => Some(Case::Queue1x1),
+            Case::Joinable8x8 => Some(Case::Joinable1x1),
+            Case::Fifo8x1 => Some(Case::Fifo),
+            _ => None,
+        }
+    }
+
+    /// How many processes send: the message count is rounded up to a
+    /// multiple of it, so every producer sends the same number.
+    pub fn producers(self) -> usize {
+        match self {
+            Case::Queue2x2 | Case::PyQueue2x2 => 2,
+            Case::Queue8x8 | Case::Joinable8x8 | Case::Fifo8x1 => 8,
+            _ => 1,
         }
     }
 
@@ -517,6 +571,24 @@ impl Report {
                 }
             }
         }
+        for case in Case::SCALING {
+            let Some(one) = case.scales() else { continue };
+            if !self.throughput.iter().any(|t| t.case == case) {
+                continue;
+            }
+            for &size in sizes {
+                out.push(Target::at_least(
+                    format!(
+                        "{} >= 0.7x {} at {}",
+                        case.label(),
+                        one.label(),
+                        size_label(size)
+                    ),
+                    self.ratio(case, one, size),
+                    0.7,
+                ));
+            }
+        }
         out.push(Target::at_most(
             "Queue same-core round trip <= 2x raw pipes".into(),
             self.latency_ratio(LatencyCase::Queue, true),
@@ -538,6 +610,7 @@ impl Report {
         let sizes = &self.options.sizes;
         let cases: Vec<Case> = Case::RUST
             .iter()
+            .chain(Case::SCALING.iter())
             .chain(Case::PYTHON.iter())
             .copied()
             .filter(|&c| self.throughput.iter().any(|t| t.case == c))
@@ -586,6 +659,29 @@ impl Report {
                 let _ = write!(s, " {cell:>17}");
             }
             let _ = writeln!(s);
+        }
+        if self.throughput.iter().any(|t| t.case.scales().is_some()) {
+            let _ = writeln!(s);
+            header(
+                &mut s,
+                "Scaling: x the 1x1 form of the same round, messages/s (target >= 0.70)",
+            );
+            for &case in &cases {
+                let Some(one) = case.scales() else {
+                    continue;
+                };
+                let label = match case {
+                    Case::Fifo8x1 => "Fifo 8 writers / 1 writer",
+                    Case::Queue8x8 => "Queue 8x8 / 1x1",
+                    _ => "JoinableQueue 8x8 / 1x1",
+                };
+                let _ = write!(s, "{label:<30}");
+                for &size in sizes {
+                    let cell = fixed(self.ratio(case, one, size));
+                    let _ = write!(s, " {cell:>17}");
+                }
+                let _ = writeln!(s);
+            }
         }
         if self.options.python && self.throughput.iter().any(|t| t.case.is_python()) {
             let _ = writeln!(s);
@@ -664,10 +760,11 @@ impl Report {
         let o = &self.options;
         let _ = write!(
             s,
-            "{{\"rounds\":{},\"quick\":{},\"python\":{},\"pinned_cpu\":{},\"throughput\":[",
+            "{{\"rounds\":{},\"quick\":{},\"python\":{},\"scaling\":{},\"pinned_cpu\":{},\"throughput\":[",
             self.rounds,
             o.quick,
             o.python,
+            o.scaling,
             self.pinned_cpu
                 .map_or("null".to_string(), |c| c.to_string())
         );
@@ -678,7 +775,7 @@ impl Report {
             let rate = median(&t.per_round);
             let _ = write!(
                 s,
-                "{{\"case\":\"{}\",\"label\":{},\"size\":{},\"messages\":{},\"msgs_per_s\":{},\"gb_per_s\":{},\"x_raw_pipe\":{},\"x_best_raw\":{},\"x_python\":{},\"per_round_msgs_per_s\":[{}]}}",
+                "{{\"case\":\"{}\",\"label\":{},\"size\":{},\"messages\":{},\"msgs_per_s\":{},\"gb_per_s\":{},\"x_raw_pipe\":{},\"x_best_raw\":{},\"x_python\":{},\"x_1x1\":{},\"per_round_msgs_per_s\":[{}]}}",
                 t.case.key(),
                 json_str(t.case.label()),
                 t.size,
@@ -691,6 +788,9 @@ impl Report {
                     .python_peer()
                     .filter(|_| o.python)
                     .map_or("null".into(), |p| json_num(self.ratio(t.case, p, t.size))),
+                t.case.scales().map_or("null".into(), |one| json_num(
+                    self.ratio(t.case, one, t.size)
+                )),
                 t.per_round
                     .iter()
                     .map(|&x| json_num(x))
@@ -850,6 +950,9 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
         notes.push("could not read the CPU affinity: pinned round trips skipped".into());
     }
     let mut cases: Vec<Case> = Case::RUST.to_vec();
+    if opts.scaling {
+        cases.extend(Case::SCALING);
+    }
     if python {
         cases.extend(Case::PYTHON);
     }
@@ -860,7 +963,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
             throughput.push(Throughput {
                 case,
                 size,
-                messages: opts.messages(size, case.is_python()),
+                messages: opts.messages_for(case, size),
                 per_round: vec![f64::NAN; rounds],
             });
         }
@@ -1167,7 +1270,8 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
             }));
             1
         }
-        Case::Fifo => {
+        Case::Fifo | Case::Fifo8x1 => {
+            let writers = case.producers();
             let path = fifo_path();
             _keep_fifo = Some(Fifo::create(&path)?);
             let p2 = path.clone();
@@ -1180,19 +1284,22 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
                 }
                 Ok(Vec::new())
             }));
-            jobs.push(Box::new(move |go| {
-                let tx = FifoWriter::open(&p2, Wait::Blocking)?;
-                let msg = vec![0x5au8; size];
-                go()?;
-                for _ in 0..messages {
-                    tx.send_bytes(&msg)?;
-                }
-                Ok(Vec::new())
-            }));
+            for _ in 0..writers {
+                let p2 = p2.clone();
+                jobs.push(Box::new(move |go| {
+                    let tx = FifoWriter::open(&p2, Wait::Blocking)?;
+                    let msg = vec![0x5au8; size];
+                    go()?;
+                    for _ in 0..messages / writers {
+                        tx.send_bytes(&msg)?;
+                    }
+                    Ok(Vec::new())
+                }));
+            }
             1
         }
-        Case::Queue1x1 | Case::Queue2x2 => {
-            let n = if case == Case::Queue1x1 { 1 } else { 2 };
+        Case::Queue1x1 | Case::Queue2x2 | Case::Queue8x8 => {
+            let n = case.producers();
             let q = Queue::new()?;
             // As many producers as consumers: each producer ends with one
             // empty message, each consumer stops at its first, so every
@@ -1224,9 +1331,11 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
             // empty messages end the consumers anyway.
             n
         }
-        Case::Joinable1x1 => {
+        Case::Joinable1x1 | Case::Joinable8x8 => {
+            let n = case.producers();
             let q = crate::JoinableQueue::new()?;
-            {
+            // Ends as the queues above: one empty message per producer.
+            for _ in 0..n {
                 let q = q.clone();
                 jobs.push(Box::new(move |go| {
                     q.close_producer();
@@ -1241,12 +1350,12 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
                     Ok(Vec::new())
                 }));
             }
-            {
+            for _ in 0..n {
                 let q = q.clone();
                 jobs.push(Box::new(move |go| {
                     let msg = vec![0x5au8; size];
                     go()?;
-                    for _ in 0..messages {
+                    for _ in 0..messages / n {
                         q.put_bytes(&msg)?;
                     }
                     q.put_bytes(&[])?;
@@ -1254,7 +1363,7 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
                     Ok(Vec::new())
                 }));
             }
-            1
+            n
         }
         _ => unreachable!("python cases are handled above"),
     };
@@ -1475,6 +1584,10 @@ pub struct BenchArgs {
     /// Skip the round-trip measurements.
     #[arg(long)]
     pub no_latency: bool,
+    /// Skip the scaling cases (Queue and JoinableQueue 8 producers x 8
+    /// consumers, Fifo 8 writers), which run by default at every size.
+    #[arg(long)]
+    pub no_scaling: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -1494,6 +1607,7 @@ impl BenchArgs {
             },
             budget: self.budget,
             latency: !self.no_latency,
+            scaling: !self.no_scaling,
         }
     }
 
@@ -1681,5 +1795,13 @@ mod tests {
             ..Options::default()
         };
         assert!(q.messages(16 << 20, false) >= 2);
+        // Every producer of a scaling case sends the same number.
+        for case in Case::SCALING {
+            for size in SIZES {
+                let n = q.messages_for(case, size);
+                assert_eq!(n % 8, 0, "{case:?} at {size}: {n}");
+                assert!(n >= q.messages(size, false), "{case:?} at {size}: {n}");
+            }
+        }
     }
 }

@@ -24,6 +24,7 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
         sizes: sizes.clone(),
         budget: Some(256 * 1024),
         latency: true,
+        scaling: true,
     };
     let report = bench::run(&opts, |_| {}).expect("benchmark runs");
     let python = python3_present();
@@ -36,6 +37,7 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
     assert!(failures.is_empty(), "measurements failed: {failures:#?}");
 
     let mut cases = Case::RUST.to_vec();
+    cases.extend(Case::SCALING);
     if python {
         cases.extend(Case::PYTHON);
     }
@@ -60,6 +62,23 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
             }
         }
     }
+    for case in Case::SCALING {
+        let one = case.scales().expect("a scaling case has a 1x1 form");
+        for &size in &sizes {
+            let r = report.ratio(case, one, size);
+            assert!(
+                r.is_finite() && r > 0.0,
+                "{case:?} / {one:?} at {size}: {r}"
+            );
+        }
+    }
+    assert!(
+        report
+            .targets()
+            .iter()
+            .any(|t| t.name.starts_with("Queue 8x8 >= 0.7x") && t.met.is_some()),
+        "a measured scaling target"
+    );
     let mut lcases = LatencyCase::RUST.to_vec();
     if python {
         lcases.extend(LatencyCase::PYTHON);
@@ -85,6 +104,7 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
         );
     }
     assert!(table.contains("Targets"), "{table}");
+    assert!(table.contains("Scaling"), "{table}");
 
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("valid JSON");
     let rows = json["throughput"].as_array().expect("throughput rows");
