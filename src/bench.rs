@@ -101,6 +101,10 @@ pub struct Options {
     /// Run the scaling cases ([`Case::SCALING`]: 8 producers x 8 consumers
     /// for the queues, 8 writers for a FIFO) at every size (default true).
     pub scaling: bool,
+    /// Add the peers ([`Case::PEERS`]: `ipc-channel`, `interprocess`) in
+    /// the same rounds. Needs a build with the `peers` cargo feature;
+    /// without it the report says so in a note and runs the rest.
+    pub peers: bool,
 }
 
 impl Default for Options {
@@ -113,6 +117,7 @@ impl Default for Options {
             budget: None,
             latency: true,
             scaling: true,
+            peers: false,
         }
     }
 }
@@ -186,6 +191,16 @@ pub enum Case {
     /// [`Fifo`], framed, 8 writers (each opening the path) x 1 reader (the
     /// scaling run: a FIFO has one reader by design).
     Fifo8x1,
+    /// `ipc-channel`'s `ipc::bytes_channel()`: `IpcBytesSender::send`,
+    /// `IpcBytesReceiver::recv` (a new `Vec` per message). A peer, with
+    /// [`Options::peers`] and the `peers` cargo feature.
+    IpcChannel,
+    /// `interprocess`'s `unnamed_pipe::pipe()`, which has no message
+    /// framing: each message goes out as one `write_all` of a 4-byte length
+    /// and the payload (built in a reused buffer), and is read back through
+    /// a 64 KiB `BufReader` with two `read_exact`s into a reused buffer, as
+    /// a user of the crate would frame it. A peer, like [`Case::IpcChannel`].
+    Interprocess,
     /// Python `multiprocessing.Pipe()`, `send_bytes`/`recv_bytes`.
     PyPipe,
     /// Python `multiprocessing.Queue`, 1 x 1.
@@ -220,6 +235,9 @@ impl Case {
     /// The scaling cases (with [`Options::scaling`]), each compared with its
     /// 1x1 form ([`Case::scales`]) of the same round.
     pub const SCALING: [Case; 3] = [Case::Queue8x8, Case::Joinable8x8, Case::Fifo8x1];
+    /// The other crates (with [`Options::peers`], in a build with the
+    /// `peers` feature).
+    pub const PEERS: [Case; 2] = [Case::IpcChannel, Case::Interprocess];
     /// The raw transports: the "best raw" of a round is the fastest of these.
     pub const RAW: [Case; 3] = [Case::RawPipe, Case::RawPipe1M, Case::RawSocket];
 
@@ -239,6 +257,8 @@ impl Case {
             Case::Queue8x8 => "Queue 8x8",
             Case::Joinable8x8 => "JoinableQueue 8x8",
             Case::Fifo8x1 => "Fifo 8 writers",
+            Case::IpcChannel => "ipc-channel bytes_channel",
+            Case::Interprocess => "interprocess pipe, framed",
             Case::PyPipe => "py Pipe() send_bytes",
             Case::PyQueue1x1 => "py Queue 1x1",
             Case::PyQueue2x2 => "py Queue 2x2",
@@ -271,6 +291,8 @@ impl Case {
             Case::Queue8x8 => "queue_8x8",
             Case::Joinable8x8 => "joinable_8x8",
             Case::Fifo8x1 => "fifo_8_writers",
+            Case::IpcChannel => "ipc_channel",
+            Case::Interprocess => "interprocess_pipe",
             Case::PyPipe => "python_pipe",
             Case::PyQueue1x1 => "python_queue_1x1",
             Case::PyQueue2x2 => "python_queue_2x2",
@@ -328,6 +350,8 @@ pub enum LatencyCase {
     Duplex,
     /// Two [`Queue`]s.
     Queue,
+    /// Two `ipc-channel` bytes channels (a peer, with the `peers` feature).
+    IpcChannel,
     /// Python `Pipe()`.
     PyPipe,
     /// Two Python `Queue`s.
@@ -345,6 +369,8 @@ impl LatencyCase {
     ];
     /// The Python cases.
     pub const PYTHON: [LatencyCase; 2] = [LatencyCase::PyPipe, LatencyCase::PyQueue];
+    /// The peers' cases (with [`Options::peers`] and the `peers` feature).
+    pub const PEERS: [LatencyCase; 1] = [LatencyCase::IpcChannel];
 
     /// The row label.
     pub fn label(self) -> &'static str {
@@ -354,6 +380,7 @@ impl LatencyCase {
             LatencyCase::Pipe => "pipe()",
             LatencyCase::Duplex => "duplex()",
             LatencyCase::Queue => "Queue",
+            LatencyCase::IpcChannel => "ipc-channel",
             LatencyCase::PyPipe => "py Pipe()",
             LatencyCase::PyQueue => "py Queue",
         }
@@ -367,6 +394,7 @@ impl LatencyCase {
             LatencyCase::Pipe => "pipe",
             LatencyCase::Duplex => "duplex",
             LatencyCase::Queue => "queue",
+            LatencyCase::IpcChannel => "ipc_channel",
             LatencyCase::PyPipe => "python_pipe",
             LatencyCase::PyQueue => "python_queue",
         }
@@ -460,15 +488,29 @@ impl Report {
 
     /// Per round, the fastest raw transport at `size`.
     fn best_raw(&self, size: usize) -> Vec<f64> {
+        self.best_of(&Case::RAW, size)
+    }
+
+    /// Per round, the fastest of `cases` at `size`.
+    fn best_of(&self, cases: &[Case], size: usize) -> Vec<f64> {
         (0..self.rounds)
             .map(|r| {
-                Case::RAW
+                cases
                     .iter()
                     .filter_map(|&c| self.samples(c, size).map(|t| t.per_round[r]))
                     .filter(|x| x.is_finite())
                     .fold(f64::NAN, f64::max)
             })
             .collect()
+    }
+
+    /// Median over rounds of `case` / the fastest peer ([`Case::PEERS`]) of
+    /// that round; NaN without peers.
+    pub fn ratio_to_best_peer(&self, case: Case, size: usize) -> f64 {
+        match self.samples(case, size) {
+            Some(x) => median(&ratios(&x.per_round, &self.best_of(&Case::PEERS, size))),
+            None => f64::NAN,
+        }
     }
 
     /// Median over rounds of `case` / the best raw transport of that round.
@@ -589,6 +631,21 @@ impl Report {
                 ));
             }
         }
+        if self.throughput.iter().any(|t| t.case == Case::IpcChannel) {
+            for case in [Case::Pipe, Case::Duplex, Case::Queue1x1] {
+                for &size in sizes {
+                    out.push(Target::at_least(
+                        format!(
+                            "{} ahead of every peer at {}",
+                            case.label(),
+                            size_label(size)
+                        ),
+                        self.ratio_to_best_peer(case, size),
+                        1.0,
+                    ));
+                }
+            }
+        }
         out.push(Target::at_most(
             "Queue same-core round trip <= 2x raw pipes".into(),
             self.latency_ratio(LatencyCase::Queue, true),
@@ -611,6 +668,7 @@ impl Report {
         let cases: Vec<Case> = Case::RUST
             .iter()
             .chain(Case::SCALING.iter())
+            .chain(Case::PEERS.iter())
             .chain(Case::PYTHON.iter())
             .copied()
             .filter(|&c| self.throughput.iter().any(|t| t.case == c))
@@ -683,6 +741,27 @@ impl Report {
                 let _ = writeln!(s);
             }
         }
+        if self
+            .throughput
+            .iter()
+            .any(|t| Case::PEERS.contains(&t.case))
+        {
+            let _ = writeln!(s);
+            header(&mut s, "x the peers of the same round, messages/s");
+            for case in [Case::Pipe, Case::Duplex, Case::Fifo, Case::Queue1x1] {
+                for (peer, short) in [
+                    (Case::IpcChannel, "ipc-channel"),
+                    (Case::Interprocess, "interprocess"),
+                ] {
+                    let _ = write!(s, "{:<30}", format!("{} / {short}", case.label()));
+                    for &size in sizes {
+                        let cell = fixed(self.ratio(case, peer, size));
+                        let _ = write!(s, " {cell:>17}");
+                    }
+                    let _ = writeln!(s);
+                }
+            }
+        }
         if self.options.python && self.throughput.iter().any(|t| t.case.is_python()) {
             let _ = writeln!(s);
             header(
@@ -711,7 +790,11 @@ impl Report {
                     .unwrap_or_default()
             );
             let _ = writeln!(s, "{:<30} {:>26} {:>26}", "case", "unpinned", "pinned");
-            for case in LatencyCase::RUST.iter().chain(LatencyCase::PYTHON.iter()) {
+            for case in LatencyCase::RUST
+                .iter()
+                .chain(LatencyCase::PEERS.iter())
+                .chain(LatencyCase::PYTHON.iter())
+            {
                 if !self.latency.iter().any(|l| l.case == *case) {
                     continue;
                 }
@@ -760,11 +843,12 @@ impl Report {
         let o = &self.options;
         let _ = write!(
             s,
-            "{{\"rounds\":{},\"quick\":{},\"python\":{},\"scaling\":{},\"pinned_cpu\":{},\"throughput\":[",
+            "{{\"rounds\":{},\"quick\":{},\"python\":{},\"scaling\":{},\"peers\":{},\"pinned_cpu\":{},\"throughput\":[",
             self.rounds,
             o.quick,
             o.python,
             o.scaling,
+            o.peers,
             self.pinned_cpu
                 .map_or("null".to_string(), |c| c.to_string())
         );
@@ -775,7 +859,7 @@ impl Report {
             let rate = median(&t.per_round);
             let _ = write!(
                 s,
-                "{{\"case\":\"{}\",\"label\":{},\"size\":{},\"messages\":{},\"msgs_per_s\":{},\"gb_per_s\":{},\"x_raw_pipe\":{},\"x_best_raw\":{},\"x_python\":{},\"x_1x1\":{},\"per_round_msgs_per_s\":[{}]}}",
+                "{{\"case\":\"{}\",\"label\":{},\"size\":{},\"messages\":{},\"msgs_per_s\":{},\"gb_per_s\":{},\"x_raw_pipe\":{},\"x_best_raw\":{},\"x_python\":{},\"x_1x1\":{},\"x_best_peer\":{},\"per_round_msgs_per_s\":[{}]}}",
                 t.case.key(),
                 json_str(t.case.label()),
                 t.size,
@@ -791,6 +875,7 @@ impl Report {
                 t.case.scales().map_or("null".into(), |one| json_num(
                     self.ratio(t.case, one, t.size)
                 )),
+                json_num(self.ratio_to_best_peer(t.case, t.size)),
                 t.per_round
                     .iter()
                     .map(|&x| json_num(x))
@@ -953,6 +1038,10 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
     if opts.scaling {
         cases.extend(Case::SCALING);
     }
+    let peers = opts.peers && peers_available(&mut notes, &mut progress);
+    if peers {
+        cases.extend(Case::PEERS);
+    }
     if python {
         cases.extend(Case::PYTHON);
     }
@@ -971,6 +1060,9 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
     let mut latency: Vec<Latency> = Vec::new();
     if opts.latency {
         let mut lcases = LatencyCase::RUST.to_vec();
+        if peers {
+            lcases.extend(LatencyCase::PEERS);
+        }
         if python {
             lcases.extend(LatencyCase::PYTHON);
         }
@@ -1043,6 +1135,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
     Ok(Report {
         options: Options {
             python,
+            peers,
             ..opts.clone()
         },
         rounds,
@@ -1051,6 +1144,23 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
         latency,
         notes,
     })
+}
+
+/// What `--peers` says in a build without the `peers` feature.
+pub const NO_PEERS: &str = "the peers (ipc-channel, interprocess) are not in this build: \
+     rebuild with `cargo build --release --features peers` \
+     (or `cargo run --release --features peers -- bench --peers`)";
+
+/// True if this build has the `peers` feature.
+pub const PEERS_BUILT: bool = cfg!(feature = "peers");
+
+fn peers_available(notes: &mut Vec<String>, progress: &mut impl FnMut(&str)) -> bool {
+    if PEERS_BUILT {
+        return true;
+    }
+    progress(NO_PEERS);
+    notes.push(format!("--peers skipped: {NO_PEERS}"));
+    false
 }
 
 fn python_available(notes: &mut Vec<String>) -> bool {
@@ -1365,6 +1475,10 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
             }
             n
         }
+        Case::IpcChannel | Case::Interprocess => {
+            peer_throughput(case, size, messages, &mut jobs)?;
+            1
+        }
         _ => unreachable!("python cases are handled above"),
     };
     let (start, results) = run_sides(jobs)?;
@@ -1538,6 +1652,7 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
                 Ok(Vec::new())
             }));
         }
+        LatencyCase::IpcChannel => peer_latency(n, cpu, &mut jobs)?,
         LatencyCase::PyPipe | LatencyCase::PyQueue => unreachable!("handled above"),
     }
     let (_, results) = run_sides(jobs)?;
@@ -1548,6 +1663,131 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
     let med = f64::from_le_bytes(extra[..8].try_into().expect("8 bytes"));
     let p99 = f64::from_le_bytes(extra[8..16].try_into().expect("8 bytes"));
     Ok((med, p99))
+}
+
+// ---------------------------------------------------------------------------
+// The peers: ipc-channel and interprocess (the `peers` feature)
+// ---------------------------------------------------------------------------
+
+/// Pushes a peer's consumer, then its producer. Each crate's channel is
+/// created here, before the fork: both are plain file descriptors (a
+/// `SOCK_SEQPACKET` socketpair for `ipc-channel` on Linux, a `pipe` for
+/// `interprocess`) that the children inherit, with no thread or global
+/// state behind them.
+#[cfg(feature = "peers")]
+fn peer_throughput<'a>(
+    case: Case,
+    size: usize,
+    messages: usize,
+    jobs: &mut Vec<Job<'a>>,
+) -> Result<()> {
+    use std::io::{BufReader, Read, Write};
+    match case {
+        Case::IpcChannel => {
+            let (tx, rx) = ipc_channel::ipc::bytes_channel()
+                .map_err(|e| Error::io("ipc-channel bytes_channel", e))?;
+            jobs.push(Box::new(move |go| {
+                go()?;
+                for _ in 0..messages {
+                    let m = rx.recv().map_err(|e| peer_error("ipc-channel recv", e))?;
+                    std::hint::black_box(m);
+                }
+                Ok(Vec::new())
+            }));
+            jobs.push(Box::new(move |go| {
+                let msg = vec![0x5au8; size];
+                go()?;
+                for _ in 0..messages {
+                    tx.send(&msg)
+                        .map_err(|e| Error::io("ipc-channel send", e))?;
+                }
+                Ok(Vec::new())
+            }));
+        }
+        Case::Interprocess => {
+            let (mut tx, rx) = interprocess::unnamed_pipe::pipe()
+                .map_err(|e| Error::io("interprocess pipe", e))?;
+            jobs.push(Box::new(move |go| {
+                let mut rx = BufReader::with_capacity(64 << 10, rx);
+                let mut buf = vec![0u8; size];
+                go()?;
+                for _ in 0..messages {
+                    let mut header = [0u8; 4];
+                    rx.read_exact(&mut header)
+                        .map_err(|e| Error::io("interprocess read", e))?;
+                    let len = u32::from_be_bytes(header) as usize;
+                    rx.read_exact(&mut buf[..len])
+                        .map_err(|e| Error::io("interprocess read", e))?;
+                }
+                Ok(Vec::new())
+            }));
+            jobs.push(Box::new(move |go| {
+                let msg = vec![0x5au8; size];
+                let mut frame = Vec::with_capacity(size + 4);
+                go()?;
+                for _ in 0..messages {
+                    frame.clear();
+                    frame.extend_from_slice(&(size as u32).to_be_bytes());
+                    frame.extend_from_slice(&msg);
+                    tx.write_all(&frame)
+                        .map_err(|e| Error::io("interprocess write", e))?;
+                }
+                Ok(Vec::new())
+            }));
+        }
+        _ => unreachable!("not a peer"),
+    }
+    Ok(())
+}
+
+#[cfg(feature = "peers")]
+fn peer_latency<'a>(n: usize, cpu: Option<usize>, jobs: &mut Vec<Job<'a>>) -> Result<()> {
+    let chan =
+        || ipc_channel::ipc::bytes_channel().map_err(|e| Error::io("ipc-channel bytes_channel", e));
+    let (ping_tx, ping_rx) = chan()?;
+    let (pong_tx, pong_rx) = chan()?;
+    jobs.push(Box::new(move |go| {
+        pin(cpu)?;
+        let msg = [0x5au8; LATENCY_SIZE];
+        ping_loop(go, n, || {
+            ping_tx
+                .send(&msg)
+                .map_err(|e| Error::io("ipc-channel send", e))?;
+            pong_rx
+                .recv()
+                .map(drop)
+                .map_err(|e| peer_error("ipc-channel recv", e))
+        })
+    }));
+    jobs.push(Box::new(move |go| {
+        pin(cpu)?;
+        go()?;
+        for _ in 0..n + WARM_UP {
+            let m = ping_rx
+                .recv()
+                .map_err(|e| peer_error("ipc-channel recv", e))?;
+            pong_tx
+                .send(&m)
+                .map_err(|e| Error::io("ipc-channel send", e))?;
+        }
+        Ok(Vec::new())
+    }));
+    Ok(())
+}
+
+#[cfg(feature = "peers")]
+fn peer_error(what: &str, e: impl std::fmt::Debug) -> Error {
+    bench_error(format!("{what}: {e:?}"))
+}
+
+#[cfg(not(feature = "peers"))]
+fn peer_throughput(_: Case, _: usize, _: usize, _: &mut Vec<Job<'_>>) -> Result<()> {
+    Err(bench_error(NO_PEERS.into()))
+}
+
+#[cfg(not(feature = "peers"))]
+fn peer_latency(_: usize, _: Option<usize>, _: &mut Vec<Job<'_>>) -> Result<()> {
+    Err(bench_error(NO_PEERS.into()))
 }
 
 // ---------------------------------------------------------------------------
@@ -1584,6 +1824,10 @@ pub struct BenchArgs {
     /// Skip the round-trip measurements.
     #[arg(long)]
     pub no_latency: bool,
+    /// Add the peers ipc-channel and interprocess in the same rounds (needs
+    /// a build with `--features peers`; without it, a note says so).
+    #[arg(long)]
+    pub peers: bool,
     /// Skip the scaling cases (Queue and JoinableQueue 8 producers x 8
     /// consumers, Fifo 8 writers), which run by default at every size.
     #[arg(long)]
@@ -1608,6 +1852,7 @@ impl BenchArgs {
             budget: self.budget,
             latency: !self.no_latency,
             scaling: !self.no_scaling,
+            peers: self.peers,
         }
     }
 
