@@ -20,6 +20,11 @@
 //!   producers x 8 consumers, and a [`Fifo`] with 8 writers (each opening
 //!   the path) and its one reader, at every size; each is divided by its
 //!   1x1 form *of the same round* (the target: at least 0.7x).
+//! - **Peers** ([`Case::PEERS`], `--peers`, in a build with the `peers`
+//!   cargo feature): `ipc-channel`'s bytes channel and `interprocess`'s
+//!   unnamed pipe (framed as a user would: it has no framing), with an
+//!   `ipc-channel` round trip; each primitive's ratio to the fastest peer of
+//!   the round is a target ("ahead of every peer").
 //! - **Round trip** of a 64-byte message (median and 99th percentile): a
 //!   pinger sends, an echoer sends it back. Once with both processes free to
 //!   run anywhere, once with both pinned to the same CPU: on these VMs a
