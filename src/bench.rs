@@ -15,6 +15,16 @@
 //!   (receiving into a reused buffer, and with `recv_bytes` allocating each
 //!   message), [`duplex()`](crate::duplex()), [`Fifo`] (framed),
 //!   [`Queue`] with 1 producer x 1 consumer and 2 x 2.
+//! - **Scaling** ([`Case::SCALING`], on by default, `--no-scaling` skips
+//!   it): [`Queue`] and [`JoinableQueue`](crate::JoinableQueue) with 8
+//!   producers x 8 consumers, and a [`Fifo`] with 8 writers (each opening
+//!   the path) and its one reader, at every size; each is divided by its
+//!   1x1 form *of the same round* (the issue's target: at least 0.7x).
+//! - **Peers** ([`Case::PEERS`], `--peers`, in a build with the `peers`
+//!   cargo feature): `ipc-channel`'s bytes channel and `interprocess`'s
+//!   unnamed pipe (framed as a user would: it has no framing), with an
+//!   `ipc-channel` round trip; each primitive's ratio to the fastest peer of
+//!   the round is a target ("ahead of every peer").
 //! - **Round trip** of a 64-byte message (median and 99th percentile): a
 //!   pinger sends, an echoer sends it back. Once with both processes free to
 //!   run anywhere, once with both pinned to the same CPU: on these VMs a
@@ -93,6 +103,13 @@ pub struct Options {
     pub budget: Option<usize>,
     /// Run the round-trip measurements too (default true).
     pub latency: bool,
+    /// Run the scaling cases ([`Case::SCALING`]: 8 producers x 8 consumers
+    /// for the queues, 8 writers for a FIFO) at every size (default true).
+    pub scaling: bool,
+    /// Add the peers ([`Case::PEERS`]: `ipc-channel`, `interprocess`) in
+    /// the same rounds. Needs a build with the `peers` cargo feature;
+    /// without it the report says so in a note and runs the rest.
+    pub peers: bool,
 }
 
 impl Default for Options {
@@ -104,6 +121,8 @@ impl Default for Options {
             sizes: SIZES.to_vec(),
             budget: None,
             latency: true,
+            scaling: true,
+            peers: false,
         }
     }
 }
@@ -112,6 +131,14 @@ impl Options {
     fn budget_bytes(&self) -> usize {
         self.budget
             .unwrap_or(if self.quick { 2 << 20 } else { 64 << 20 })
+    }
+
+    /// How many messages of `size` bytes one measurement of `case` sends:
+    /// [`messages`](Self::messages), rounded up to a multiple of the case's
+    /// producers.
+    pub fn messages_for(&self, case: Case, size: usize) -> usize {
+        let p = case.producers();
+        self.messages(size, case.is_python()).div_ceil(p) * p
     }
 
     /// How many messages of `size` bytes one measurement sends.
@@ -161,6 +188,24 @@ pub enum Case {
     /// [`JoinableQueue`](crate::JoinableQueue), 1 x 1, `task_done` per item,
     /// the producer joins at the end.
     Joinable1x1,
+    /// [`Queue`], 8 producers x 8 consumers (the scaling run).
+    Queue8x8,
+    /// [`JoinableQueue`](crate::JoinableQueue), 8 x 8, `task_done` per item,
+    /// every producer joins at the end (the scaling run).
+    Joinable8x8,
+    /// [`Fifo`], framed, 8 writers (each opening the path) x 1 reader (the
+    /// scaling run: a FIFO has one reader by design).
+    Fifo8x1,
+    /// `ipc-channel`'s `ipc::bytes_channel()`: `IpcBytesSender::send`,
+    /// `IpcBytesReceiver::recv` (a new `Vec` per message). A peer, with
+    /// [`Options::peers`] and the `peers` cargo feature.
+    IpcChannel,
+    /// `interprocess`'s `unnamed_pipe::pipe()`, which has no message
+    /// framing: each message goes out as one `write_all` of a 4-byte length
+    /// and the payload (built in a reused buffer), and is read back through
+    /// a 64 KiB `BufReader` with two `read_exact`s into a reused buffer, as
+    /// a user of the crate would frame it. A peer, like [`Case::IpcChannel`].
+    Interprocess,
     /// Python `multiprocessing.Pipe()`, `send_bytes`/`recv_bytes`.
     PyPipe,
     /// Python `multiprocessing.Queue`, 1 x 1.
@@ -192,6 +237,12 @@ impl Case {
         Case::PyQueue2x2,
         Case::PyJoinable1x1,
     ];
+    /// The scaling cases (with [`Options::scaling`]), each compared with its
+    /// 1x1 form ([`Case::scales`]) of the same round.
+    pub const SCALING: [Case; 3] = [Case::Queue8x8, Case::Joinable8x8, Case::Fifo8x1];
+    /// The other crates (with [`Options::peers`], in a build with the
+    /// `peers` feature).
+    pub const PEERS: [Case; 2] = [Case::IpcChannel, Case::Interprocess];
     /// The raw transports: the "best raw" of a round is the fastest of these.
     pub const RAW: [Case; 3] = [Case::RawPipe, Case::RawPipe1M, Case::RawSocket];
 
@@ -208,6 +259,11 @@ impl Case {
             Case::Queue1x1 => "Queue 1x1",
             Case::Queue2x2 => "Queue 2x2",
             Case::Joinable1x1 => "JoinableQueue 1x1",
+            Case::Queue8x8 => "Queue 8x8",
+            Case::Joinable8x8 => "JoinableQueue 8x8",
+            Case::Fifo8x1 => "Fifo 8 writers",
+            Case::IpcChannel => "ipc-channel bytes_channel",
+            Case::Interprocess => "interprocess pipe, framed",
             Case::PyPipe => "py Pipe() send_bytes",
             Case::PyQueue1x1 => "py Queue 1x1",
             Case::PyQueue2x2 => "py Queue 2x2",
@@ -237,6 +293,11 @@ impl Case {
             Case::Queue1x1 => "queue_1x1",
             Case::Queue2x2 => "queue_2x2",
             Case::Joinable1x1 => "joinable_1x1",
+            Case::Queue8x8 => "queue_8x8",
+            Case::Joinable8x8 => "joinable_8x8",
+            Case::Fifo8x1 => "fifo_8_writers",
+            Case::IpcChannel => "ipc_channel",
+            Case::Interprocess => "interprocess_pipe",
             Case::PyPipe => "python_pipe",
             Case::PyQueue1x1 => "python_queue_1x1",
             Case::PyQueue2x2 => "python_queue_2x2",
@@ -252,6 +313,26 @@ impl Case {
             Case::Queue2x2 => Some(Case::PyQueue2x2),
             Case::Joinable1x1 => Some(Case::PyJoinable1x1),
             _ => None,
+        }
+    }
+
+    /// For a scaling case, the 1x1 case it is compared with.
+    pub fn scales(self) -> Option<Case> {
+        match self {
+            Case::Queue8x8 => Some(Case::Queue1x1),
+            Case::Joinable8x8 => Some(Case::Joinable1x1),
+            Case::Fifo8x1 => Some(Case::Fifo),
+            _ => None,
+        }
+    }
+
+    /// How many processes send: the message count is rounded up to a
+    /// multiple of it, so every producer sends the same number.
+    pub fn producers(self) -> usize {
+        match self {
+            Case::Queue2x2 | Case::PyQueue2x2 => 2,
+            Case::Queue8x8 | Case::Joinable8x8 | Case::Fifo8x1 => 8,
+            _ => 1,
         }
     }
 
@@ -274,6 +355,8 @@ pub enum LatencyCase {
     Duplex,
     /// Two [`Queue`]s.
     Queue,
+    /// Two `ipc-channel` bytes channels (a peer, with the `peers` feature).
+    IpcChannel,
     /// Python `Pipe()`.
     PyPipe,
     /// Two Python `Queue`s.
@@ -291,6 +374,8 @@ impl LatencyCase {
     ];
     /// The Python cases.
     pub const PYTHON: [LatencyCase; 2] = [LatencyCase::PyPipe, LatencyCase::PyQueue];
+    /// The peers' cases (with [`Options::peers`] and the `peers` feature).
+    pub const PEERS: [LatencyCase; 1] = [LatencyCase::IpcChannel];
 
     /// The row label.
     pub fn label(self) -> &'static str {
@@ -300,6 +385,7 @@ impl LatencyCase {
             LatencyCase::Pipe => "pipe()",
             LatencyCase::Duplex => "duplex()",
             LatencyCase::Queue => "Queue",
+            LatencyCase::IpcChannel => "ipc-channel",
             LatencyCase::PyPipe => "py Pipe()",
             LatencyCase::PyQueue => "py Queue",
         }
@@ -313,6 +399,7 @@ impl LatencyCase {
             LatencyCase::Pipe => "pipe",
             LatencyCase::Duplex => "duplex",
             LatencyCase::Queue => "queue",
+            LatencyCase::IpcChannel => "ipc_channel",
             LatencyCase::PyPipe => "python_pipe",
             LatencyCase::PyQueue => "python_queue",
         }
@@ -406,15 +493,29 @@ impl Report {
 
     /// Per round, the fastest raw transport at `size`.
     fn best_raw(&self, size: usize) -> Vec<f64> {
+        self.best_of(&Case::RAW, size)
+    }
+
+    /// Per round, the fastest of `cases` at `size`.
+    fn best_of(&self, cases: &[Case], size: usize) -> Vec<f64> {
         (0..self.rounds)
             .map(|r| {
-                Case::RAW
+                cases
                     .iter()
                     .filter_map(|&c| self.samples(c, size).map(|t| t.per_round[r]))
                     .filter(|x| x.is_finite())
                     .fold(f64::NAN, f64::max)
             })
             .collect()
+    }
+
+    /// Median over rounds of `case` / the fastest peer ([`Case::PEERS`]) of
+    /// that round; NaN without peers.
+    pub fn ratio_to_best_peer(&self, case: Case, size: usize) -> f64 {
+        match self.samples(case, size) {
+            Some(x) => median(&ratios(&x.per_round, &self.best_of(&Case::PEERS, size))),
+            None => f64::NAN,
+        }
     }
 
     /// Median over rounds of `case` / the best raw transport of that round.
@@ -517,6 +618,39 @@ impl Report {
                 }
             }
         }
+        for case in Case::SCALING {
+            let Some(one) = case.scales() else { continue };
+            if !self.throughput.iter().any(|t| t.case == case) {
+                continue;
+            }
+            for &size in sizes {
+                out.push(Target::at_least(
+                    format!(
+                        "{} >= 0.7x {} at {}",
+                        case.label(),
+                        one.label(),
+                        size_label(size)
+                    ),
+                    self.ratio(case, one, size),
+                    0.7,
+                ));
+            }
+        }
+        if self.throughput.iter().any(|t| t.case == Case::IpcChannel) {
+            for case in [Case::Pipe, Case::Duplex, Case::Queue1x1] {
+                for &size in sizes {
+                    out.push(Target::at_least(
+                        format!(
+                            "{} ahead of every peer at {}",
+                            case.label(),
+                            size_label(size)
+                        ),
+                        self.ratio_to_best_peer(case, size),
+                        1.0,
+                    ));
+                }
+            }
+        }
         out.push(Target::at_most(
             "Queue same-core round trip <= 2x raw pipes".into(),
             self.latency_ratio(LatencyCase::Queue, true),
@@ -538,6 +672,8 @@ impl Report {
         let sizes = &self.options.sizes;
         let cases: Vec<Case> = Case::RUST
             .iter()
+            .chain(Case::SCALING.iter())
+            .chain(Case::PEERS.iter())
             .chain(Case::PYTHON.iter())
             .copied()
             .filter(|&c| self.throughput.iter().any(|t| t.case == c))
@@ -587,6 +723,50 @@ impl Report {
             }
             let _ = writeln!(s);
         }
+        if self.throughput.iter().any(|t| t.case.scales().is_some()) {
+            let _ = writeln!(s);
+            header(
+                &mut s,
+                "Scaling: x the 1x1 form of the same round, messages/s (target >= 0.70)",
+            );
+            for &case in &cases {
+                let Some(one) = case.scales() else {
+                    continue;
+                };
+                let label = match case {
+                    Case::Fifo8x1 => "Fifo 8 writers / 1 writer",
+                    Case::Queue8x8 => "Queue 8x8 / 1x1",
+                    _ => "JoinableQueue 8x8 / 1x1",
+                };
+                let _ = write!(s, "{label:<30}");
+                for &size in sizes {
+                    let cell = fixed(self.ratio(case, one, size));
+                    let _ = write!(s, " {cell:>17}");
+                }
+                let _ = writeln!(s);
+            }
+        }
+        if self
+            .throughput
+            .iter()
+            .any(|t| Case::PEERS.contains(&t.case))
+        {
+            let _ = writeln!(s);
+            header(&mut s, "x the peers of the same round, messages/s");
+            for case in [Case::Pipe, Case::Duplex, Case::Fifo, Case::Queue1x1] {
+                for (peer, short) in [
+                    (Case::IpcChannel, "ipc-channel"),
+                    (Case::Interprocess, "interprocess"),
+                ] {
+                    let _ = write!(s, "{:<30}", format!("{} / {short}", case.label()));
+                    for &size in sizes {
+                        let cell = fixed(self.ratio(case, peer, size));
+                        let _ = write!(s, " {cell:>17}");
+                    }
+                    let _ = writeln!(s);
+                }
+            }
+        }
         if self.options.python && self.throughput.iter().any(|t| t.case.is_python()) {
             let _ = writeln!(s);
             header(
@@ -615,7 +795,11 @@ impl Report {
                     .unwrap_or_default()
             );
             let _ = writeln!(s, "{:<30} {:>26} {:>26}", "case", "unpinned", "pinned");
-            for case in LatencyCase::RUST.iter().chain(LatencyCase::PYTHON.iter()) {
+            for case in LatencyCase::RUST
+                .iter()
+                .chain(LatencyCase::PEERS.iter())
+                .chain(LatencyCase::PYTHON.iter())
+            {
                 if !self.latency.iter().any(|l| l.case == *case) {
                     continue;
                 }
@@ -664,10 +848,12 @@ impl Report {
         let o = &self.options;
         let _ = write!(
             s,
-            "{{\"rounds\":{},\"quick\":{},\"python\":{},\"pinned_cpu\":{},\"throughput\":[",
+            "{{\"rounds\":{},\"quick\":{},\"python\":{},\"scaling\":{},\"peers\":{},\"pinned_cpu\":{},\"throughput\":[",
             self.rounds,
             o.quick,
             o.python,
+            o.scaling,
+            o.peers,
             self.pinned_cpu
                 .map_or("null".to_string(), |c| c.to_string())
         );
@@ -678,7 +864,7 @@ impl Report {
             let rate = median(&t.per_round);
             let _ = write!(
                 s,
-                "{{\"case\":\"{}\",\"label\":{},\"size\":{},\"messages\":{},\"msgs_per_s\":{},\"gb_per_s\":{},\"x_raw_pipe\":{},\"x_best_raw\":{},\"x_python\":{},\"per_round_msgs_per_s\":[{}]}}",
+                "{{\"case\":\"{}\",\"label\":{},\"size\":{},\"messages\":{},\"msgs_per_s\":{},\"gb_per_s\":{},\"x_raw_pipe\":{},\"x_best_raw\":{},\"x_python\":{},\"x_1x1\":{},\"x_best_peer\":{},\"per_round_msgs_per_s\":[{}]}}",
                 t.case.key(),
                 json_str(t.case.label()),
                 t.size,
@@ -691,6 +877,10 @@ impl Report {
                     .python_peer()
                     .filter(|_| o.python)
                     .map_or("null".into(), |p| json_num(self.ratio(t.case, p, t.size))),
+                t.case.scales().map_or("null".into(), |one| json_num(
+                    self.ratio(t.case, one, t.size)
+                )),
+                json_num(self.ratio_to_best_peer(t.case, t.size)),
                 t.per_round
                     .iter()
                     .map(|&x| json_num(x))
@@ -850,6 +1040,13 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
         notes.push("could not read the CPU affinity: pinned round trips skipped".into());
     }
     let mut cases: Vec<Case> = Case::RUST.to_vec();
+    if opts.scaling {
+        cases.extend(Case::SCALING);
+    }
+    let peers = opts.peers && peers_available(&mut notes, &mut progress);
+    if peers {
+        cases.extend(Case::PEERS);
+    }
     if python {
         cases.extend(Case::PYTHON);
     }
@@ -860,7 +1057,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
             throughput.push(Throughput {
                 case,
                 size,
-                messages: opts.messages(size, case.is_python()),
+                messages: opts.messages_for(case, size),
                 per_round: vec![f64::NAN; rounds],
             });
         }
@@ -868,6 +1065,9 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
     let mut latency: Vec<Latency> = Vec::new();
     if opts.latency {
         let mut lcases = LatencyCase::RUST.to_vec();
+        if peers {
+            lcases.extend(LatencyCase::PEERS);
+        }
         if python {
             lcases.extend(LatencyCase::PYTHON);
         }
@@ -940,6 +1140,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
     Ok(Report {
         options: Options {
             python,
+            peers,
             ..opts.clone()
         },
         rounds,
@@ -948,6 +1149,23 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
         latency,
         notes,
     })
+}
+
+/// What `--peers` says in a build without the `peers` feature.
+pub const NO_PEERS: &str = "the peers (ipc-channel, interprocess) are not in this build: \
+     rebuild with `cargo build --release --features peers` \
+     (or `cargo run --release --features peers -- bench --peers`)";
+
+/// True if this build has the `peers` feature.
+pub const PEERS_BUILT: bool = cfg!(feature = "peers");
+
+fn peers_available(notes: &mut Vec<String>, progress: &mut impl FnMut(&str)) -> bool {
+    if PEERS_BUILT {
+        return true;
+    }
+    progress(NO_PEERS);
+    notes.push(format!("--peers skipped: {NO_PEERS}"));
+    false
 }
 
 fn python_available(notes: &mut Vec<String>) -> bool {
@@ -1167,7 +1385,8 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
             }));
             1
         }
-        Case::Fifo => {
+        Case::Fifo | Case::Fifo8x1 => {
+            let writers = case.producers();
             let path = fifo_path();
             _keep_fifo = Some(Fifo::create(&path)?);
             let p2 = path.clone();
@@ -1180,19 +1399,22 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
                 }
                 Ok(Vec::new())
             }));
-            jobs.push(Box::new(move |go| {
-                let tx = FifoWriter::open(&p2, Wait::Blocking)?;
-                let msg = vec![0x5au8; size];
-                go()?;
-                for _ in 0..messages {
-                    tx.send_bytes(&msg)?;
-                }
-                Ok(Vec::new())
-            }));
+            for _ in 0..writers {
+                let p2 = p2.clone();
+                jobs.push(Box::new(move |go| {
+                    let tx = FifoWriter::open(&p2, Wait::Blocking)?;
+                    let msg = vec![0x5au8; size];
+                    go()?;
+                    for _ in 0..messages / writers {
+                        tx.send_bytes(&msg)?;
+                    }
+                    Ok(Vec::new())
+                }));
+            }
             1
         }
-        Case::Queue1x1 | Case::Queue2x2 => {
-            let n = if case == Case::Queue1x1 { 1 } else { 2 };
+        Case::Queue1x1 | Case::Queue2x2 | Case::Queue8x8 => {
+            let n = case.producers();
             let q = Queue::new()?;
             // As many producers as consumers: each producer ends with one
             // empty message, each consumer stops at its first, so every
@@ -1224,9 +1446,11 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
             // empty messages end the consumers anyway.
             n
         }
-        Case::Joinable1x1 => {
+        Case::Joinable1x1 | Case::Joinable8x8 => {
+            let n = case.producers();
             let q = crate::JoinableQueue::new()?;
-            {
+            // Ends as the queues above: one empty message per producer.
+            for _ in 0..n {
                 let q = q.clone();
                 jobs.push(Box::new(move |go| {
                     q.close_producer();
@@ -1241,12 +1465,12 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
                     Ok(Vec::new())
                 }));
             }
-            {
+            for _ in 0..n {
                 let q = q.clone();
                 jobs.push(Box::new(move |go| {
                     let msg = vec![0x5au8; size];
                     go()?;
-                    for _ in 0..messages {
+                    for _ in 0..messages / n {
                         q.put_bytes(&msg)?;
                     }
                     q.put_bytes(&[])?;
@@ -1254,6 +1478,10 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
                     Ok(Vec::new())
                 }));
             }
+            n
+        }
+        Case::IpcChannel | Case::Interprocess => {
+            peer_throughput(case, size, messages, &mut jobs)?;
             1
         }
         _ => unreachable!("python cases are handled above"),
@@ -1429,6 +1657,7 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
                 Ok(Vec::new())
             }));
         }
+        LatencyCase::IpcChannel => peer_latency(n, cpu, &mut jobs)?,
         LatencyCase::PyPipe | LatencyCase::PyQueue => unreachable!("handled above"),
     }
     let (_, results) = run_sides(jobs)?;
@@ -1439,6 +1668,131 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
     let med = f64::from_le_bytes(extra[..8].try_into().expect("8 bytes"));
     let p99 = f64::from_le_bytes(extra[8..16].try_into().expect("8 bytes"));
     Ok((med, p99))
+}
+
+// ---------------------------------------------------------------------------
+// The peers: ipc-channel and interprocess (the `peers` feature)
+// ---------------------------------------------------------------------------
+
+/// Pushes a peer's consumer, then its producer. Each crate's channel is
+/// created here, before the fork: both are plain file descriptors (a
+/// `SOCK_SEQPACKET` socketpair for `ipc-channel` on Linux, a `pipe` for
+/// `interprocess`) that the children inherit, with no thread or global
+/// state behind them.
+#[cfg(feature = "peers")]
+fn peer_throughput<'a>(
+    case: Case,
+    size: usize,
+    messages: usize,
+    jobs: &mut Vec<Job<'a>>,
+) -> Result<()> {
+    use std::io::{BufReader, Read, Write};
+    match case {
+        Case::IpcChannel => {
+            let (tx, rx) = ipc_channel::ipc::bytes_channel()
+                .map_err(|e| Error::io("ipc-channel bytes_channel", e))?;
+            jobs.push(Box::new(move |go| {
+                go()?;
+                for _ in 0..messages {
+                    let m = rx.recv().map_err(|e| peer_error("ipc-channel recv", e))?;
+                    std::hint::black_box(m);
+                }
+                Ok(Vec::new())
+            }));
+            jobs.push(Box::new(move |go| {
+                let msg = vec![0x5au8; size];
+                go()?;
+                for _ in 0..messages {
+                    tx.send(&msg)
+                        .map_err(|e| Error::io("ipc-channel send", e))?;
+                }
+                Ok(Vec::new())
+            }));
+        }
+        Case::Interprocess => {
+            let (mut tx, rx) = interprocess::unnamed_pipe::pipe()
+                .map_err(|e| Error::io("interprocess pipe", e))?;
+            jobs.push(Box::new(move |go| {
+                let mut rx = BufReader::with_capacity(64 << 10, rx);
+                let mut buf = vec![0u8; size];
+                go()?;
+                for _ in 0..messages {
+                    let mut header = [0u8; 4];
+                    rx.read_exact(&mut header)
+                        .map_err(|e| Error::io("interprocess read", e))?;
+                    let len = u32::from_be_bytes(header) as usize;
+                    rx.read_exact(&mut buf[..len])
+                        .map_err(|e| Error::io("interprocess read", e))?;
+                }
+                Ok(Vec::new())
+            }));
+            jobs.push(Box::new(move |go| {
+                let msg = vec![0x5au8; size];
+                let mut frame = Vec::with_capacity(size + 4);
+                go()?;
+                for _ in 0..messages {
+                    frame.clear();
+                    frame.extend_from_slice(&(size as u32).to_be_bytes());
+                    frame.extend_from_slice(&msg);
+                    tx.write_all(&frame)
+                        .map_err(|e| Error::io("interprocess write", e))?;
+                }
+                Ok(Vec::new())
+            }));
+        }
+        _ => unreachable!("not a peer"),
+    }
+    Ok(())
+}
+
+#[cfg(feature = "peers")]
+fn peer_latency<'a>(n: usize, cpu: Option<usize>, jobs: &mut Vec<Job<'a>>) -> Result<()> {
+    let chan =
+        || ipc_channel::ipc::bytes_channel().map_err(|e| Error::io("ipc-channel bytes_channel", e));
+    let (ping_tx, ping_rx) = chan()?;
+    let (pong_tx, pong_rx) = chan()?;
+    jobs.push(Box::new(move |go| {
+        pin(cpu)?;
+        let msg = [0x5au8; LATENCY_SIZE];
+        ping_loop(go, n, || {
+            ping_tx
+                .send(&msg)
+                .map_err(|e| Error::io("ipc-channel send", e))?;
+            pong_rx
+                .recv()
+                .map(drop)
+                .map_err(|e| peer_error("ipc-channel recv", e))
+        })
+    }));
+    jobs.push(Box::new(move |go| {
+        pin(cpu)?;
+        go()?;
+        for _ in 0..n + WARM_UP {
+            let m = ping_rx
+                .recv()
+                .map_err(|e| peer_error("ipc-channel recv", e))?;
+            pong_tx
+                .send(&m)
+                .map_err(|e| Error::io("ipc-channel send", e))?;
+        }
+        Ok(Vec::new())
+    }));
+    Ok(())
+}
+
+#[cfg(feature = "peers")]
+fn peer_error(what: &str, e: impl std::fmt::Debug) -> Error {
+    bench_error(format!("{what}: {e:?}"))
+}
+
+#[cfg(not(feature = "peers"))]
+fn peer_throughput(_: Case, _: usize, _: usize, _: &mut Vec<Job<'_>>) -> Result<()> {
+    Err(bench_error(NO_PEERS.into()))
+}
+
+#[cfg(not(feature = "peers"))]
+fn peer_latency(_: usize, _: Option<usize>, _: &mut Vec<Job<'_>>) -> Result<()> {
+    Err(bench_error(NO_PEERS.into()))
 }
 
 // ---------------------------------------------------------------------------
@@ -1475,6 +1829,14 @@ pub struct BenchArgs {
     /// Skip the round-trip measurements.
     #[arg(long)]
     pub no_latency: bool,
+    /// Add the peers ipc-channel and interprocess in the same rounds (needs
+    /// a build with `--features peers`; without it, a note says so).
+    #[arg(long)]
+    pub peers: bool,
+    /// Skip the scaling cases (Queue and JoinableQueue 8 producers x 8
+    /// consumers, Fifo 8 writers), which run by default at every size.
+    #[arg(long)]
+    pub no_scaling: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -1494,6 +1856,8 @@ impl BenchArgs {
             },
             budget: self.budget,
             latency: !self.no_latency,
+            scaling: !self.no_scaling,
+            peers: self.peers,
         }
     }
 
@@ -1681,5 +2045,13 @@ mod tests {
             ..Options::default()
         };
         assert!(q.messages(16 << 20, false) >= 2);
+        // Every producer of a scaling case sends the same number.
+        for case in Case::SCALING {
+            for size in SIZES {
+                let n = q.messages_for(case, size);
+                assert_eq!(n % 8, 0, "{case:?} at {size}: {n}");
+                assert!(n >= q.messages(size, false), "{case:?} at {size}: {n}");
+            }
+        }
     }
 }

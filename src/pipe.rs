@@ -68,6 +68,31 @@
 //!   faster still (about 5x the default pipe here) but small ones at 0.4x,
 //!   and gives up `PIPE_BUF` atomicity for several writers. `pipe()` stays a
 //!   pipe; [`duplex()`] is a socketpair, like Python's `Pipe()`.
+//! - **duplex(): two pipes or one socketpair**, measured in the same rounds
+//!   (one direction of a two-pipe duplex is exactly a `pipe()`, so the
+//!   bench's `pipe()` and `duplex()` rows, and its two-`pipe()` and
+//!   `duplex()` round trips, are the comparison; 5 rounds, medians of
+//!   per-round ratios): two pipes / socketpair = 2.20x at 64 B, 1.23x at
+//!   4 KiB, 0.95x at 64 KiB, 0.69x at 1 MiB; same-core round trip 1.06x vs
+//!   1.68x the raw pipes. So two pipes win small messages and lose large
+//!   ones, as expected. [`duplex()`] nevertheless stays one socketpair:
+//!   its end is one fd that a CPython `Connection(fd)` takes as is (the
+//!   interop tests hand our end to Python), [`Connection::split`] is a
+//!   `dup`, and [`Connection::from_fd`] must take Python's socket anyway.
+//!   A program whose two directions carry small messages and that talks
+//!   only to itself gets the pipe figures with two [`pipe()`]s.
+//! - **Measured and not kept** (in-round against `pipe()` as it is, 9
+//!   rounds, medians; differences under ~1.3x are noise here): reading
+//!   2 or 4 small frames per `read` instead of one: 0.95x and 0.89x at 64 B;
+//!   one-frame reads for 4 KiB frames instead of the 64 KiB read-ahead:
+//!   0.94-1.14x at 4 KiB (noise, and worse on one CPU before); a 16 KiB
+//!   read-ahead for 4 KiB frames: 0.89-1.00x; raising the capacity to
+//!   1 MiB from 4 KiB frames on (not 64 KiB): 0.89x at 4 KiB and 0.95x at
+//!   16 KiB, although a raw 1 MiB pipe runs 1.3x a raw 64 KiB one at 4 KiB.
+//!   What remains between `pipe()` and the raw pipe at 64 B (0.7-0.9x) is
+//!   not in the hot path's code (one `read` and one `write` per message,
+//!   no allocation, no `poll`, no `sigaction`) but in the 4 header bytes
+//!   and the scheduling of two processes on two busy vCPUs.
 //!
 //! # Example
 //! ```

@@ -24,6 +24,8 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
         sizes: sizes.clone(),
         budget: Some(256 * 1024),
         latency: true,
+        scaling: true,
+        peers: false,
     };
     let report = bench::run(&opts, |_| {}).expect("benchmark runs");
     let python = python3_present();
@@ -36,6 +38,7 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
     assert!(failures.is_empty(), "measurements failed: {failures:#?}");
 
     let mut cases = Case::RUST.to_vec();
+    cases.extend(Case::SCALING);
     if python {
         cases.extend(Case::PYTHON);
     }
@@ -60,6 +63,23 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
             }
         }
     }
+    for case in Case::SCALING {
+        let one = case.scales().expect("a scaling case has a 1x1 form");
+        for &size in &sizes {
+            let r = report.ratio(case, one, size);
+            assert!(
+                r.is_finite() && r > 0.0,
+                "{case:?} / {one:?} at {size}: {r}"
+            );
+        }
+    }
+    assert!(
+        report
+            .targets()
+            .iter()
+            .any(|t| t.name.starts_with("Queue 8x8 >= 0.7x") && t.met.is_some()),
+        "a measured scaling target"
+    );
     let mut lcases = LatencyCase::RUST.to_vec();
     if python {
         lcases.extend(LatencyCase::PYTHON);
@@ -85,6 +105,7 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
         );
     }
     assert!(table.contains("Targets"), "{table}");
+    assert!(table.contains("Scaling"), "{table}");
 
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("valid JSON");
     let rows = json["throughput"].as_array().expect("throughput rows");
@@ -106,4 +127,50 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
         2 * (LatencyCase::RUST.len() + if python { 2 } else { 0 })
     );
     assert!(json["targets"].as_array().is_some_and(|t| !t.is_empty()));
+}
+
+/// `--peers` measures ipc-channel and interprocess in a build with the
+/// `peers` feature, and says how to get them in one without.
+#[test]
+fn peers_are_measured_or_the_report_says_how_to_get_them() {
+    let _serial = serial();
+    let opts = Options {
+        rounds: 1,
+        quick: true,
+        python: false,
+        sizes: vec![64, 70_000],
+        budget: Some(256 * 1024),
+        latency: true,
+        scaling: false,
+        peers: true,
+    };
+    let report = bench::run(&opts, |_| {}).expect("benchmark runs");
+    let table = report.table();
+    if bench::PEERS_BUILT {
+        assert!(report.options.peers);
+        assert!(report.notes.is_empty(), "{:#?}", report.notes);
+        for case in Case::PEERS {
+            for size in [64, 70_000] {
+                let r = report.rate(case, size);
+                assert!(r.is_finite() && r > 0.0, "{case:?} at {size}: {r}");
+                assert!(report.ratio_to_best_peer(Case::Pipe, size).is_finite());
+            }
+            assert!(table.contains(case.label()), "{table}");
+        }
+        for pinned in [false, true] {
+            let r = report.latency_ratio(LatencyCase::IpcChannel, pinned);
+            assert!(r.is_finite() && r > 0.0, "pinned={pinned}: {r}");
+        }
+        assert!(table.contains("ahead of every peer"), "{table}");
+    } else {
+        assert!(!report.options.peers);
+        assert!(
+            report
+                .throughput
+                .iter()
+                .all(|t| !Case::PEERS.contains(&t.case)),
+            "no peer rows without the feature"
+        );
+        assert!(table.contains("--features peers"), "{table}");
+    }
 }
