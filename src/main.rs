@@ -447,7 +447,10 @@ fn soak(
                 pct(a.indeterminate_lost)
             ),
         ),
-        ("  refused (no consumer left)", a.refused.to_string()),
+        (
+            "    of which refused (no consumer left)",
+            a.refused.to_string(),
+        ),
         ("  duplicated", a.duplicated.to_string()),
         ("  unexpected", a.unexpected.to_string()),
         (

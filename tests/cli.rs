@@ -203,3 +203,75 @@ fn junit_has_a_case_per_transport_and_property_with_failures_for_broken_promises
     );
     assert!(xml.contains(r#"<failure message="FAIL: "#), "{xml}");
 }
+
+#[test]
+fn check_with_faults_reports_what_became_of_every_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let regressions = dir.path().join("check.txt");
+    let o = ipc_harness(&[
+        "check",
+        "--faults",
+        "--cases",
+        "8",
+        "--primitive",
+        "Queue",
+        "--primitive",
+        "pipe()",
+        "--format",
+        "json",
+        "--regressions",
+        regressions.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let report = json(&o);
+    for row in report["results"].as_array().unwrap() {
+        let a = &row["accounting"];
+        let attempted = a["attempted"].as_u64().unwrap();
+        let parts = ["ok", "lost", "recovered", "indeterminate_lost"]
+            .iter()
+            .map(|k| a[k].as_u64().unwrap())
+            .sum::<u64>();
+        // Every send ends up in exactly one of these (none was duplicated).
+        assert!(attempted > 0, "{a}");
+        assert_eq!(parts, attempted, "{a}");
+        assert_eq!(a["duplicated"], 0, "{a}");
+        assert_eq!(a["lost"], a["lost_to_faults"], "{a}");
+    }
+}
+
+#[test]
+fn a_short_soak_prints_its_figures_and_no_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let regressions = dir.path().join("check.txt");
+    let o = ipc_harness(&[
+        "check",
+        "--soak",
+        "2s",
+        "--primitive",
+        "pipe()",
+        "--primitive",
+        "Queue",
+        "--regressions",
+        regressions.to_str().unwrap(),
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for figure in [
+        "scenarios run",
+        "processes killed",
+        "signals delivered",
+        "messages sent",
+        "lost to killed consumers",
+        "violations",
+    ] {
+        assert!(out.contains(figure), "{figure} missing:\n{out}");
+    }
+    let violations = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("violations"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap();
+    assert_eq!(violations, "0", "{out}");
+    let bad = ipc_harness(&["check", "--soak", "ten minutes"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

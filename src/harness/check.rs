@@ -381,7 +381,8 @@ pub struct Accounting {
     /// The part of [`lost`](Self::lost) that a fault explains: in a killed
     /// consumer's hands, or in a channel whose every consumer was gone.
     pub lost_to_faults: u64,
-    /// Indeterminate sends (cut by a kill, or failed) that arrived once.
+    /// Indeterminate sends (cut by a kill, refused, or failed) that
+    /// arrived once.
     pub recovered: u64,
     /// Indeterminate sends that never arrived: allowed.
     pub indeterminate_lost: u64,
@@ -389,7 +390,10 @@ pub struct Accounting {
     pub duplicated: u64,
     /// Messages that arrived but were never sent.
     pub unexpected: u64,
-    /// Sends refused with `Closed` because no consumer was left.
+    /// Sends refused with `Closed` because no consumer was left. They are
+    /// indeterminate too (a large message may have been partly written),
+    /// so they are also counted in [`recovered`](Self::recovered) or
+    /// [`indeterminate_lost`](Self::indeterminate_lost).
     pub refused: u64,
     /// Processes killed by faults.
     pub killed: u64,
@@ -441,7 +445,7 @@ impl fmt::Display for Accounting {
         write!(
             f,
             "sends {}: ok {} ({:.1}%), lost {} ({:.1}%, {} to faults), recovered {} ({:.1}%), \
-             indeterminate and lost {} ({:.1}%), duplicated {}, unexpected {}, refused {}; \
+             indeterminate and lost {} ({:.1}%, {} refused), duplicated {}, unexpected {}; \
              faults: {} killed, {} stopped, {} closed early, {} storm signals",
             self.attempted,
             self.ok,
@@ -453,9 +457,9 @@ impl fmt::Display for Accounting {
             pct(self.recovered),
             self.indeterminate_lost,
             pct(self.indeterminate_lost),
+            self.refused,
             self.duplicated,
             self.unexpected,
-            self.refused,
             self.killed,
             self.stopped,
             self.closed_early,
