@@ -156,6 +156,7 @@ fn a_fifo_writer_killed_mid_frame_tears_the_stream_for_the_others() {
             kind: FaultKind::KillDuring { delay_us: 5_000 },
         }],
         tiny_capacity: false,
+        signal_storm_us: None,
     };
     let options = RunOptions {
         deadline: Duration::from_secs(5),

@@ -14,7 +14,10 @@
 //!
 //! A scenario may also shrink the kernel buffers of its ends to one page
 //! ([`Scenario::tiny_capacity`](super::scenario::Scenario::tiny_capacity)),
-//! so large messages cross many partial reads and writes.
+//! so large messages cross many partial reads and writes, and run every
+//! process under a signal storm
+//! ([`Scenario::signal_storm_us`](super::scenario::Scenario::signal_storm_us)),
+//! so every blocking call keeps failing with `EINTR`.
 //!
 //! What each process did is kept in its journal
 //! ([`journal`](super::journal)) as it goes, so a killed process still

@@ -57,6 +57,10 @@ pub struct Scenario {
     /// first ([`Producer::shrink_buffer`]), so large messages cross many
     /// partial reads and writes.
     pub tiny_capacity: bool,
+    /// A signal storm in every producer and consumer: `SIGALRM` every this
+    /// many microseconds, without `SA_RESTART` (as
+    /// [`RunOptions::signal_storm`], which takes precedence).
+    pub signal_storm_us: Option<u32>,
 }
 
 impl Scenario {
@@ -111,6 +115,9 @@ impl fmt::Display for Scenario {
         }
         if self.tiny_capacity {
             write!(f, "\n  kernel buffers shrunk to one page")?;
+        }
+        if let Some(us) = self.signal_storm_us {
+            write!(f, "\n  signal storm: SIGALRM every {us} us")?;
         }
         for fault in &self.faults {
             write!(f, "\n  fault: {fault}")?;
@@ -192,19 +199,25 @@ pub fn scenarios(limits: Limits) -> impl Strategy<Value = Scenario> {
 }
 
 /// Scenarios within `limits` that also carry faults obeying `rules` (up to
-/// two, at most one per process) and, one time in four, tiny kernel
-/// buffers. Shrinks toward no fault as well.
+/// two, at most one per process) and, each one time in four, tiny kernel
+/// buffers and a signal storm. Shrinks toward no fault as well.
 pub fn scenarios_with_faults(limits: Limits, rules: FaultRules) -> impl Strategy<Value = Scenario> {
+    let storm = prop_oneof![3 => Just(None), 1 => (100u32..=1000).prop_map(Some)];
     scenarios(limits).prop_flat_map(move |scenario| {
         let sends = scenario.producers.iter().map(|p| p.sizes.len()).collect();
         let faults = fault::faults(sends, scenario.consumers, rules);
-        (Just(scenario), faults, proptest::bool::weighted(0.25)).prop_map(
-            |(mut scenario, faults, tiny)| {
+        (
+            Just(scenario),
+            faults,
+            proptest::bool::weighted(0.25),
+            storm.clone(),
+        )
+            .prop_map(|(mut scenario, faults, tiny, storm)| {
                 scenario.faults = faults;
                 scenario.tiny_capacity = tiny;
+                scenario.signal_storm_us = storm;
                 scenario
-            },
-        )
+            })
     })
 }
 
@@ -232,8 +245,10 @@ impl Default for RunOptions {
 /// Starts the storm of `options` in this (child) process; it lasts until
 /// the guard is dropped. Each forked process is single-threaded, so every
 /// signal lands on the thread doing the IPC.
-fn storm(options: &RunOptions) -> Option<StormGuard> {
-    let interval = options.signal_storm?;
+fn storm(options: &RunOptions, scenario: &Scenario) -> Option<StormGuard> {
+    let interval = options.signal_storm.or(scenario
+        .signal_storm_us
+        .map(|us| Duration::from_micros(us.into())))?;
     let handler = crate::sys::install_noop_handler(libc::SIGALRM).ok()?;
     crate::sys::set_interval_timer(interval).ok()?;
     Some(StormGuard { _handler: handler })
@@ -381,7 +396,7 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
                 .take()
                 .expect("one journal each");
             slots.clear();
-            let storm = storm(&options);
+            let storm = storm(&options, scenario);
             consume(end, c as u16, scenario, deadline, &ConsumerLog(&journal));
             drop(storm);
             Vec::new()
@@ -396,7 +411,7 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
             let end = slots.producers[p].take().expect("one end per producer");
             let journal = slots.journals[p].take().expect("one journal each");
             slots.clear();
-            let storm = storm(&options);
+            let storm = storm(&options, scenario);
             produce(end, p as u16, plan, scenario, &ProducerLog(&journal));
             drop(storm);
             Vec::new()
