@@ -72,7 +72,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::fifo::{Fifo, FifoReader, FifoWriter, Wait};
+use crate::fifo::FifoOptions;
 use crate::harness::fork;
 use crate::queue::Queue;
 use crate::sys::{self, SocketKind};
@@ -181,6 +181,11 @@ pub enum Case {
     Duplex,
     /// [`Fifo`], framed, `recv_bytes_into`.
     Fifo,
+    /// [`Fifo`] in [small-messages mode](crate::fifo::FifoOptions::small_messages)
+    /// (no lock per send; messages of at most
+    /// [`SMALL_MESSAGE_MAX`](crate::fifo::SMALL_MESSAGE_MAX) bytes, so run at
+    /// those sizes only).
+    FifoSmall,
     /// [`Queue`], 1 producer x 1 consumer.
     Queue1x1,
     /// [`Queue`], 2 producers x 2 consumers.
@@ -218,7 +223,7 @@ pub enum Case {
 
 impl Case {
     /// The cases this crate runs itself, in table order.
-    pub const RUST: [Case; 10] = [
+    pub const RUST: [Case; 11] = [
         Case::RawPipe,
         Case::RawPipe1M,
         Case::RawSocket,
@@ -226,6 +231,7 @@ impl Case {
         Case::PipeAlloc,
         Case::Duplex,
         Case::Fifo,
+        Case::FifoSmall,
         Case::Queue1x1,
         Case::Queue2x2,
         Case::Joinable1x1,
@@ -256,6 +262,7 @@ impl Case {
             Case::PipeAlloc => "pipe() recv_bytes",
             Case::Duplex => "duplex()",
             Case::Fifo => "Fifo",
+            Case::FifoSmall => "Fifo small_messages",
             Case::Queue1x1 => "Queue 1x1",
             Case::Queue2x2 => "Queue 2x2",
             Case::Joinable1x1 => "JoinableQueue 1x1",
@@ -290,6 +297,7 @@ impl Case {
             Case::PipeAlloc => "pipe_recv_bytes",
             Case::Duplex => "duplex",
             Case::Fifo => "fifo",
+            Case::FifoSmall => "fifo_small_messages",
             Case::Queue1x1 => "queue_1x1",
             Case::Queue2x2 => "queue_2x2",
             Case::Joinable1x1 => "joinable_1x1",
@@ -308,7 +316,9 @@ impl Case {
     /// Python's equivalent, the denominator of the "x Python" ratio.
     pub fn python_peer(self) -> Option<Case> {
         match self {
-            Case::Pipe | Case::PipeAlloc | Case::Duplex | Case::Fifo => Some(Case::PyPipe),
+            Case::Pipe | Case::PipeAlloc | Case::Duplex | Case::Fifo | Case::FifoSmall => {
+                Some(Case::PyPipe)
+            }
             Case::Queue1x1 => Some(Case::PyQueue1x1),
             Case::Queue2x2 => Some(Case::PyQueue2x2),
             Case::Joinable1x1 => Some(Case::PyJoinable1x1),
@@ -339,6 +349,11 @@ impl Case {
     /// True for the Python cases.
     pub fn is_python(self) -> bool {
         Case::PYTHON.contains(&self)
+    }
+
+    /// Whether the case can carry messages of `size` bytes.
+    pub fn carries(self, size: usize) -> bool {
+        self != Case::FifoSmall || size <= crate::fifo::SMALL_MESSAGE_MAX
     }
 }
 
@@ -662,6 +677,13 @@ impl Report {
                 self.ratio(Case::Fifo, Case::Pipe, size),
                 0.9,
             ));
+            if Case::FifoSmall.carries(size) {
+                out.push(Target::at_least(
+                    format!("Fifo small_messages >= 0.9x pipe() at {}", size_label(size)),
+                    self.ratio(Case::FifoSmall, Case::Pipe, size),
+                    0.9,
+                ));
+            }
         }
         out
     }
@@ -1053,7 +1075,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
     let rounds = opts.rounds.max(1);
     let mut throughput: Vec<Throughput> = Vec::new();
     for &case in &cases {
-        for &size in &opts.sizes {
+        for &size in opts.sizes.iter().filter(|&&size| case.carries(size)) {
             throughput.push(Throughput {
                 case,
                 size,
@@ -1385,13 +1407,14 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
             }));
             1
         }
-        Case::Fifo | Case::Fifo8x1 => {
+        Case::Fifo | Case::FifoSmall | Case::Fifo8x1 => {
             let writers = case.producers();
             let path = fifo_path();
-            _keep_fifo = Some(Fifo::create(&path)?);
+            let options = FifoOptions::new().small_messages(case == Case::FifoSmall);
+            _keep_fifo = Some(options.create(&path)?);
             let p2 = path.clone();
             jobs.push(Box::new(move |go| {
-                let mut rx = FifoReader::open(&path, Wait::Blocking)?;
+                let mut rx = options.reader(&path)?;
                 let mut buf = vec![0u8; size];
                 go()?;
                 for _ in 0..messages {
@@ -1402,7 +1425,7 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
             for _ in 0..writers {
                 let p2 = p2.clone();
                 jobs.push(Box::new(move |go| {
-                    let tx = FifoWriter::open(&p2, Wait::Blocking)?;
+                    let tx = options.writer(&p2)?;
                     let msg = vec![0x5au8; size];
                     go()?;
                     for _ in 0..messages / writers {
