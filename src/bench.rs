@@ -13,11 +13,11 @@
 //!   The cases are in [`Case`]: raw pipe (default 64 KiB capacity), raw pipe
 //!   raised to 1 MiB, raw `SOCK_STREAM` socketpair, [`pipe()`](crate::pipe())
 //!   (receiving into a reused buffer, and with `recv_bytes` allocating each
-//!   message), [`duplex()`](crate::duplex()), [`Fifo`] (framed),
+//!   message), [`duplex()`](crate::duplex()), [`Fifo`](crate::fifo::Fifo) (framed),
 //!   [`Queue`] with 1 producer x 1 consumer and 2 x 2.
 //! - **Scaling** ([`Case::SCALING`], on by default, `--no-scaling` skips
 //!   it): [`Queue`] and [`JoinableQueue`](crate::JoinableQueue) with 8
-//!   producers x 8 consumers, and a [`Fifo`] with 8 writers (each opening
+//!   producers x 8 consumers, and a [`Fifo`](crate::fifo::Fifo) with 8 writers (each opening
 //!   the path) and its one reader, at every size; each is divided by its
 //!   1x1 form *of the same round* (the target: at least 0.7x).
 //! - **Peers** ([`Case::PEERS`], `--peers`, in a build with the `peers`
@@ -179,9 +179,9 @@ pub enum Case {
     PipeAlloc,
     /// [`duplex()`](crate::duplex()), `recv_bytes_into` a reused buffer.
     Duplex,
-    /// [`Fifo`], framed, `recv_bytes_into`.
+    /// [`Fifo`](crate::fifo::Fifo), framed, `recv_bytes_into`.
     Fifo,
-    /// [`Fifo`] in [small-messages mode](crate::fifo::FifoOptions::small_messages)
+    /// [`Fifo`](crate::fifo::Fifo) in [small-messages mode](crate::fifo::FifoOptions::small_messages)
     /// (no lock per send; messages of at most
     /// [`SMALL_MESSAGE_MAX`](crate::fifo::SMALL_MESSAGE_MAX) bytes, so run at
     /// those sizes only).
@@ -198,7 +198,7 @@ pub enum Case {
     /// [`JoinableQueue`](crate::JoinableQueue), 8 x 8, `task_done` per item,
     /// every producer joins at the end (the scaling run).
     Joinable8x8,
-    /// [`Fifo`], framed, 8 writers (each opening the path) x 1 reader (the
+    /// [`Fifo`](crate::fifo::Fifo), framed, 8 writers (each opening the path) x 1 reader (the
     /// scaling run: a FIFO has one reader by design).
     Fifo8x1,
     /// `ipc-channel`'s `ipc::bytes_channel()`: `IpcBytesSender::send`,

@@ -4,7 +4,7 @@
 //! ([`check`](super::check)) judges only these reports.
 //!
 //! A process writes its report as it goes into its
-//! [`Journal`](super::journal::Journal) (see [`ProducerLog`] and
+//! [`Journal`] (see [`ProducerLog`] and
 //! [`ConsumerLog`]), so a process killed by a fault still reports what it
 //! did up to its death; the parent reads the journals back with
 //! [`ProducerTrace::from_journal`] and [`ConsumerTrace::from_journal`].
