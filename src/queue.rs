@@ -182,6 +182,7 @@
 //! ```
 
 use std::fmt;
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex};
@@ -906,41 +907,41 @@ impl Inner {
 
     // --- locks and repairs ------------------------------------------------
 
-    fn lock_producer(&self, deadline: Option<Instant>) -> Result<Option<Guard<'_>>> {
-        let lock = &self.header().prod_lock.lock;
-        match lock
-            .lock(deadline)
-            .map_err(|e| Error::io("lock queue", e))?
-        {
+    /// The one way every lock of the queue is taken: turns what a lock
+    /// attempt `got` into a guard, and after `EOWNERDEAD` runs `repair`
+    /// under the lock and marks it consistent before anyone else can take
+    /// it. `None` if the lock was busy or the deadline passed.
+    fn take<'a>(
+        &self,
+        lock: &'a RobustMutex,
+        got: io::Result<Locked>,
+        repair: fn(&Self),
+    ) -> Result<Option<Guard<'a>>> {
+        match got.map_err(|e| Error::io("lock queue", e))? {
             Locked::Acquired => Ok(Some(Guard(lock))),
             Locked::OwnerDied => {
-                self.repair_producer();
+                let guard = Guard(lock);
+                repair(self);
                 lock.mark_consistent()
                     .map_err(|e| Error::io("repair queue", e))?;
-                Ok(Some(Guard(lock)))
+                Ok(Some(guard))
             }
             Locked::Busy | Locked::TimedOut => Ok(None),
         }
+    }
+
+    fn lock_producer(&self, deadline: Option<Instant>) -> Result<Option<Guard<'_>>> {
+        let lock = &self.header().prod_lock.lock;
+        self.take(lock, lock.lock(deadline), Self::repair_producer)
     }
 
     /// Takes the producer lock if it is free, repairs it if its owner died,
     /// and releases it. True if it was free (no put in progress).
     fn probe_producer(&self) -> Result<bool> {
         let lock = &self.header().prod_lock.lock;
-        match lock.try_lock().map_err(|e| Error::io("lock queue", e))? {
-            Locked::Acquired => {
-                let _ = Guard(lock);
-                Ok(true)
-            }
-            Locked::OwnerDied => {
-                let _guard = Guard(lock);
-                self.repair_producer();
-                lock.mark_consistent()
-                    .map_err(|e| Error::io("repair queue", e))?;
-                Ok(true)
-            }
-            Locked::Busy | Locked::TimedOut => Ok(false),
-        }
+        Ok(self
+            .take(lock, lock.try_lock(), Self::repair_producer)?
+            .is_some())
     }
 
     /// After `EOWNERDEAD` on the producer lock: finish a half-applied commit,
@@ -949,10 +950,7 @@ impl Inner {
         let h = self.header();
         let p = &h.prod;
         if p.phase.load(Acquire) == 1 {
-            p.head.store(p.p_head.load(Relaxed), Release);
-            p.published.store(p.p_published.load(Relaxed), Release);
-            p.cur_seq.store(p.p_cur_seq.load(Relaxed), Release);
-            p.phase.store(0, Release);
+            Self::apply_producer_commit(p);
         }
         // Mark the message abandoned before forgetting it, so a repairer that
         // dies here leaves the repair for the next one to redo.
@@ -977,36 +975,23 @@ impl Inner {
         let lock = &self.header().cons_lock.lock;
         let got = if nonblocking {
             loop {
-                match lock.try_lock().map_err(|e| Error::io("lock queue", e))? {
-                    Locked::Busy => {}
+                match lock.try_lock() {
+                    Ok(Locked::Busy) => {}
                     got => break got,
                 }
                 // Someone is taking; wait for them only if there is more.
                 if self.len() == 0 {
                     return Ok(None);
                 }
-                match lock
-                    .lock(Some(Instant::now() + Duration::from_millis(1)))
-                    .map_err(|e| Error::io("lock queue", e))?
-                {
-                    Locked::TimedOut | Locked::Busy => continue,
+                match lock.lock(Some(Instant::now() + Duration::from_millis(1))) {
+                    Ok(Locked::TimedOut | Locked::Busy) => continue,
                     got => break got,
                 }
             }
         } else {
             lock.lock(deadline)
-                .map_err(|e| Error::io("lock queue", e))?
         };
-        match got {
-            Locked::Acquired => Ok(Some(Guard(lock))),
-            Locked::OwnerDied => {
-                self.repair_consumer();
-                lock.mark_consistent()
-                    .map_err(|e| Error::io("repair queue", e))?;
-                Ok(Some(Guard(lock)))
-            }
-            Locked::Busy | Locked::TimedOut => Ok(None),
-        }
+        self.take(lock, got, Self::repair_consumer)
     }
 
     /// After `EOWNERDEAD` on the consumer lock: finish a half-applied commit,
@@ -1015,13 +1000,7 @@ impl Inner {
         let h = self.header();
         let c = &h.cons;
         if c.phase.load(Acquire) == 1 {
-            c.tail.store(c.p_tail.load(Relaxed), Release);
-            c.taken.store(c.p_taken.load(Relaxed), Release);
-            c.cur_seq.store(c.p_cur_seq.load(Relaxed), Release);
-            c.discard.store(c.p_discard.load(Relaxed), Release);
-            c.delivering.store(c.p_delivering.load(Relaxed), Release);
-            self.apply_charge(c.p_slot.load(Relaxed), c.p_slot_taken.load(Relaxed));
-            c.phase.store(0, Release);
+            self.apply_consumer_commit();
         }
         // Each loss is counted once even if a repairer dies mid-repair: the
         // swaps clear the evidence before the count goes up.
@@ -1060,9 +1039,15 @@ impl Inner {
         p.p_cur_seq.store(cur_seq, Relaxed);
         p.phase.store(1, Release);
         kill_point(KillPoint::ProducerMidCommit);
-        p.head.store(head, Release);
-        p.published.store(published, Release);
-        p.cur_seq.store(cur_seq, Release);
+        Self::apply_producer_commit(p);
+    }
+
+    /// Applies the pending producer commit (`phase == 1`): by its committer,
+    /// or by the repairer of a committer that died.
+    fn apply_producer_commit(p: &ProducerState) {
+        p.head.store(p.p_head.load(Relaxed), Release);
+        p.published.store(p.p_published.load(Relaxed), Release);
+        p.cur_seq.store(p.p_cur_seq.load(Relaxed), Release);
         p.phase.store(0, Release);
     }
 
@@ -1091,12 +1076,19 @@ impl Inner {
         c.p_delivering.store(delivering, Relaxed);
         c.phase.store(1, Release);
         kill_point(KillPoint::ConsumerMidCommit);
-        c.tail.store(tail, Release);
-        c.taken.store(taken, Release);
-        c.cur_seq.store(cur_seq, Release);
-        c.discard.store(discard, Release);
-        c.delivering.store(delivering, Release);
-        self.apply_charge(charge.0, charge.1);
+        self.apply_consumer_commit();
+    }
+
+    /// Applies the pending consumer commit (`phase == 1`): by its committer,
+    /// or by the repairer of a committer that died.
+    fn apply_consumer_commit(&self) {
+        let c = &self.header().cons;
+        c.tail.store(c.p_tail.load(Relaxed), Release);
+        c.taken.store(c.p_taken.load(Relaxed), Release);
+        c.cur_seq.store(c.p_cur_seq.load(Relaxed), Release);
+        c.discard.store(c.p_discard.load(Relaxed), Release);
+        c.delivering.store(c.p_delivering.load(Relaxed), Release);
+        self.apply_charge(c.p_slot.load(Relaxed), c.p_slot_taken.load(Relaxed));
         c.phase.store(0, Release);
     }
 
@@ -1474,15 +1466,8 @@ impl Inner {
 
     fn lock_tasks(&self) -> Result<Guard<'_>> {
         let lock = &self.header().tasks_lock.lock;
-        match lock.lock(None).map_err(|e| Error::io("lock queue", e))? {
-            Locked::OwnerDied => {
-                self.repair_tasks();
-                lock.mark_consistent()
-                    .map_err(|e| Error::io("repair queue", e))?;
-            }
-            Locked::Acquired | Locked::Busy | Locked::TimedOut => {}
-        }
-        Ok(Guard(lock))
+        self.take(lock, lock.lock(None), Self::repair_tasks)?
+            .ok_or_else(|| Error::io("lock queue", io::Error::other("an untimed lock gave up")))
     }
 
     /// After `EOWNERDEAD` on the tasks lock: finish a half-applied commit.
@@ -1509,16 +1494,7 @@ impl Inner {
     /// inside a `task_done` (whose commit then lands); releases it at once.
     fn probe_tasks(&self) -> Result<()> {
         let lock = &self.header().tasks_lock.lock;
-        match lock.try_lock().map_err(|e| Error::io("lock queue", e))? {
-            Locked::Acquired => drop(Guard(lock)),
-            Locked::OwnerDied => {
-                let _guard = Guard(lock);
-                self.repair_tasks();
-                lock.mark_consistent()
-                    .map_err(|e| Error::io("repair queue", e))?;
-            }
-            Locked::Busy | Locked::TimedOut => {}
-        }
+        self.take(lock, lock.try_lock(), Self::repair_tasks)?;
         Ok(())
     }
 
