@@ -65,9 +65,9 @@
 //!   someone sleeps. A waker leaves its CPU number beside the word: a waiter
 //!   on that same CPU yields instead of spinning, since the process it waits
 //!   for cannot run until it does (this makes a same-core round trip one
-//!   `sched_yield` per hop). Never a process-shared condition variable: glibc's are
-//!   not robust. Every sleep is bounded (10 ms), so sleepers re-check for
-//!   dead members and closed producers.
+//!   `sched_yield` per hop). Never a process-shared condition variable:
+//!   glibc's are not robust. Every sleep is bounded (10 ms), so sleepers
+//!   re-check for dead members and closed producers.
 //!
 //! ## Commits, and what a death leaves behind
 //! Each side changes its shared state (`head`, `published`, `cur_seq` for
