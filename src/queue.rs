@@ -1275,7 +1275,9 @@ impl Inner {
             return Err(Error::Empty);
         }
         let mut buf = Vec::new();
-        let mut last_probe = Instant::now();
+        // Started when a message first stalls (not on every get: reading
+        // the clock is a measurable part of a same-core round trip).
+        let mut last_probe: Option<Instant> = None;
         loop {
             let tail = c.tail.load(Relaxed);
             let mut head = self.head_seen.load(Acquire);
@@ -1305,9 +1307,9 @@ impl Inner {
                             return Err(Error::Timeout);
                         }
                     }
-                    if last_probe.elapsed() >= POLL {
+                    if last_probe.get_or_insert_with(Instant::now).elapsed() >= POLL {
                         self.probe_producer()?;
-                        last_probe = Instant::now();
+                        last_probe = Some(Instant::now());
                         continue;
                     }
                     Self::wait_on(&h.not_empty, POLL, || h.prod.head.load(Acquire) != tail);
