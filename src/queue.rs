@@ -51,7 +51,11 @@
 //!   monotonic `u64` stream positions; the ring is empty when they are equal.
 //!   A producer writes a record's bytes past `head`, then publishes them with
 //!   a release store of `head`; a consumer copies a record out, then frees it
-//!   with a release store of `tail`.
+//!   with a release store of `tail`. Each process keeps its last reading of
+//!   the other side's position (a lower bound, since both only grow) and
+//!   re-reads it only when that reading says "no room" or "nothing new", so
+//!   a streaming producer and consumer do not pull each other's cache line
+//!   across CPUs on every message (64 B across cores: about 1.2-1.4x).
 //! - A **producer lock** is held by a producer for a whole message, a
 //!   **consumer lock** by a consumer for a whole message (and while it waits
 //!   for one). So the ring is single-producer single-consumer between the two
@@ -62,9 +66,12 @@
 //! - Waits ("not empty" for the consumer lock holder, "not full" for the
 //!   producer lock holder) spin briefly, then sleep on a futex word in the
 //!   mapping, with a waiter count so a waker makes a system call only when
-//!   someone sleeps. Never a process-shared condition variable: glibc's are
-//!   not robust. Every sleep is bounded (10 ms), so sleepers re-check for
-//!   dead members and closed producers.
+//!   someone sleeps. A waker leaves its CPU number beside the word: a waiter
+//!   on that same CPU yields instead of spinning, since the process it waits
+//!   for cannot run until it does (this makes a same-core round trip one
+//!   `sched_yield` per hop). Never a process-shared condition variable:
+//!   glibc's are not robust. Every sleep is bounded (10 ms), so sleepers
+//!   re-check for dead members and closed producers.
 //!
 //! ## Commits, and what a death leaves behind
 //! Each side changes its shared state (`head`, `published`, `cur_seq` for
@@ -133,9 +140,11 @@
 //! An uncontended put or get makes none: a lock is one atomic
 //! compare-and-swap (glibc's robust mutex), the copy is `memcpy` into or out
 //! of the shared ring, and a wake-up is a `futex(FUTEX_WAKE)` made only when
-//! the other side announced that it sleeps. Waiting spins ~200 rounds, then
-//! `futex(FUTEX_WAIT)` for at most 10 ms at a time; a consumer waiting on an
-//! empty queue also `poll`s the producers pipe (zero timeout) each round.
+//! the other side announced that it sleeps. Waiting spins ~200 pauses (or,
+//! if the last waker ran on this CPU, skips them), makes up to 8
+//! `sched_yield`s, then `futex(FUTEX_WAIT)` for at most 10 ms at a time; a
+//! consumer waiting on an empty queue `poll`s the producers pipe (zero
+//! timeout) before each sleep, never while spinning.
 //! Contended locks sleep in the kernel through glibc (`futex`), and a dead
 //! owner is reported by the kernel's robust-list walk at its exit.
 //!
@@ -177,13 +186,16 @@
 //! ```
 
 use std::fmt;
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::sys::shm::{Fresh, Locked, RobustMutex, SharedRegion, futex_wait, futex_wake};
+use crate::sys::shm::{
+    Fresh, Locked, RobustMutex, SharedRegion, current_cpu, futex_wait, futex_wake,
+};
 use crate::sys::{self, Readiness};
 
 use Ordering::{Acquire, Relaxed, Release, SeqCst};
@@ -199,7 +211,10 @@ const FIRST: u32 = 1;
 const LAST: u32 = 2;
 /// Longest a sleeper sleeps before re-checking dead members and producers.
 const POLL: Duration = Duration::from_millis(10);
-const SPINS: u32 = 200;
+/// Pauses (about 10 ns each here) a waiter spins before yielding.
+const SPINS: u32 = 192;
+/// `sched_yield`s a waiter makes before it sleeps on a futex.
+const YIELDS: u32 = 8;
 
 // ---------------------------------------------------------------------------
 // Shared layout
@@ -300,6 +315,9 @@ struct TaskState {
 struct WakeWord {
     word: AtomicU32,
     waiters: AtomicU32,
+    /// The CPU (plus one; 0 unknown) the last waker ran on: a hint for
+    /// spinners, any value is harmless.
+    waker_cpu: AtomicU32,
 }
 
 /// The queue's shared header (see the module docs). Crate-visible only so
@@ -515,6 +533,8 @@ impl QueueBuilder {
                 local_tasks_pitfall: self.local_tasks_pitfall,
                 local_tasks: AtomicU64::new(0),
                 slot_cache: AtomicU64::new(0),
+                tail_seen: AtomicU64::new(0),
+                head_seen: AtomicU64::new(0),
             }),
         })
     }
@@ -554,6 +574,13 @@ pub(crate) struct Inner {
     local_tasks: AtomicU64,
     /// `pid << 32 | slot + 1` of this process's row in the holder table.
     slot_cache: AtomicU64,
+    /// The consumers' `tail` as this process last read it: `tail` only
+    /// grows, so this is a lower bound of it, and room computed from it is
+    /// room there is. Saves producers a cross-CPU read per put.
+    tail_seen: AtomicU64,
+    /// The producers' `head` as this process last read it: a lower bound, so
+    /// records below it are committed. Saves consumers a read per get.
+    head_seen: AtomicU64,
 }
 
 impl fmt::Debug for Queue {
@@ -818,16 +845,46 @@ impl Inner {
 
     /// Waits on `w` until `ready()` or `timeout`; spins a little first.
     fn wait_on(w: &WakeWord, timeout: Duration, ready: impl Fn() -> bool) -> Wait {
-        for i in 0..SPINS {
+        if Self::spin(w, &ready) {
+            return Wait::Ready;
+        }
+        Self::sleep_on(w, timeout, ready)
+    }
+
+    /// Waits for `ready()` without sleeping in the kernel, for about 2 us
+    /// of pauses and then a few `sched_yield`s; true if it became ready.
+    ///
+    /// Spinning only pays when whoever will make us ready runs on another
+    /// CPU. If the last waker ran on this CPU, it cannot run while we spin:
+    /// we skip the pauses and yield at once, which runs it if it is
+    /// runnable here (a same-core round trip then costs one yield per hop
+    /// instead of ~2 us of pauses, measured at 10 ns each on these VMs).
+    fn spin(w: &WakeWord, ready: &impl Fn() -> bool) -> bool {
+        let mut pauses = 0;
+        let mut yields = 0;
+        loop {
             if ready() {
-                return Wait::Ready;
+                return true;
             }
-            if i < SPINS - 8 {
+            let waker = w.waker_cpu.load(Relaxed);
+            if pauses < SPINS && (waker == 0 || waker != current_cpu()) {
                 std::hint::spin_loop();
-            } else {
+                pauses += 1;
+            } else if yields < YIELDS {
                 std::thread::yield_now();
+                yields += 1;
+            } else {
+                return false;
             }
         }
+    }
+
+    /// Sleeps on `w`'s futex word until `ready()` or `timeout` (without
+    /// spinning first). No lost wake-up: it reads the word, announces itself
+    /// in `waiters`, fences, and re-checks `ready()` before it sleeps; a
+    /// waker changes the condition, fences, and bumps the word if anyone
+    /// announced. One of the two sees the other.
+    fn sleep_on(w: &WakeWord, timeout: Duration, ready: impl Fn() -> bool) -> Wait {
         let seen = w.word.load(Acquire);
         w.waiters.fetch_add(1, SeqCst);
         fence(SeqCst);
@@ -847,7 +904,13 @@ impl Inner {
         }
     }
 
+    /// Tells `w`'s sleepers (if any) that its condition may have changed,
+    /// and leaves this CPU as the spinners' hint.
     fn wake(w: &WakeWord) {
+        let cpu = current_cpu();
+        if w.waker_cpu.load(Relaxed) != cpu {
+            w.waker_cpu.store(cpu, Relaxed);
+        }
         fence(SeqCst);
         if w.waiters.load(SeqCst) != 0 {
             w.word.fetch_add(1, SeqCst);
@@ -857,41 +920,41 @@ impl Inner {
 
     // --- locks and repairs ------------------------------------------------
 
-    fn lock_producer(&self, deadline: Option<Instant>) -> Result<Option<Guard<'_>>> {
-        let lock = &self.header().prod_lock.lock;
-        match lock
-            .lock(deadline)
-            .map_err(|e| Error::io("lock queue", e))?
-        {
+    /// The one way every lock of the queue is taken: turns what a lock
+    /// attempt `got` into a guard, and after `EOWNERDEAD` runs `repair`
+    /// under the lock and marks it consistent before anyone else can take
+    /// it. `None` if the lock was busy or the deadline passed.
+    fn take<'a>(
+        &self,
+        lock: &'a RobustMutex,
+        got: io::Result<Locked>,
+        repair: fn(&Self),
+    ) -> Result<Option<Guard<'a>>> {
+        match got.map_err(|e| Error::io("lock queue", e))? {
             Locked::Acquired => Ok(Some(Guard(lock))),
             Locked::OwnerDied => {
-                self.repair_producer();
+                let guard = Guard(lock);
+                repair(self);
                 lock.mark_consistent()
                     .map_err(|e| Error::io("repair queue", e))?;
-                Ok(Some(Guard(lock)))
+                Ok(Some(guard))
             }
             Locked::Busy | Locked::TimedOut => Ok(None),
         }
+    }
+
+    fn lock_producer(&self, deadline: Option<Instant>) -> Result<Option<Guard<'_>>> {
+        let lock = &self.header().prod_lock.lock;
+        self.take(lock, lock.lock(deadline), Self::repair_producer)
     }
 
     /// Takes the producer lock if it is free, repairs it if its owner died,
     /// and releases it. True if it was free (no put in progress).
     fn probe_producer(&self) -> Result<bool> {
         let lock = &self.header().prod_lock.lock;
-        match lock.try_lock().map_err(|e| Error::io("lock queue", e))? {
-            Locked::Acquired => {
-                let _ = Guard(lock);
-                Ok(true)
-            }
-            Locked::OwnerDied => {
-                let _guard = Guard(lock);
-                self.repair_producer();
-                lock.mark_consistent()
-                    .map_err(|e| Error::io("repair queue", e))?;
-                Ok(true)
-            }
-            Locked::Busy | Locked::TimedOut => Ok(false),
-        }
+        Ok(self
+            .take(lock, lock.try_lock(), Self::repair_producer)?
+            .is_some())
     }
 
     /// After `EOWNERDEAD` on the producer lock: finish a half-applied commit,
@@ -900,10 +963,7 @@ impl Inner {
         let h = self.header();
         let p = &h.prod;
         if p.phase.load(Acquire) == 1 {
-            p.head.store(p.p_head.load(Relaxed), Release);
-            p.published.store(p.p_published.load(Relaxed), Release);
-            p.cur_seq.store(p.p_cur_seq.load(Relaxed), Release);
-            p.phase.store(0, Release);
+            Self::apply_producer_commit(p);
         }
         // Mark the message abandoned before forgetting it, so a repairer that
         // dies here leaves the repair for the next one to redo.
@@ -928,36 +988,23 @@ impl Inner {
         let lock = &self.header().cons_lock.lock;
         let got = if nonblocking {
             loop {
-                match lock.try_lock().map_err(|e| Error::io("lock queue", e))? {
-                    Locked::Busy => {}
+                match lock.try_lock() {
+                    Ok(Locked::Busy) => {}
                     got => break got,
                 }
                 // Someone is taking; wait for them only if there is more.
                 if self.len() == 0 {
                     return Ok(None);
                 }
-                match lock
-                    .lock(Some(Instant::now() + Duration::from_millis(1)))
-                    .map_err(|e| Error::io("lock queue", e))?
-                {
-                    Locked::TimedOut | Locked::Busy => continue,
+                match lock.lock(Some(Instant::now() + Duration::from_millis(1))) {
+                    Ok(Locked::TimedOut | Locked::Busy) => continue,
                     got => break got,
                 }
             }
         } else {
             lock.lock(deadline)
-                .map_err(|e| Error::io("lock queue", e))?
         };
-        match got {
-            Locked::Acquired => Ok(Some(Guard(lock))),
-            Locked::OwnerDied => {
-                self.repair_consumer();
-                lock.mark_consistent()
-                    .map_err(|e| Error::io("repair queue", e))?;
-                Ok(Some(Guard(lock)))
-            }
-            Locked::Busy | Locked::TimedOut => Ok(None),
-        }
+        self.take(lock, got, Self::repair_consumer)
     }
 
     /// After `EOWNERDEAD` on the consumer lock: finish a half-applied commit,
@@ -966,13 +1013,7 @@ impl Inner {
         let h = self.header();
         let c = &h.cons;
         if c.phase.load(Acquire) == 1 {
-            c.tail.store(c.p_tail.load(Relaxed), Release);
-            c.taken.store(c.p_taken.load(Relaxed), Release);
-            c.cur_seq.store(c.p_cur_seq.load(Relaxed), Release);
-            c.discard.store(c.p_discard.load(Relaxed), Release);
-            c.delivering.store(c.p_delivering.load(Relaxed), Release);
-            self.apply_charge(c.p_slot.load(Relaxed), c.p_slot_taken.load(Relaxed));
-            c.phase.store(0, Release);
+            self.apply_consumer_commit();
         }
         // Each loss is counted once even if a repairer dies mid-repair: the
         // swaps clear the evidence before the count goes up.
@@ -1011,9 +1052,15 @@ impl Inner {
         p.p_cur_seq.store(cur_seq, Relaxed);
         p.phase.store(1, Release);
         kill_point(KillPoint::ProducerMidCommit);
-        p.head.store(head, Release);
-        p.published.store(published, Release);
-        p.cur_seq.store(cur_seq, Release);
+        Self::apply_producer_commit(p);
+    }
+
+    /// Applies the pending producer commit (`phase == 1`): by its committer,
+    /// or by the repairer of a committer that died.
+    fn apply_producer_commit(p: &ProducerState) {
+        p.head.store(p.p_head.load(Relaxed), Release);
+        p.published.store(p.p_published.load(Relaxed), Release);
+        p.cur_seq.store(p.p_cur_seq.load(Relaxed), Release);
         p.phase.store(0, Release);
     }
 
@@ -1042,12 +1089,19 @@ impl Inner {
         c.p_delivering.store(delivering, Relaxed);
         c.phase.store(1, Release);
         kill_point(KillPoint::ConsumerMidCommit);
-        c.tail.store(tail, Release);
-        c.taken.store(taken, Release);
-        c.cur_seq.store(cur_seq, Release);
-        c.discard.store(discard, Release);
-        c.delivering.store(delivering, Release);
-        self.apply_charge(charge.0, charge.1);
+        self.apply_consumer_commit();
+    }
+
+    /// Applies the pending consumer commit (`phase == 1`): by its committer,
+    /// or by the repairer of a committer that died.
+    fn apply_consumer_commit(&self) {
+        let c = &self.header().cons;
+        c.tail.store(c.p_tail.load(Relaxed), Release);
+        c.taken.store(c.p_taken.load(Relaxed), Release);
+        c.cur_seq.store(c.p_cur_seq.load(Relaxed), Release);
+        c.discard.store(c.p_discard.load(Relaxed), Release);
+        c.delivering.store(c.p_delivering.load(Relaxed), Release);
+        self.apply_charge(c.p_slot.load(Relaxed), c.p_slot_taken.load(Relaxed));
         c.phase.store(0, Release);
     }
 
@@ -1126,8 +1180,18 @@ impl Inner {
             let chunk = (total - off).min(self.max_payload);
             let need = (RECORD_HEADER_LEN + chunk) as u64;
             let has_room = || {
-                let used = p.head.load(Relaxed) - h.cons.tail.load(Acquire);
-                self.ring_len - used >= need
+                let head = p.head.load(Relaxed);
+                // The cached tail first: reading the consumers' cache line
+                // on every put would pull it across CPUs each time.
+                // (Stale by more than the ring if another process did the
+                // putting meanwhile: then it says "no room" and we re-read.)
+                let seen = self.tail_seen.load(Acquire);
+                if self.ring_len.saturating_sub(head - seen) >= need {
+                    return true;
+                }
+                let tail = h.cons.tail.load(Acquire);
+                self.tail_seen.store(tail, Release);
+                self.ring_len - (head - tail) >= need
             };
             while !has_room() {
                 if let Err(e) = self.wait_producer(deadline, &has_room) {
@@ -1211,10 +1275,16 @@ impl Inner {
             return Err(Error::Empty);
         }
         let mut buf = Vec::new();
-        let mut last_probe = Instant::now();
+        // Started when a message first stalls (not on every get: reading
+        // the clock is a measurable part of a same-core round trip).
+        let mut last_probe: Option<Instant> = None;
         loop {
             let tail = c.tail.load(Relaxed);
-            let head = h.prod.head.load(Acquire);
+            let mut head = self.head_seen.load(Acquire);
+            if head <= tail {
+                head = h.prod.head.load(Acquire);
+                self.head_seen.store(head, Release);
+            }
             if head == tail {
                 let cur = c.cur_seq.load(Relaxed);
                 if cur != 0 {
@@ -1237,9 +1307,9 @@ impl Inner {
                             return Err(Error::Timeout);
                         }
                     }
-                    if last_probe.elapsed() >= POLL {
+                    if last_probe.get_or_insert_with(Instant::now).elapsed() >= POLL {
                         self.probe_producer()?;
-                        last_probe = Instant::now();
+                        last_probe = Some(Instant::now());
                         continue;
                     }
                     Self::wait_on(&h.not_empty, POLL, || h.prod.head.load(Acquire) != tail);
@@ -1247,6 +1317,12 @@ impl Inner {
                 }
                 if nonblocking {
                     return Err(Error::Empty);
+                }
+                let ready = || h.prod.head.load(Acquire) != tail;
+                // Spin before the closed check: its `poll` is a system call
+                // a busy queue should not pay on every get.
+                if Self::spin(&h.not_empty, &ready) {
+                    continue;
                 }
                 if self.producers_gone()
                     && self.probe_producer()?
@@ -1264,7 +1340,7 @@ impl Inner {
                         (d - now).min(POLL)
                     }
                 };
-                Self::wait_on(&h.not_empty, left, || h.prod.head.load(Acquire) != tail);
+                Self::sleep_on(&h.not_empty, left, ready);
                 continue;
             }
 
@@ -1419,15 +1495,8 @@ impl Inner {
 
     fn lock_tasks(&self) -> Result<Guard<'_>> {
         let lock = &self.header().tasks_lock.lock;
-        match lock.lock(None).map_err(|e| Error::io("lock queue", e))? {
-            Locked::OwnerDied => {
-                self.repair_tasks();
-                lock.mark_consistent()
-                    .map_err(|e| Error::io("repair queue", e))?;
-            }
-            Locked::Acquired | Locked::Busy | Locked::TimedOut => {}
-        }
-        Ok(Guard(lock))
+        self.take(lock, lock.lock(None), Self::repair_tasks)?
+            .ok_or_else(|| Error::io("lock queue", io::Error::other("an untimed lock gave up")))
     }
 
     /// After `EOWNERDEAD` on the tasks lock: finish a half-applied commit.
@@ -1454,16 +1523,7 @@ impl Inner {
     /// inside a `task_done` (whose commit then lands); releases it at once.
     fn probe_tasks(&self) -> Result<()> {
         let lock = &self.header().tasks_lock.lock;
-        match lock.try_lock().map_err(|e| Error::io("lock queue", e))? {
-            Locked::Acquired => drop(Guard(lock)),
-            Locked::OwnerDied => {
-                let _guard = Guard(lock);
-                self.repair_tasks();
-                lock.mark_consistent()
-                    .map_err(|e| Error::io("repair queue", e))?;
-            }
-            Locked::Busy | Locked::TimedOut => {}
-        }
+        self.take(lock, lock.try_lock(), Self::repair_tasks)?;
         Ok(())
     }
 

@@ -521,6 +521,50 @@ fn a_put_timing_out_mid_message_leaves_nothing_behind() {
     });
 }
 
+/// Each process caches the other side's stream position (`tail` for its
+/// puts, `head` for its gets) to save a cross-CPU read per message. A process
+/// that sat out while others moved both positions many rings along holds
+/// stale copies: its put must still wait for room (not overwrite messages
+/// nobody took) and its get must still read from the real tail.
+#[test]
+fn a_process_that_sat_out_while_others_wrapped_the_ring() {
+    let _g = fork::serial();
+    let q = Queue::builder().ring_bytes(256).build().unwrap();
+    q.put_bytes(&[1; 8]).unwrap();
+    q.put_bytes(&[2; 8]).unwrap();
+    assert_eq!(q.get_bytes().unwrap(), [1; 8]);
+    // Records are 24 + 40 bytes: the child moves the positions 20 records
+    // (five rings) along, then leaves three records (192 of 256 bytes) in.
+    let child = {
+        let q = q.clone();
+        fork::spawn(move || {
+            let mut got = q.get_bytes().unwrap();
+            for i in 0..20u8 {
+                q.put_bytes(&[i; 40]).unwrap();
+                got.extend(q.get_bytes().unwrap());
+            }
+            for i in 100..103u8 {
+                q.put_bytes(&[i; 40]).unwrap();
+            }
+            got
+        })
+        .unwrap()
+    };
+    let mut expect = vec![2u8; 8];
+    (0..20u8).for_each(|i| expect.extend([i; 40]));
+    assert_eq!(child.wait(WAIT).unwrap().expect_success(), expect);
+    // 64 bytes free; a 100-byte message needs a first record of 24 + 64.
+    assert!(matches!(
+        q.put_bytes_timeout(&[9; 100], Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
+    for i in 100..103u8 {
+        assert_eq!(q.get_bytes().unwrap(), [i; 40]);
+    }
+    assert!(matches!(q.try_get_bytes(), Err(Error::Empty)));
+    assert_eq!(q.lost_to_dead_members(), 0);
+}
+
 // ---------------------------------------------------------------------------
 // The property: producers x consumers x sizes x pacing
 // ---------------------------------------------------------------------------

@@ -8,7 +8,8 @@
 //! with `PTHREAD_PROCESS_SHARED` and `PTHREAD_MUTEX_ROBUST` (futex-based in
 //! glibc; the kernel walks a dead thread's robust list and marks its mutexes
 //! `FUTEX_OWNER_DIED`); `futex(FUTEX_WAIT | FUTEX_WAKE)` without
-//! `FUTEX_PRIVATE_FLAG`, because the waiters live in different processes.
+//! `FUTEX_PRIVATE_FLAG`, because the waiters live in different processes;
+//! `sched_getcpu` (no system call with glibc's `rseq`) for a spin hint.
 //!
 //! Bytes in the ring are plain data shared with other processes, which
 //! the Rust memory model does not see: they are copied in and out with raw
@@ -381,6 +382,17 @@ pub fn futex_wake(word: &AtomicU32, n: i32) {
     }
 }
 
+/// The CPU this thread is running on, plus one; 0 if unknown. A hint only:
+/// the thread may move the moment it returns. glibc answers from the
+/// thread's `rseq` area (no system call, about 2 ns measured here) or the
+/// vDSO `getcpu`.
+pub fn current_cpu() -> u32 {
+    // SAFETY: sched_getcpu takes no arguments and touches no memory of ours;
+    // it returns -1 (with errno set) if the CPU cannot be known.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).map_or(0, |c| c.wrapping_add(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,5 +429,16 @@ mod tests {
         futex_wait(&h.word, 1, Some(Duration::from_millis(20)));
         assert!(t.elapsed() >= Duration::from_millis(15));
         futex_wake(&h.word, 1);
+    }
+
+    #[test]
+    fn current_cpu_is_one_we_may_run_on() {
+        let cpu = current_cpu();
+        assert_ne!(cpu, 0, "sched_getcpu failed");
+        let allowed = crate::sys::allowed_cpus().unwrap();
+        assert!(
+            allowed.contains(&(cpu as usize - 1)),
+            "{cpu} not in {allowed:?}"
+        );
     }
 }
