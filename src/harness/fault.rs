@@ -249,6 +249,9 @@ fn legal(list: Vec<Fault>, producers: usize, consumers: usize, rules: FaultRules
 #[derive(Debug)]
 pub(crate) struct Saboteur {
     pid: Pid,
+    /// A byte written here asks the helper not to strike (if it has not
+    /// yet decided to).
+    call_off: std::os::fd::OwnedFd,
 }
 
 impl Saboteur {
@@ -260,12 +263,21 @@ impl Saboteur {
             _ => return None,
         };
         let victim = sys::getpid();
-        // The helper is single-threaded and only sleeps and signals. It dies
+        let (called_off, call_off) = sys::pipe(false).ok()?;
+        let strike_at = std::time::Instant::now() + Duration::from_micros(delay_us.into());
+        // The helper is single-threaded and only waits and signals. It dies
         // with the victim (the fork runner sets PR_SET_PDEATHSIG), and a
-        // victim that lives reaps it before exiting, so the victim's pid
-        // cannot have been reused when the signal goes.
+        // victim that lives waits for it to exit, so the victim's pid
+        // cannot have been reused when a signal goes. Once it decides to
+        // strike it finishes (a stop is always followed by its SIGCONT):
+        // it is never killed halfway, which could leave the victim stopped
+        // for good.
         let pid = sys::fork_run(move || {
-            std::thread::sleep(Duration::from_micros(delay_us.into()));
+            use std::os::fd::AsFd;
+            match sys::wait_readable(called_off.as_fd(), Some(strike_at)) {
+                Ok(sys::Readiness::TimedOut) => {}
+                _ => return 1, // called off
+            }
             if stop {
                 let _ = sys::kill(victim, libc::SIGSTOP);
                 std::thread::sleep(Duration::from_millis(pause_ms.into()));
@@ -276,14 +288,14 @@ impl Saboteur {
             0
         })
         .ok()?;
-        Some(Saboteur { pid })
+        Some(Saboteur { pid, call_off })
     }
 
-    /// Ends the helper if it has not struck yet, and reaps it. Returns
-    /// whether it had struck (for a stop: stopped and continued this
-    /// process; a kill that struck never lets this be called).
+    /// Calls the helper off if it has not struck yet, and waits for it to
+    /// exit. Returns whether it struck (for a stop: stopped and continued
+    /// this process; a kill that struck never lets this return).
     pub(crate) fn end(self) -> bool {
-        let _ = sys::kill(self.pid, libc::SIGKILL);
+        let _ = sys::write(std::os::fd::AsFd::as_fd(&self.call_off), b"x");
         matches!(
             sys::waitpid(self.pid, true),
             Ok(Some(sys::ExitStatus::Code(0)))
