@@ -460,7 +460,7 @@ fn soak(
         ("violations", figures.broken.len().to_string()),
     ];
     for (name, value) in rows {
-        let _ = writeln!(out, "  {name:<38} {value}");
+        let _ = writeln!(out, "  {name:<40} {value}");
     }
     for b in &figures.broken {
         let _ = writeln!(out, "\nPROMISE BROKEN: {b}");
