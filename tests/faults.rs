@@ -176,3 +176,23 @@ fn a_fifo_writer_killed_mid_frame_tears_the_stream_for_the_others() {
     }
     panic!("the torn frame was never seen:\n{}", reports.join("\n"));
 }
+
+/// `tiny_capacity` really shrinks the kernel buffers: a pipe to one page,
+/// a socket's send buffer well below its default.
+#[test]
+fn tiny_capacity_shrinks_pipes_and_sockets() {
+    use ipc_harness::harness::channel::{Channel, Producer};
+    use ipc_harness::harness::transports::{DuplexChannel, PipeChannel};
+    use nix::sys::socket::{getsockopt, sockopt};
+
+    let mut pipe = PipeChannel.open(1, 1).unwrap();
+    pipe.producers[0].shrink_buffer();
+    let fd = std::os::fd::AsFd::as_fd(&pipe.producers[0]);
+    assert_eq!(ipc_harness::sys::pipe_capacity(fd).unwrap(), 4096);
+
+    let mut duplex = DuplexChannel { reversed: false }.open(1, 1).unwrap();
+    let before = getsockopt(&duplex.producers[0], sockopt::SndBuf).unwrap();
+    duplex.producers[0].shrink_buffer();
+    let after = getsockopt(&duplex.producers[0], sockopt::SndBuf).unwrap();
+    assert!(after < before, "send buffer {before} -> {after}");
+}

@@ -53,15 +53,31 @@ impl Consumer for Receiver {
     }
 }
 
+/// Shrinks the socket buffers behind `fd` as far as the kernel allows (it
+/// rounds tiny requests up to its minimum, a few KiB).
+fn shrink_socket(fd: impl AsFd) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(&fd, sockopt::SndBuf, &TINY_CAPACITY);
+    let _ = setsockopt(&fd, sockopt::RcvBuf, &TINY_CAPACITY);
+}
+
 impl Producer for Connection {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.send_bytes(msg)
+    }
+
+    fn shrink_buffer(&mut self) {
+        shrink_socket(&*self);
     }
 }
 
 impl Consumer for Connection {
     fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
         self.recv_bytes_timeout(left(deadline))
+    }
+
+    fn shrink_buffer(&mut self) {
+        shrink_socket(&*self);
     }
 }
 
