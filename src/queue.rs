@@ -145,8 +145,13 @@
 //! `sched_yield`s, then `futex(FUTEX_WAIT)` for at most 10 ms at a time; a
 //! consumer waiting on an empty queue `poll`s the producers pipe (zero
 //! timeout) before each sleep, never while spinning.
-//! Contended locks sleep in the kernel through glibc (`futex`), and a dead
-//! owner is reported by the kernel's robust-list walk at its exit.
+//! Contended locks sleep in the kernel through glibc (`futex`), at most
+//! 10 ms at a time ([`LOCK_SLICE`](crate::sys::shm::LOCK_SLICE)), and a
+//! dead owner is reported by the kernel's robust-list walk at its exit. The
+//! slices are not for dead owners but for dead *waiters*: glibc wakes one
+//! waiter per unlock, and if that one is killed before it takes the lock
+//! while another process takes it first, nothing wakes the others again
+//! (see [`RobustMutex::lock`]); with slices, that costs them one slice.
 //!
 //! # Differences from Python's `multiprocessing.Queue`
 //! - `put` writes into shared memory itself; there is no feeder thread. An
@@ -425,6 +430,18 @@ impl KillPoint {
     pub fn is_producer(self) -> bool {
         (self as u32) <= KillPoint::ProducerPublished as u32
     }
+}
+
+/// The queue's locks, for [`Queue::lock_for_tests`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueLock {
+    /// Held by a producer for a whole message.
+    Producer,
+    /// Held by a consumer for a whole message, and while it waits for one.
+    Consumer,
+    /// Held by `JoinableQueue::task_done`.
+    Tasks,
 }
 
 static KILL_POINT: AtomicU32 = AtomicU32::new(0);
@@ -714,6 +731,18 @@ impl Queue {
     /// The consumer part of [`lost_to_dead_members`](Self::lost_to_dead_members).
     pub fn lost_by_dead_consumers(&self) -> u64 {
         self.inner.header().config.lost_by_consumers.load(Acquire)
+    }
+
+    /// Tests only: one of the queue's robust mutexes, to put it in a state
+    /// a fault leaves behind (see [`RobustMutex::lose_wake_up`]).
+    #[doc(hidden)]
+    pub fn lock_for_tests(&self, which: QueueLock) -> &RobustMutex {
+        let h = self.inner.header();
+        match which {
+            QueueLock::Producer => &h.prod_lock.lock,
+            QueueLock::Consumer => &h.cons_lock.lock,
+            QueueLock::Tasks => &h.tasks_lock.lock,
+        }
     }
 
     /// This process will put no more: it stops counting as a producer, so

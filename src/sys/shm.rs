@@ -4,7 +4,7 @@
 //! [`Queue`](crate::queue::Queue) lives here.
 //!
 //! System calls: `mmap(MAP_SHARED | MAP_ANONYMOUS)` and `munmap` for the
-//! region; `pthread_mutex_{init,lock,timedlock,trylock,unlock,consistent}`
+//! region; `pthread_mutex_{init,timedlock,trylock,unlock,consistent}`
 //! with `PTHREAD_PROCESS_SHARED` and `PTHREAD_MUTEX_ROBUST` (futex-based in
 //! glibc; the kernel walks a dead thread's robust list and marks its mutexes
 //! `FUTEX_OWNER_DIED`); `futex(FUTEX_WAIT | FUTEX_WAKE)` without
@@ -213,6 +213,10 @@ impl<H: ShmSafe> Drop for SharedRegion<H> {
     }
 }
 
+/// The longest a [`RobustMutex::lock`] sleeps in the kernel before it
+/// looks at the lock again (see there for why).
+pub const LOCK_SLICE: Duration = Duration::from_millis(10);
+
 /// What a lock attempt got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Locked {
@@ -288,17 +292,39 @@ impl RobustMutex {
 
     /// Locks, waiting until `deadline` (`None`: forever). Returns
     /// [`Locked::Acquired`], [`Locked::OwnerDied`] or [`Locked::TimedOut`].
+    ///
+    /// It never sleeps in the kernel for more than [`LOCK_SLICE`] at a time:
+    /// when a slice runs out it simply tries again. A robust mutex can lose
+    /// a wake-up to a killed process, and a waiter sleeping without a bound
+    /// would then sleep forever:
+    /// 1. glibc's unlock clears the lock word (and with it `FUTEX_WAITERS`)
+    ///    and wakes exactly one waiter, which is to set `FUTEX_WAITERS`
+    ///    again when it takes the lock or goes back to sleep;
+    /// 2. that waiter is SIGKILLed before it gets back to user space;
+    /// 3. another process takes the free lock first, with a plain
+    ///    compare-and-swap that does not set `FUTEX_WAITERS` (it never
+    ///    waited);
+    /// 4. the kernel's exit-time rescue for a killed waiter (wake another if
+    ///    the word's owner is 0) finds an owner, and does nothing.
+    ///
+    /// The new owner's unlock then sees no waiters and wakes nobody, and the
+    /// other waiters stay asleep in `futex(FUTEX_WAIT)` although the lock is
+    /// free. With slices, each of them finds the lock free at the end of its
+    /// current slice: a lost wake-up costs at most one slice.
     pub fn lock(&self, deadline: Option<Instant>) -> io::Result<Locked> {
-        match deadline {
-            None => {
-                // SAFETY: the mutex was initialised by `init` (the region's
-                // creator always does so before sharing it).
-                Self::outcome(unsafe { libc::pthread_mutex_lock(self.0.get()) })
-            }
-            Some(d) => {
-                let abs = realtime_deadline(d);
-                // SAFETY: as above; `abs` is a valid timespec.
-                Self::outcome(unsafe { libc::pthread_mutex_timedlock(self.0.get(), &abs) })
+        loop {
+            let slice_end = Instant::now() + LOCK_SLICE;
+            let (until, last) = match deadline {
+                Some(d) if d <= slice_end => (d, true),
+                _ => (slice_end, false),
+            };
+            let abs = realtime_deadline(until);
+            // SAFETY: the mutex was initialised by `init` (the region's
+            // creator always does so before sharing it); `abs` is a valid
+            // timespec.
+            let got = Self::outcome(unsafe { libc::pthread_mutex_timedlock(self.0.get(), &abs) })?;
+            if got != Locked::TimedOut || last {
+                return Ok(got);
             }
         }
     }
@@ -320,6 +346,45 @@ impl RobustMutex {
     pub fn unlock(&self) -> io::Result<()> {
         // SAFETY: callers unlock only what they locked (the queue's guards).
         check(unsafe { libc::pthread_mutex_unlock(self.0.get()) })
+    }
+}
+
+/// `FUTEX_WAITERS` in a robust mutex's lock word: someone may sleep on it.
+const FUTEX_WAITERS: u32 = 0x8000_0000;
+
+impl RobustMutex {
+    /// The lock word: glibc's `pthread_mutex_t` on Linux begins with the
+    /// futex word (`__data.__lock`, owner TID and flag bits).
+    fn word(&self) -> &AtomicU32 {
+        // SAFETY: `__lock` is an `int` at offset 0 of the mutex, which is at
+        // least 4-aligned (the union holds a `long`); it lives as long as
+        // `self`; glibc and the kernel change it only with atomic
+        // instructions, and we only read or change it atomically too.
+        unsafe { &*self.0.get().cast::<AtomicU32>() }
+    }
+
+    /// Tests only: the lock word's address, to recognise a process
+    /// sleeping on it in `/proc/PID/syscall`.
+    #[doc(hidden)]
+    pub fn word_addr(&self) -> usize {
+        self.word().as_ptr() as usize
+    }
+
+    /// Tests only: the owner TID in the lock word (0: free).
+    #[doc(hidden)]
+    pub fn owner_tid(&self) -> u32 {
+        self.word().load(std::sync::atomic::Ordering::SeqCst) & 0x3fff_ffff
+    }
+
+    /// Tests only: clears `FUTEX_WAITERS` and leaves the sleepers asleep,
+    /// which is the state a waiter killed right after an unlock woke it
+    /// leaves behind (see [`lock`](Self::lock)). True if the flag was set.
+    #[doc(hidden)]
+    pub fn lose_wake_up(&self) -> bool {
+        let before = self
+            .word()
+            .fetch_and(!FUTEX_WAITERS, std::sync::atomic::Ordering::SeqCst);
+        before & FUTEX_WAITERS != 0
     }
 }
 
