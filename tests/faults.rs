@@ -1,9 +1,13 @@
-//! Faults as a dimension of the harness, first slice: a signal storm in
-//! every producer and consumer process (a `SIGALRM` handler without
-//! `SA_RESTART`, a timer every 200 us), so every blocking call they make
-//! keeps failing with `EINTR`. Every primitive must keep every promise
-//! under it, and a reader that takes `EINTR` for end of stream — correct
-//! without the storm — must be caught by it.
+//! Faults as a dimension of the harness. Every primitive must keep every
+//! promise under generated faults: processes killed before, during or
+//! after a send or receive, stopped and continued, closing early, one-page
+//! kernel buffers, signal storms (a `SIGALRM` handler without
+//! `SA_RESTART`, so every blocking call keeps failing with `EINTR`). Each
+//! fault kind also breaks a naive variant that is correct without it: a
+//! reader that takes `EINTR` for end of stream (the storm), a queue with
+//! plain locks (kills), a FIFO shared by writers one of which dies
+//! mid-frame (why that fault is not in the FIFO's generated set).
+//! `PROPTEST_CASES` scales the campaigns.
 
 use std::time::Duration;
 
