@@ -427,7 +427,15 @@
 //! **Caught by:** `tests/pitfalls.rs` `catches_queue_killed_holding_lock`,
 //! `tests/queue.rs` `a_killed_producer_breaks_nobody`,
 //! `a_killed_sole_producer_leaves_consumers_closed_not_hung`,
-//! `tests/demo.rs` `queue_killed_holding_lock`.
+//! `tests/demo.rs` `queue_killed_holding_lock`, and by the harness's kill
+//! faults: the pitfall `non-robust-lock` (a queue with that token lock for
+//! its writers and one for its readers) passes fault-free campaigns and is
+//! caught as a `Hang` under `check --faults` (`tests/faults.rs`).
+//!
+//! Robust mutexes have a trap of their own: an unlock wakes one waiter,
+//! and if that waiter is the process being killed while another takes the
+//! free lock first, nobody wakes the rest. The fault soak found it; the
+//! queue's lock waits now sleep at most 10 ms at a time.
 //!
 //! **Fix.** [`Queue`](crate::Queue)'s locks are robust process-shared
 //! mutexes: when the holder dies, the kernel hands the next locker
