@@ -137,7 +137,11 @@
 //! publish a message that was fully written).
 //!
 //! # System calls
-//! An uncontended put or get makes none: a lock is one atomic
+//! The first put or get of each process maps the whole shared region into
+//! its page tables with one `madvise(MADV_POPULATE_READ)` (see
+//! [`SharedRegion::populate`](crate::sys::shm::SharedRegion::populate)),
+//! before taking any lock, instead of a page fault per page of the ring
+//! in its first messages. After that, an uncontended put or get makes none: a lock is one atomic
 //! compare-and-swap (glibc's robust mutex), the copy is `memcpy` into or out
 //! of the shared ring, and a wake-up is a `futex(FUTEX_WAKE)` made only when
 //! the other side announced that it sleeps. Waiting spins ~200 pauses (or,
@@ -552,6 +556,7 @@ impl QueueBuilder {
                 slot_cache: AtomicU64::new(0),
                 tail_seen: AtomicU64::new(0),
                 head_seen: AtomicU64::new(0),
+                populated_in: AtomicU64::new(sys::cached_pid() as u64),
             }),
         })
     }
@@ -598,6 +603,9 @@ pub(crate) struct Inner {
     /// The producers' `head` as this process last read it: a lower bound, so
     /// records below it are committed. Saves consumers a read per get.
     head_seen: AtomicU64,
+    /// The process whose page tables map the whole region (see
+    /// [`Inner::map_in`]): a forked child still has its parent's pid here.
+    populated_in: AtomicU64,
 }
 
 impl fmt::Debug for Queue {
@@ -861,6 +869,19 @@ impl Queue {
 impl Inner {
     fn header(&self) -> &Header {
         self.region.header()
+    }
+
+    /// Maps the shared region into this process's page tables the first
+    /// time this process uses the queue (after a fork), before taking any
+    /// lock: one `madvise` instead of a page fault per page of the ring in
+    /// the middle of its first messages, and none while holding a lock the
+    /// other members wait for.
+    fn map_in(&self) {
+        let pid = sys::cached_pid() as u64;
+        if self.populated_in.load(Relaxed) != pid {
+            self.region.populate();
+            self.populated_in.store(pid, Relaxed);
+        }
     }
 
     fn producers_gone(&self) -> bool {
@@ -1180,6 +1201,7 @@ impl Inner {
             return Err(Error::Closed);
         }
         crate::frame::check_len(msg.len() as u64, self.max_message)?;
+        self.map_in();
         let h = self.header();
         let p = &h.prod;
         let Some(_guard) = self.lock_producer(deadline)? else {
@@ -1284,6 +1306,7 @@ impl Inner {
         if self.closed.load(Relaxed) {
             return Err(Error::Closed);
         }
+        self.map_in();
         if self.racing {
             return self.get_racing(deadline, nonblocking);
         }

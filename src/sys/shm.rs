@@ -126,7 +126,32 @@ impl<H: ShmSafe> SharedRegion<H> {
             _header: PhantomData,
         };
         init(region.header(), &Fresh(()))?;
+        region.populate();
         Ok(region)
+    }
+
+    /// Maps every page of the region into this process's page tables now,
+    /// in one system call (`madvise(MADV_POPULATE_READ)`, Linux 5.14+),
+    /// allocating any page nobody has touched yet. Without it, each process
+    /// faults the ring in page by page on its first pass over it (a `fork`
+    /// does not copy a shared mapping's page tables): for a 1 MiB ring, 256
+    /// write faults per producer, measured at about 45% of all CPU time of
+    /// a short 8x8 benchmark run. A read populate of shared memory maps the
+    /// pages writable (shmem tracks no dirty pages), so later writes fault
+    /// no more, and it cost about 60% of what `MADV_POPULATE_WRITE` did in
+    /// the same profile (it maps pages with fault-around). Best effort: on an older kernel it does
+    /// nothing and the pages fault in as they are touched.
+    pub fn populate(&self) {
+        // SAFETY: [base, base + map_len) is exactly our mapping; populating
+        // only faults pages in (as a write would, without changing any
+        // byte), so no value anyone can see changes.
+        unsafe {
+            libc::madvise(
+                self.base.as_ptr().cast(),
+                self.map_len,
+                libc::MADV_POPULATE_READ,
+            );
+        }
     }
 
     /// The header.
