@@ -168,8 +168,9 @@ pub enum PitfallProducer {
     Framed(Sender),
     /// Framed, written with one non-blocking `write` whose count is ignored.
     ShortWriter(OwnedFd),
-    /// Framed, each frame written holding the writers' plain lock.
-    Locked(Sender, TokenLock),
+    /// Framed, each frame written holding the writers' plain lock; `true`:
+    /// a kill point is armed there (see [`Producer::arm_kill_point`]).
+    Locked(Sender, TokenLock, bool),
 }
 
 /// The consumer end of a pitfall transport.
@@ -184,8 +185,9 @@ pub enum PitfallConsumer {
     /// A framed reader (header, then payload, blocking reads) that takes
     /// `EINTR` for end of stream.
     EintrAsEof(OwnedFd),
-    /// Reads one whole frame holding the readers' plain lock.
-    Locked(OwnedFd, TokenLock),
+    /// Reads one whole frame holding the readers' plain lock; `true`: a
+    /// kill point is armed there.
+    Locked(OwnedFd, TokenLock, bool),
 }
 
 /// A plain process-shared lock, as a semaphore of one: the token is a byte
@@ -307,6 +309,17 @@ fn read_exact_naive(fd: &OwnedFd, buf: &mut [u8]) -> Result<bool> {
 }
 
 impl Producer for PitfallProducer {
+    /// The plain-lock queue has one kill point: holding the writers' lock.
+    fn arm_kill_point(&mut self, _point: u8) -> bool {
+        match self {
+            PitfallProducer::Locked(_, _, kill_holding) => {
+                *kill_holding = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         match self {
             PitfallProducer::Raw(w) => w.send(msg),
@@ -320,9 +333,12 @@ impl Producer for PitfallProducer {
                 let _ = sys::write(fd.as_fd(), &whole);
                 Ok(())
             }
-            PitfallProducer::Locked(s, lock) => {
+            PitfallProducer::Locked(s, lock, kill_holding) => {
                 // Correct, as long as nobody dies holding the lock.
                 lock.lock(None)?;
+                if *kill_holding {
+                    crate::harness::fault::kill_self();
+                }
                 let sent = s.send_bytes(msg);
                 lock.unlock()?;
                 sent
@@ -332,6 +348,17 @@ impl Producer for PitfallProducer {
 }
 
 impl Consumer for PitfallConsumer {
+    /// The plain-lock queue has one kill point: holding the readers' lock.
+    fn arm_kill_point(&mut self, _point: u8) -> bool {
+        match self {
+            PitfallConsumer::Locked(_, _, kill_holding) => {
+                *kill_holding = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
         match self {
             PitfallConsumer::Raw(r, pause) => {
@@ -351,8 +378,11 @@ impl Consumer for PitfallConsumer {
                 }
                 Ok(msg)
             }
-            PitfallConsumer::Locked(fd, lock) => {
+            PitfallConsumer::Locked(fd, lock, kill_holding) => {
                 lock.lock(Some(deadline))?;
+                if *kill_holding {
+                    crate::harness::fault::kill_self();
+                }
                 let msg = read_one_frame(fd, deadline);
                 lock.unlock()?;
                 msg
@@ -469,11 +499,18 @@ impl Channel for PitfallChannel {
                             Ok(PitfallProducer::Locked(
                                 Sender::from_fd(dup(&w)?),
                                 writers.try_clone()?,
+                                false,
                             ))
                         })
                         .collect::<Result<_>>()?,
                     consumers: (0..consumers)
-                        .map(|_| Ok(PitfallConsumer::Locked(dup(&r)?, readers.try_clone()?)))
+                        .map(|_| {
+                            Ok(PitfallConsumer::Locked(
+                                dup(&r)?,
+                                readers.try_clone()?,
+                                false,
+                            ))
+                        })
                         .collect::<Result<_>>()?,
                 }
             }

@@ -248,6 +248,17 @@ pub trait Producer {
     /// [`tiny_capacity`](super::scenario::Scenario::tiny_capacity). The
     /// default does nothing: not every transport has such a buffer.
     fn shrink_buffer(&mut self) {}
+
+    /// Arms one of the end's own kill points, inside its next send (the
+    /// `point`-th of them, modulo how many it has: e.g. holding a lock,
+    /// mid-record, mid-commit), so that the process SIGKILLs itself there
+    /// (see [`FaultKind::KillInside`](super::fault::FaultKind::KillInside)).
+    /// Returns false (the default) if the end has no such points; the
+    /// harness then kills the process from outside at the start of the send.
+    fn arm_kill_point(&mut self, point: u8) -> bool {
+        let _ = point;
+        false
+    }
 }
 
 /// A consumer's end, used in its own process.
@@ -259,6 +270,12 @@ pub trait Consumer {
 
     /// Like [`Producer::shrink_buffer`], for the consumer's end.
     fn shrink_buffer(&mut self) {}
+
+    /// Like [`Producer::arm_kill_point`], inside the next receive.
+    fn arm_kill_point(&mut self, point: u8) -> bool {
+        let _ = point;
+        false
+    }
 
     /// For a channel with task accounting (a joinable queue): marks the
     /// message last received as processed. The harness calls it after every

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | [`FaultKind::KillBefore`] | `SIGKILL` just before the operation | a peer that vanishes between messages |
 //! | [`FaultKind::KillDuring`] | `SIGKILL` `delay_us` after the operation began, from a helper process, wherever the process then is | a peer dying mid-frame, mid-copy, holding a lock |
+//! | [`FaultKind::KillInside`] | `SIGKILL` at one of the channel's own kill points inside the operation (a queue: holding its lock, mid-record, mid-commit, mid-message) | a death at the worst moment, every time |
 //! | [`FaultKind::KillAfter`] | `SIGKILL` just after the operation returned | a peer dying with a message in its hands |
 //! | [`FaultKind::Stop`] | `SIGSTOP` `delay_us` after the operation began (wherever the process then is), `SIGCONT` `pause_ms` later | a peer that stalls (a debugger, a laptop lid, an overloaded host) |
 //! | [`FaultKind::CloseEarly`] | drops its end instead of doing the operation, and exits | a peer that gives up early |
@@ -73,6 +74,16 @@ pub enum FaultKind {
         /// Microseconds from the start of the operation.
         delay_us: u32,
     },
+    /// `SIGKILL` at one of the channel's own kill points inside the
+    /// operation ([`Producer::arm_kill_point`](super::channel::Producer::arm_kill_point)),
+    /// the `point`-th modulo how many it has; a channel without any is
+    /// killed from outside as the operation starts. A point the operation
+    /// does not pass (a single-record message has no "mid-message") strikes
+    /// in a later operation, or never.
+    KillInside {
+        /// Which of the channel's kill points.
+        point: u8,
+    },
     /// `SIGKILL` just after the operation returned and was journalled.
     KillAfter,
     /// `SIGSTOP` from a helper process `delay_us` after the operation
@@ -94,7 +105,10 @@ impl FaultKind {
     pub fn kills(self) -> bool {
         matches!(
             self,
-            FaultKind::KillBefore | FaultKind::KillDuring { .. } | FaultKind::KillAfter
+            FaultKind::KillBefore
+                | FaultKind::KillDuring { .. }
+                | FaultKind::KillInside { .. }
+                | FaultKind::KillAfter
         )
     }
 
@@ -127,6 +141,9 @@ impl fmt::Display for Fault {
             FaultKind::KillBefore => write!(f, "SIGKILL {t} just before its {op}"),
             FaultKind::KillDuring { delay_us } => {
                 write!(f, "SIGKILL {t} {delay_us} us into its {op}")
+            }
+            FaultKind::KillInside { point } => {
+                write!(f, "SIGKILL {t} at its kill point {point} inside its {op}")
             }
             FaultKind::KillAfter => write!(f, "SIGKILL {t} just after its {op}"),
             FaultKind::Stop { delay_us, pause_ms } => write!(
@@ -169,6 +186,7 @@ fn kind() -> impl Strategy<Value = FaultKind> {
     prop_oneof![
         2 => Just(FaultKind::KillBefore),
         4 => delay_us().prop_map(|delay_us| FaultKind::KillDuring { delay_us }),
+        3 => any::<u8>().prop_map(|point| FaultKind::KillInside { point }),
         2 => Just(FaultKind::KillAfter),
         3 => (delay_us(), 1u32..=30)
             .prop_map(|(delay_us, pause_ms)| FaultKind::Stop { delay_us, pause_ms }),
@@ -220,7 +238,10 @@ fn legal(list: Vec<Fault>, producers: usize, consumers: usize, rules: FaultRules
             continue;
         }
         if matches!(f.target, Target::Producer(_))
-            && matches!(f.kind, FaultKind::KillDuring { .. })
+            && matches!(
+                f.kind,
+                FaultKind::KillDuring { .. } | FaultKind::KillInside { .. }
+            )
             && !rules.may_kill_writer_mid_message
             && producers > 1
         {

@@ -73,7 +73,7 @@ impl Entry {
                 config.run.signal_storm = Some(Duration::from_micros(200));
             }
             if pitfall == Pitfall::NonRobustLock {
-                // About one fault scenario in 30 kills a process holding a
+                // About one fault scenario in 7 kills a process holding a
                 // lock; the campaign stops at the first that does.
                 config.faults = true;
                 config.cases = config.cases.max(400);

@@ -486,11 +486,19 @@ impl<P, C> Slots<P, C> {
 }
 
 /// A fault's action just before an operation: dies or closes (returns
-/// `Err(())` for a close), or starts the helper that strikes from then on.
-fn before_op(fault: Option<Fault>) -> Result<Option<Saboteur>, ()> {
+/// `Err(())` for a close), arms the end's own kill point (`arm`, which says
+/// whether the end has one), or starts the helper that strikes from then on.
+fn before_op(fault: Option<Fault>, arm: impl FnOnce(u8) -> bool) -> Result<Option<Saboteur>, ()> {
     match fault.map(|f| f.kind) {
         Some(FaultKind::KillBefore) => fault::kill_self(),
         Some(FaultKind::CloseEarly) => Err(()),
+        Some(FaultKind::KillInside { point }) => {
+            if arm(point) {
+                Ok(None)
+            } else {
+                Ok(Saboteur::start(FaultKind::KillDuring { delay_us: 0 }))
+            }
+        }
         Some(kind) => Ok(Saboteur::start(kind)),
         None => Ok(None),
     }
@@ -532,7 +540,7 @@ fn produce<P: Producer>(
         // Made first, so a fault timed from the start of the send strikes
         // the send itself, not the making of the message.
         let msg = payload::make(MsgId { producer, seq }, len);
-        match before_op(fault) {
+        match before_op(fault, |point| end.arm_kill_point(point)) {
             Ok(started) => saboteur = saboteur.or(started),
             Err(()) => {
                 drop(end);
@@ -571,7 +579,7 @@ fn consume<C: Consumer>(
     let end_reason = loop {
         let fault = my_fault.filter(|f| f.op == op);
         op += 1;
-        match before_op(fault) {
+        match before_op(fault, |point| end.arm_kill_point(point)) {
             Ok(started) => saboteur = saboteur.or(started),
             Err(()) => {
                 drop(end);

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::fifo::{Fifo, FifoReader, FifoWriter, Wait};
 use crate::joinable::JoinableQueue;
 use crate::pipe::{Connection, Receiver, Sender};
-use crate::queue::Queue;
+use crate::queue::{KillPoint, Queue};
 use crate::sys::{self, PIPE_BUF, Readiness, SocketKind, WriteKind};
 
 fn left(deadline: Instant) -> Duration {
@@ -401,9 +401,26 @@ pub struct QueueConsumer {
     declared: bool,
 }
 
+/// Arms the `point`-th (modulo their number) of the queue's kill points on
+/// the producer side (`producer`) or the consumer side, for the next time
+/// this process passes it.
+fn arm_queue_kill_point(point: u8, producer: bool) -> bool {
+    let points: Vec<KillPoint> = KillPoint::ALL
+        .into_iter()
+        .filter(|p| p.is_producer() == producer)
+        .collect();
+    let chosen = points[usize::from(point) % points.len()];
+    crate::queue::set_kill_point(Some(chosen), 1);
+    true
+}
+
 impl Producer for QueueProducer {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.0.put_bytes(msg)
+    }
+
+    fn arm_kill_point(&mut self, point: u8) -> bool {
+        arm_queue_kill_point(point, true)
     }
 }
 
@@ -414,6 +431,10 @@ impl Consumer for QueueConsumer {
             self.declared = true;
         }
         self.queue.get_bytes_timeout(left(deadline))
+    }
+
+    fn arm_kill_point(&mut self, point: u8) -> bool {
+        arm_queue_kill_point(point, false)
     }
 }
 
@@ -504,6 +525,10 @@ impl Producer for JoinableProducer {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.0.put_bytes(msg)
     }
+
+    fn arm_kill_point(&mut self, point: u8) -> bool {
+        arm_queue_kill_point(point, true)
+    }
 }
 
 impl Consumer for JoinableConsumer {
@@ -513,6 +538,10 @@ impl Consumer for JoinableConsumer {
             self.declared = true;
         }
         self.queue.get_bytes_timeout(left(deadline))
+    }
+
+    fn arm_kill_point(&mut self, point: u8) -> bool {
+        arm_queue_kill_point(point, false)
     }
 
     fn task_done(&mut self) -> Option<Result<()>> {
