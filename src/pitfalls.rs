@@ -14,10 +14,14 @@
 //! | [`Pitfall::EintrAsEof`] | a reader that takes `EINTR` for end of stream (caught under a signal storm) | `Lost`, `UnexpectedError` |
 //! | [`Pitfall::NonRobustLock`] | a queue (one pipe) whose readers and writers take a plain lock, Python's way (caught under kill faults) | `Hang`, torn frames (`UnexpectedError`, `Corrupted`) |
 //!
-//! The last one is a flag of the primitive itself, checked through
+//! Not in [`Pitfall::ALL`] (the ones a plain campaign of [`PitfallChannel`]
+//! catches, in `tests/pitfalls.rs`): [`Pitfall::UnsharedTaskCounter`] is a
+//! flag of the primitive itself, checked through
 //! [`JoinableChannel`](crate::harness::transports::JoinableChannel) (as the
-//! queue's own racing readers are through `QueueChannel`), not through
-//! [`PitfallChannel`]; so it is not in [`Pitfall::ALL`].
+//! queue's own racing readers are through `QueueChannel`);
+//! [`Pitfall::EintrAsEof`] and [`Pitfall::NonRobustLock`] are correct until a
+//! fault strikes (a signal storm, a kill), so `tests/faults.rs` shows each
+//! passing without its fault and caught with it.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};

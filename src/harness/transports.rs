@@ -424,13 +424,19 @@ impl Producer for QueueProducer {
     }
 }
 
+/// A consumer's receive: on the first, the process stops counting as a
+/// producer (so that `Closed` can come once the producers are gone).
+fn consumer_get(queue: &Queue, declared: &mut bool, deadline: Instant) -> Result<Vec<u8>> {
+    if !*declared {
+        queue.close_producer();
+        *declared = true;
+    }
+    queue.get_bytes_timeout(left(deadline))
+}
+
 impl Consumer for QueueConsumer {
     fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
-        if !self.declared {
-            self.queue.close_producer();
-            self.declared = true;
-        }
-        self.queue.get_bytes_timeout(left(deadline))
+        consumer_get(&self.queue, &mut self.declared, deadline)
     }
 
     fn arm_kill_point(&mut self, point: u8) -> bool {
@@ -533,11 +539,7 @@ impl Producer for JoinableProducer {
 
 impl Consumer for JoinableConsumer {
     fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
-        if !self.declared {
-            self.queue.close_producer();
-            self.declared = true;
-        }
-        self.queue.get_bytes_timeout(left(deadline))
+        consumer_get(&self.queue, &mut self.declared, deadline)
     }
 
     fn arm_kill_point(&mut self, point: u8) -> bool {
