@@ -13,15 +13,16 @@
 //! ipc-harness demo coalescing
 //! ```
 //!
-//! The same demos are [`crate::demo::run`], and `tests/demo.rs` runs every
-//! one and checks that the failure and the fix both show. `tests/pitfalls.rs`
+//! The command-line tool (the `ipc-harness-cli` package, `cli/` in the
+//! repository) runs them; its `tests/demo.rs` runs every one and checks
+//! that the failure and the fix both show. Its `tests/pitfalls.rs`
 //! has one test per pitfall, `catches_<name>` (e.g. `catches_coalescing`),
 //! proving the naive variant is caught every time; `ipc-harness check
 //! --include-pitfalls` runs the transport pitfalls (1 to 6,
-//! [`crate::pitfalls`]) through the whole property campaign. The probe,
+//! [`crate::harness::pitfalls`]) through the whole property campaign. The probe,
 //! `ipc-harness probe` ([`crate::probe`]), says what this kernel provides.
 //!
-//! The Python snippets are the seeds' code (`text` blocks: not Rust). The
+//! The Python snippets are the programs each pitfall comes from (`text` blocks: not Rust). The
 //! Rust blocks run as doctests, except where marked `no_run` (they would
 //! race or block on purpose; the demo runs them deterministically) or
 //! `ignore` (the reason is given).

@@ -83,23 +83,29 @@ compile_error!(
     "ipc-harness supports Linux only: it relies on pipe2, F_SETPIPE_SZ, O_DIRECT pipes, pidfd_open and /proc."
 );
 
-pub mod bench;
 #[cfg(feature = "serde")]
 pub mod codec;
-pub mod demo;
 pub mod error;
 pub mod fifo;
-pub mod fifo_cli;
 pub mod frame;
 pub mod guide;
+#[cfg(feature = "harness")]
 pub mod harness;
 pub mod joinable;
 pub mod pipe;
-pub mod pitfalls;
 pub mod probe;
 pub mod queue;
 pub mod raw;
+
+// The system-call layer: every `unsafe` block of the crate lives here.
+// Not public API; the `test-hooks` feature opens it to the crate's own
+// tests and tools.
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
 pub mod sys;
+#[cfg(not(feature = "test-hooks"))]
+#[allow(dead_code)]
+mod sys;
 
 pub use error::{Error, Result};
 pub use fifo::Fifo;

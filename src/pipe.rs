@@ -30,8 +30,8 @@
 //! `recv_bytes_into` allocates nothing once its read-ahead buffer exists.
 //!
 //! # Performance, and the choices behind it
-//! Measured with `cargo run --release --example bench` (2 vCPUs, medians of
-//! interleaved rounds; see [`crate::bench`]):
+//! Measured with `ipc-harness bench` (2 vCPUs, medians of interleaved
+//! rounds):
 //! - **SIGPIPE.** A pipe write must not raise `SIGPIPE`, and asking the
 //!   kernel for its disposition on every write (`sigaction`) cost ~170 ns,
 //!   as much as the 64-byte write itself. The disposition "ignored" is now

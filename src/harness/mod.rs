@@ -11,7 +11,7 @@ pub mod fault;
 pub mod fork;
 pub mod journal;
 pub mod payload;
-pub mod registry;
+pub mod pitfalls;
 pub mod scenario;
 pub mod sizes;
 pub mod trace;

@@ -15,17 +15,17 @@
 //! characters, whatever bytes the pitfall produced (they are shown escaped).
 //!
 //! ```
-//! use ipc_harness::demo;
+//! use ipc_harness_cli::demo;
 //!
 //! let mut out = Vec::new();
 //! let outcome = demo::run("coalescing", &mut out)?;
 //! assert!(outcome.naive_failed && outcome.fixed_ok);
 //! let text = String::from_utf8(out).unwrap();
 //! assert!(text.contains("\"Spam 004Spam 000\""));
-//! # Ok::<(), ipc_harness::demo::DemoError>(())
+//! # Ok::<(), ipc_harness_cli::demo::DemoError>(())
 //! ```
 //!
-//! The pitfalls guide ([`crate::guide`]) explains each one at length.
+//! The pitfalls guide ([`ipc_harness::guide`]) explains each one at length.
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -34,13 +34,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
-use crate::fifo::{Fifo, FifoReader, FifoWriter, Wait};
-use crate::frame::{self, Decoder, ReadSource};
-use crate::harness::fork::{self, Child, ChildReport, Outcome};
-use crate::pipe::{Receiver, Sender, pipe};
-use crate::queue::{KillPoint, Queue, set_kill_point};
-use crate::sys::{self, Readiness};
+use ipc_harness::error::{Error, Result};
+use ipc_harness::fifo::{Fifo, FifoReader, FifoWriter, Wait};
+use ipc_harness::frame::{self, Decoder, ReadSource};
+use ipc_harness::harness::fork::{self, Child, ChildReport, Outcome};
+use ipc_harness::pipe::{Receiver, Sender, pipe};
+use ipc_harness::queue::{KillPoint, Queue, set_kill_point};
+use ipc_harness::sys::{self, Readiness};
 
 /// How long any step of a demo may take before the demo gives up.
 const WAIT: Duration = Duration::from_secs(10);
@@ -210,7 +210,7 @@ fn other(what: String) -> Error {
 fn spawn(f: impl FnOnce() -> Result<Vec<u8>>) -> Result<Child> {
     fork::spawn(move || match f() {
         Ok(v) => v,
-        Err(e) => panic!("{}", crate::error::chain(&e)),
+        Err(e) => panic!("{}", ipc_harness::error::chain(&e)),
     })
 }
 
@@ -815,7 +815,7 @@ fn interleaved_writes(out: &mut dyn Write) -> Result<(bool, bool)> {
             &format!("  message {} ({} bytes): {}", i + 1, m.len(), quote(m)),
         )?;
     }
-    say(out, &format!("  then: {}", crate::error::chain(&end)))?;
+    say(out, &format!("  then: {}", ipc_harness::error::chain(&end)))?;
     let naive_failed = msgs != [a.clone(), b.clone()];
     say(
         out,
@@ -1165,7 +1165,7 @@ fn ignored_short_write(out: &mut dyn Write) -> Result<(bool, bool)> {
             "What the reader got: {} bytes in all; {} whole messages, then: {}",
             stream.len(),
             msgs.len(),
-            crate::error::chain(&end)
+            ipc_harness::error::chain(&end)
         ),
     )?;
     say(
@@ -1462,7 +1462,7 @@ fn fifo_open_blocks(out: &mut dyn Write) -> Result<(bool, bool)> {
             "  FifoWriter::open(path, Wait::Timeout(200 ms)) gave up after {} ms: {}",
             took.as_millis(),
             match &timed {
-                Err(e) => crate::error::chain(e),
+                Err(e) => ipc_harness::error::chain(e),
                 Ok(_) => "it opened (unexpected)".into(),
             }
         ),
@@ -1476,7 +1476,7 @@ fn fifo_open_blocks(out: &mut dyn Write) -> Result<(bool, bool)> {
             "  FifoWriter::open(path, Wait::NonBlocking): {}",
             match &nb {
                 Err(e) =>
-                    crate::error::chain(e).replace(&scratch.dir.display().to_string(), "$TMP"),
+                    ipc_harness::error::chain(e).replace(&scratch.dir.display().to_string(), "$TMP"),
                 Ok(_) => "it opened (unexpected)".into(),
             }
         ),
@@ -1556,7 +1556,7 @@ fn fifo_missing_directory(out: &mut dyn Write) -> Result<(bool, bool)> {
     )?;
     let clear = Fifo::create(&path);
     let text = match &clear {
-        Err(e) => crate::error::chain(e).replace(&scratch.dir.display().to_string(), "$TMP"),
+        Err(e) => ipc_harness::error::chain(e).replace(&scratch.dir.display().to_string(), "$TMP"),
         Ok(_) => "it was created (unexpected)".into(),
     };
     say(out, &format!("  Fifo::create: {text}"))?;
@@ -1760,7 +1760,7 @@ fn queue_killed_holding_lock(out: &mut dyn Write) -> Result<(bool, bool)> {
         &format!(
             "  The consumer got: {}, then {} (every producer is gone).",
             shown.join(", "),
-            crate::error::chain(&end)
+            ipc_harness::error::chain(&end)
         ),
     )?;
     say(
@@ -1832,7 +1832,7 @@ fn task_done_too_many_times(out: &mut dyn Write) -> Result<(bool, bool)> {
         "The fix: ipc_harness::JoinableQueue, shared with a forked worker that takes",
     )?;
     say(out, "item 1 and calls task_done() twice:")?;
-    let jq = crate::JoinableQueue::new()?;
+    let jq = ipc_harness::JoinableQueue::new()?;
     jq.put_bytes(b"item 1")?;
     let worker = {
         let jq = jq.clone();

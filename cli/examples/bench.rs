@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ipc_harness::bench::BenchArgs;
+use ipc_harness_cli::bench::BenchArgs;
 
 #[derive(Parser)]
 #[command(about = "Cross-process throughput and round-trip benchmark")]

@@ -10,11 +10,11 @@
 use ipc_harness::harness::channel::Channel;
 use ipc_harness::harness::fork::serial;
 use ipc_harness::harness::proptest_config;
-use ipc_harness::harness::registry;
 use ipc_harness::harness::scenario::{Limits, run, scenarios};
 use ipc_harness::harness::transports::{
     DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel, RawKind,
 };
+use ipc_harness_cli::registry;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
@@ -33,8 +33,13 @@ fn battery<C: Channel>(channel: C) {
         return;
     }
     let limits = Limits::for_promises(&channel.promises());
+    // This crate lives in `cli/`; its counterexamples are kept with the
+    // others in the top-level `proptest-regressions/`.
     let mut runner = TestRunner::new(proptest_config(
-        "proptest-regressions/properties.txt",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../proptest-regressions/properties.txt"
+        ),
         CASES,
     ));
     let result = runner.run(&scenarios(limits), |scenario| {

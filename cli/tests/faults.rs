@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use ipc_harness::harness::campaign::{CampaignConfig, CampaignResult, campaign, fresh_seed};
 use ipc_harness::harness::fork::serial;
-use ipc_harness::harness::registry;
-use ipc_harness::pitfalls::{Pitfall, PitfallChannel};
+use ipc_harness::harness::pitfalls::{Pitfall, PitfallChannel};
+use ipc_harness_cli::registry;
 
 const STORM: Duration = Duration::from_micros(200);
 

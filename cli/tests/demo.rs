@@ -8,9 +8,9 @@
 
 use std::sync::Mutex;
 
-use ipc_harness::demo::{self, DemoError, DemoOutcome};
 use ipc_harness::harness::fork;
 use ipc_harness::sys;
+use ipc_harness_cli::demo::{self, DemoError, DemoOutcome};
 
 /// Every test here takes this lock, so each can check that its demo left
 /// no fd, child or scratch directory behind without another test's demo

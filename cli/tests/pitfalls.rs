@@ -8,8 +8,8 @@
 
 use ipc_harness::harness::campaign::{CampaignConfig, fresh_seed};
 use ipc_harness::harness::fork::serial;
-use ipc_harness::harness::registry::{self, Kind};
-use ipc_harness::pitfalls::Pitfall;
+use ipc_harness::harness::pitfalls::Pitfall;
+use ipc_harness_cli::registry::{self, Kind};
 
 /// The number of scenarios `ipc-harness check` runs by default is 64; the
 /// pitfalls must be caught well within that.
@@ -92,7 +92,7 @@ fn catches_unshared_task_counter() {
 /// them in depth: tests/fifo.rs, tests/queue.rs, tests/joinable.rs.)
 fn demo_shows(name: &str) {
     let mut out = Vec::new();
-    let outcome = ipc_harness::demo::run(name, &mut out).unwrap();
+    let outcome = ipc_harness_cli::demo::run(name, &mut out).unwrap();
     let text = String::from_utf8_lossy(&out);
     assert!(
         outcome.naive_failed,
@@ -136,7 +136,7 @@ fn every_pitfall_of_the_catalogue_has_a_test_here() {
         "queue-killed-holding-lock",
         "task-done-too-many-times",
     ];
-    let catalogue: Vec<&str> = ipc_harness::demo::list()
+    let catalogue: Vec<&str> = ipc_harness_cli::demo::list()
         .into_iter()
         .map(|(n, _)| n)
         .collect();

@@ -3,8 +3,8 @@
 //! in the benchmark's report (`cargo run --release --example bench`), never
 //! in a timed test on a shared machine.
 
-use ipc_harness::bench::{self, Case, LatencyCase, Options};
 use ipc_harness::harness::fork::serial;
+use ipc_harness_cli::bench::{self, Case, LatencyCase, Options};
 
 fn python3_present() -> bool {
     std::process::Command::new("python3")

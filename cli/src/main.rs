@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ipc_harness::fifo_cli::FifoCommand;
 use ipc_harness::harness::campaign::{CampaignConfig, CampaignResult, fresh_seed};
 use ipc_harness::harness::channel::Property;
 use ipc_harness::harness::check::Accounting;
-use ipc_harness::harness::registry::{self, Entry, Kind};
+use ipc_harness_cli::fifo_cli::FifoCommand;
+use ipc_harness_cli::registry::{self, Entry, Kind};
 
 #[derive(Parser)]
 #[command(
@@ -49,7 +49,7 @@ Exit status: 0 the demo showed the failure and the fix, 1 it did not, 2 bad usag
   ipc-harness bench                                   # 5 interleaved rounds, about a minute
   ipc-harness bench --quick --rounds 1                # CI-sized
   ipc-harness bench --python --format json > bench.json")]
-    Bench(ipc_harness::bench::BenchArgs),
+    Bench(ipc_harness_cli::bench::BenchArgs),
     /// Show what this kernel provides: PIPE_BUF, pipe capacities, packet pipes, SEQPACKET, pidfd, RLIMIT_NOFILE.
     Probe,
     /// Named pipes by path: the second seed's father (`listen`) and son (`send`).
@@ -71,7 +71,7 @@ struct DemoArgs {
 }
 
 fn demo(args: DemoArgs) -> ExitCode {
-    use ipc_harness::demo::{self, DemoError};
+    use ipc_harness_cli::demo::{self, DemoError};
     if args.list {
         for (name, summary) in demo::list() {
             println!("  {name:<27} {summary}");

@@ -11,13 +11,13 @@
 //!   clamped to a minimum and a maximum count, so a 16 MiB run does not take
 //!   forever and a 64 B run is not over before the clock ticks.
 //!   The cases are in [`Case`]: raw pipe (default 64 KiB capacity), raw pipe
-//!   raised to 1 MiB, raw `SOCK_STREAM` socketpair, [`pipe()`](crate::pipe())
+//!   raised to 1 MiB, raw `SOCK_STREAM` socketpair, [`pipe()`](ipc_harness::pipe())
 //!   (receiving into a reused buffer, and with `recv_bytes` allocating each
-//!   message), [`duplex()`](crate::duplex()), [`Fifo`](crate::fifo::Fifo) (framed),
+//!   message), [`duplex()`](ipc_harness::duplex()), [`Fifo`](ipc_harness::fifo::Fifo) (framed),
 //!   [`Queue`] with 1 producer x 1 consumer and 2 x 2.
 //! - **Scaling** ([`Case::SCALING`], on by default, `--no-scaling` skips
-//!   it): [`Queue`] and [`JoinableQueue`](crate::JoinableQueue) with 8
-//!   producers x 8 consumers, and a [`Fifo`](crate::fifo::Fifo) with 8 writers (each opening
+//!   it): [`Queue`] and [`JoinableQueue`](ipc_harness::JoinableQueue) with 8
+//!   producers x 8 consumers, and a [`Fifo`](ipc_harness::fifo::Fifo) with 8 writers (each opening
 //!   the path) and its one reader, at every size; each is divided by its
 //!   1x1 form *of the same round* (the issue's target: at least 0.7x).
 //! - **Peers** ([`Case::PEERS`], `--peers`, in a build with the `peers`
@@ -55,7 +55,7 @@
 //!
 //! # Example
 //! ```no_run
-//! use ipc_harness::bench::{self, Options};
+//! use ipc_harness_cli::bench::{self, Options};
 //!
 //! let report = bench::run(&Options { quick: true, rounds: 1, ..Options::default() }, |_| {})?;
 //! println!("{}", report.table());
@@ -71,12 +71,12 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::fifo::FifoOptions;
-use crate::harness::fork;
-use crate::queue::Queue;
-use crate::sys::{self, SocketKind};
-use crate::{duplex, pipe};
+use ipc_harness::error::{Error, Result};
+use ipc_harness::fifo::FifoOptions;
+use ipc_harness::harness::fork;
+use ipc_harness::queue::Queue;
+use ipc_harness::sys::{self, SocketKind};
+use ipc_harness::{duplex, pipe};
 
 /// The message sizes of the throughput table.
 pub const SIZES: [usize; 5] = [64, 4 << 10, 64 << 10, 1 << 20, 16 << 20];
@@ -173,32 +173,32 @@ pub enum Case {
     RawPipe1M,
     /// `socketpair(AF_UNIX, SOCK_STREAM)`, no framing.
     RawSocket,
-    /// [`pipe()`](crate::pipe()), `recv_bytes_into` a reused buffer.
+    /// [`pipe()`](ipc_harness::pipe()), `recv_bytes_into` a reused buffer.
     Pipe,
-    /// [`pipe()`](crate::pipe()), `recv_bytes` (a new `Vec` per message).
+    /// [`pipe()`](ipc_harness::pipe()), `recv_bytes` (a new `Vec` per message).
     PipeAlloc,
-    /// [`duplex()`](crate::duplex()), `recv_bytes_into` a reused buffer.
+    /// [`duplex()`](ipc_harness::duplex()), `recv_bytes_into` a reused buffer.
     Duplex,
-    /// [`Fifo`](crate::fifo::Fifo), framed, `recv_bytes_into`.
+    /// [`Fifo`](ipc_harness::fifo::Fifo), framed, `recv_bytes_into`.
     Fifo,
-    /// [`Fifo`](crate::fifo::Fifo) in [small-messages mode](crate::fifo::FifoOptions::small_messages)
+    /// [`Fifo`](ipc_harness::fifo::Fifo) in [small-messages mode](ipc_harness::fifo::FifoOptions::small_messages)
     /// (no lock per send; messages of at most
-    /// [`SMALL_MESSAGE_MAX`](crate::fifo::SMALL_MESSAGE_MAX) bytes, so run at
+    /// [`SMALL_MESSAGE_MAX`](ipc_harness::fifo::SMALL_MESSAGE_MAX) bytes, so run at
     /// those sizes only).
     FifoSmall,
     /// [`Queue`], 1 producer x 1 consumer.
     Queue1x1,
     /// [`Queue`], 2 producers x 2 consumers.
     Queue2x2,
-    /// [`JoinableQueue`](crate::JoinableQueue), 1 x 1, `task_done` per item,
+    /// [`JoinableQueue`](ipc_harness::JoinableQueue), 1 x 1, `task_done` per item,
     /// the producer joins at the end.
     Joinable1x1,
     /// [`Queue`], 8 producers x 8 consumers (the scaling run).
     Queue8x8,
-    /// [`JoinableQueue`](crate::JoinableQueue), 8 x 8, `task_done` per item,
+    /// [`JoinableQueue`](ipc_harness::JoinableQueue), 8 x 8, `task_done` per item,
     /// every producer joins at the end (the scaling run).
     Joinable8x8,
-    /// [`Fifo`](crate::fifo::Fifo), framed, 8 writers (each opening the path) x 1 reader (the
+    /// [`Fifo`](ipc_harness::fifo::Fifo), framed, 8 writers (each opening the path) x 1 reader (the
     /// scaling run: a FIFO has one reader by design).
     Fifo8x1,
     /// `ipc-channel`'s `ipc::bytes_channel()`: `IpcBytesSender::send`,
@@ -353,7 +353,7 @@ impl Case {
 
     /// Whether the case can carry messages of `size` bytes.
     pub fn carries(self, size: usize) -> bool {
-        self != Case::FifoSmall || size <= crate::fifo::SMALL_MESSAGE_MAX
+        self != Case::FifoSmall || size <= ipc_harness::fifo::SMALL_MESSAGE_MAX
     }
 }
 
@@ -364,9 +364,9 @@ pub enum LatencyCase {
     RawPipe,
     /// One raw `SOCK_STREAM` socketpair (the transport under `duplex()`).
     RawSocket,
-    /// Two [`pipe()`](crate::pipe())s.
+    /// Two [`pipe()`](ipc_harness::pipe())s.
     Pipe,
-    /// One [`duplex()`](crate::duplex()).
+    /// One [`duplex()`](ipc_harness::duplex()).
     Duplex,
     /// Two [`Queue`]s.
     Queue,
@@ -1131,7 +1131,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
                         round + 1,
                         t.case.label(),
                         size_label(size),
-                        crate::error::chain(&e)
+                        ipc_harness::error::chain(&e)
                     )),
                 }
             }
@@ -1154,7 +1154,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
                     round + 1,
                     l.case.label(),
                     if l.pinned { " pinned" } else { "" },
-                    crate::error::chain(&e)
+                    ipc_harness::error::chain(&e)
                 )),
             }
         }
@@ -1275,7 +1275,7 @@ fn side_main(job: Job<'_>, ready_w: BorrowedFd<'_>, go_r: BorrowedFd<'_>) -> Vec
         }
         Err(e) => {
             let mut out = vec![1u8];
-            out.extend_from_slice(crate::error::chain(&e).as_bytes());
+            out.extend_from_slice(ipc_harness::error::chain(&e).as_bytes());
             out
         }
     }
@@ -1471,7 +1471,7 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
         }
         Case::Joinable1x1 | Case::Joinable8x8 => {
             let n = case.producers();
-            let q = crate::JoinableQueue::new()?;
+            let q = ipc_harness::JoinableQueue::new()?;
             // Ends as the queues above: one empty message per producer.
             for _ in 0..n {
                 let q = q.clone();

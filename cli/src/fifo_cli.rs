@@ -23,7 +23,7 @@
 //!
 //! ```
 //! use ipc_harness::fifo::Wait;
-//! use ipc_harness::fifo_cli::{self, ListenOptions, SendOptions};
+//! use ipc_harness_cli::fifo_cli::{self, ListenOptions, SendOptions};
 //! use ipc_harness::harness::fork;
 //! use std::time::Duration;
 //!
@@ -64,9 +64,9 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::error::{Error, Result};
-use crate::fifo::{FifoOptions, FifoReader, FifoWriter, LineReader, Wait};
-use crate::sys;
+use ipc_harness::error::{Error, Result};
+use ipc_harness::fifo::{FifoOptions, FifoReader, FifoWriter, LineReader, Wait};
+use ipc_harness::sys;
 
 /// How [`listen`] behaves.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -232,7 +232,7 @@ enum Inbox {
 /// `(partial line: no newline before the end)` and counted. The FIFO is
 /// removed on return if this call created it.
 ///
-/// Errors: those of [`Fifo::create`](crate::fifo::Fifo::create) (e.g.
+/// Errors: those of [`Fifo::create`](ipc_harness::fifo::Fifo::create) (e.g.
 /// [`Error::NoSuchDirectory`]) and [`FifoReader::open`] (e.g.
 /// [`Error::NotAFifo`] if something else is at `path`,
 /// [`Error::SharedFifo`] without `opts.allow_shared`), framing errors, and

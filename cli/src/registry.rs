@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use super::campaign::{CampaignConfig, CampaignResult, campaign};
-use super::channel::{Channel, Promises};
-use super::transports::{
+use ipc_harness::harness::campaign::{CampaignConfig, CampaignResult, campaign};
+use ipc_harness::harness::channel::{Channel, Promises};
+use ipc_harness::harness::pitfalls::{Pitfall, PitfallChannel};
+use ipc_harness::harness::transports::{
     DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel, RawKind,
 };
-use crate::pitfalls::{Pitfall, PitfallChannel};
-use crate::probe::Feature;
+use ipc_harness::probe::Feature;
 
 /// What sort of transport an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl Entry {
 
     /// Why this entry cannot run on this kernel, if it cannot.
     pub fn skip_reason(&self) -> Option<String> {
-        self.requires.and_then(crate::probe::require)
+        self.requires.and_then(ipc_harness::probe::require)
     }
 
     /// Runs a campaign on this entry's transport.
