@@ -441,12 +441,13 @@
 //! **Fix.** [`Queue`](crate::Queue)'s locks are robust process-shared
 //! mutexes: when the holder dies, the kernel hands the next locker
 //! `EOWNERDEAD`, and it repairs the queue's state before going on. Here a
-//! producer dies holding the producer lock (a test hook), and the next put
+//! producer dies holding the producer lock (killed there by a hook of the
+//! crate's own tests, behind its `test-hooks` feature), and the next put
 //! and the gets go on:
 //!
 //! ```
 //! use ipc_harness::{Queue, harness::fork::{self, Outcome}};
-//! use ipc_harness::queue::{KillPoint, set_kill_point};
+//! # use ipc_harness::queue::{KillPoint, set_kill_point};
 //! use std::time::Duration;
 //!
 //! # let _serial = fork::serial();
@@ -454,7 +455,8 @@
 //! let victim = {
 //!     let q = q.clone();
 //!     fork::spawn(move || {
-//!         set_kill_point(Some(KillPoint::ProducerLocked), 1); // SIGKILL, lock held
+//!         # set_kill_point(Some(KillPoint::ProducerLocked), 1);
+//!         // SIGKILLed inside this put, holding the producer lock:
 //!         q.put_bytes(b"never").unwrap();
 //!         Vec::new()
 //!     })?

@@ -121,8 +121,9 @@ impl JoinableQueueBuilder {
     /// The pitfall: each process keeps its own task counter (a plain
     /// variable, copied by `fork`), as naive code that forgets the counter
     /// must be shared does. Joins return early or never. Broken on purpose,
-    /// for the tests that prove it is caught.
-    #[doc(hidden)]
+    /// for the tests that prove it is caught (only with the `test-hooks`
+    /// feature).
+    #[cfg(feature = "test-hooks")]
     pub fn local_counter_pitfall(mut self, on: bool) -> Self {
         self.0.local_tasks_pitfall = on;
         self

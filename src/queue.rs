@@ -139,7 +139,7 @@
 //! # System calls
 //! The first put or get of each process maps the whole shared region into
 //! its page tables with one `madvise(MADV_POPULATE_READ)` (see
-//! [`SharedRegion::populate`](crate::sys::shm::SharedRegion::populate)),
+//! `SharedRegion::populate`),
 //! before taking any lock, instead of a page fault per page of the ring
 //! in its first messages. After that, an uncontended put or get makes none: a lock is one atomic
 //! compare-and-swap (glibc's robust mutex), the copy is `memcpy` into or out
@@ -150,12 +150,12 @@
 //! consumer waiting on an empty queue `poll`s the producers pipe (zero
 //! timeout) before each sleep, never while spinning.
 //! Contended locks sleep in the kernel through glibc (`futex`), at most
-//! 10 ms at a time ([`LOCK_SLICE`](crate::sys::shm::LOCK_SLICE)), and a
+//! 10 ms at a time (`LOCK_SLICE`), and a
 //! dead owner is reported by the kernel's robust-list walk at its exit. The
 //! slices are not for dead owners but for dead *waiters*: glibc wakes one
 //! waiter per unlock, and if that one is killed before it takes the lock
 //! while another process takes it first, nothing wakes the others again
-//! (see [`RobustMutex::lock`]); with slices, that costs them one slice.
+//! (see `RobustMutex::lock`); with slices, that costs them one slice.
 //!
 //! # Differences from Python's `multiprocessing.Queue`
 //! - `put` writes into shared memory itself; there is no feeder thread. An
@@ -386,93 +386,115 @@ impl Record {
 // Kill points (tests only)
 // ---------------------------------------------------------------------------
 
-/// Named points inside [`Queue`] operations where a test can make this
-/// process SIGKILL itself, to prove that a death there breaks nobody else.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum KillPoint {
-    /// A producer holds the producer lock and has written nothing.
-    ProducerLocked = 1,
-    /// A producer wrote a record's bytes into the ring, not yet committed.
-    ProducerMidRecord,
-    /// A producer is between setting `phase = 1` and applying a commit.
-    ProducerMidCommit,
-    /// A producer committed the first record of a multi-record message.
-    ProducerMidItem,
-    /// A producer published a whole message and still holds the lock.
-    ProducerPublished,
-    /// A consumer holds the consumer lock and has read nothing.
-    ConsumerLocked,
-    /// A consumer is between setting `phase = 1` and applying a commit.
-    ConsumerMidCommit,
-    /// A consumer committed the first record of a multi-record message.
-    ConsumerMidItem,
-    /// A consumer took a whole message and still holds the lock.
-    ConsumerTook,
-    /// A `JoinableQueue::task_done` has applied its commit to the holder
-    /// table but not yet to the total of tasks done (not in [`ALL`](Self::ALL),
-    /// which lists the points of plain queue operations).
-    TaskDoneMidCommit,
-}
+// A production build (without the `test-hooks` feature) keeps the calls to
+// `kill_point` but they compile to nothing, and nothing outside the crate
+// can name a kill point or reach a lock.
+#[cfg(not(feature = "test-hooks"))]
+use hooks::KillPoint;
+use hooks::kill_point;
+#[cfg(feature = "test-hooks")]
+pub use hooks::{KillPoint, QueueLock, set_kill_point};
 
-impl KillPoint {
-    /// Every kill point of plain queue operations (puts and gets).
-    pub const ALL: [KillPoint; 9] = [
-        KillPoint::ProducerLocked,
-        KillPoint::ProducerMidRecord,
-        KillPoint::ProducerMidCommit,
-        KillPoint::ProducerMidItem,
-        KillPoint::ProducerPublished,
-        KillPoint::ConsumerLocked,
-        KillPoint::ConsumerMidCommit,
-        KillPoint::ConsumerMidItem,
-        KillPoint::ConsumerTook,
-    ];
+mod hooks {
+    #[cfg(feature = "test-hooks")]
+    use super::*;
 
-    /// True for the producer-side points.
-    pub fn is_producer(self) -> bool {
-        (self as u32) <= KillPoint::ProducerPublished as u32
+    /// Named points inside [`Queue`] operations where a test can make this
+    /// process SIGKILL itself, to prove that a death there breaks nobody else.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(u32)]
+    pub enum KillPoint {
+        /// A producer holds the producer lock and has written nothing.
+        ProducerLocked = 1,
+        /// A producer wrote a record's bytes into the ring, not yet committed.
+        ProducerMidRecord,
+        /// A producer is between setting `phase = 1` and applying a commit.
+        ProducerMidCommit,
+        /// A producer committed the first record of a multi-record message.
+        ProducerMidItem,
+        /// A producer published a whole message and still holds the lock.
+        ProducerPublished,
+        /// A consumer holds the consumer lock and has read nothing.
+        ConsumerLocked,
+        /// A consumer is between setting `phase = 1` and applying a commit.
+        ConsumerMidCommit,
+        /// A consumer committed the first record of a multi-record message.
+        ConsumerMidItem,
+        /// A consumer took a whole message and still holds the lock.
+        ConsumerTook,
+        /// A `JoinableQueue::task_done` has applied its commit to the holder
+        /// table but not yet to the total of tasks done (not in [`ALL`](Self::ALL),
+        /// which lists the points of plain queue operations).
+        TaskDoneMidCommit,
     }
-}
 
-/// The queue's locks, for [`Queue::lock_for_tests`].
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueLock {
-    /// Held by a producer for a whole message.
-    Producer,
-    /// Held by a consumer for a whole message, and while it waits for one.
-    Consumer,
-    /// Held by `JoinableQueue::task_done`.
-    Tasks,
-}
+    #[cfg(feature = "test-hooks")]
+    impl KillPoint {
+        /// Every kill point of plain queue operations (puts and gets).
+        pub const ALL: [KillPoint; 9] = [
+            KillPoint::ProducerLocked,
+            KillPoint::ProducerMidRecord,
+            KillPoint::ProducerMidCommit,
+            KillPoint::ProducerMidItem,
+            KillPoint::ProducerPublished,
+            KillPoint::ConsumerLocked,
+            KillPoint::ConsumerMidCommit,
+            KillPoint::ConsumerMidItem,
+            KillPoint::ConsumerTook,
+        ];
 
-static KILL_POINT: AtomicU32 = AtomicU32::new(0);
-static KILL_COUNTDOWN: AtomicU32 = AtomicU32::new(0);
-
-/// Arms (or with `None` disarms) a kill point for this process: the `nth`
-/// time (from 1) an operation passes `point`, the process SIGKILLs itself.
-/// Costs one relaxed load per point when disarmed.
-#[doc(hidden)]
-pub fn set_kill_point(point: Option<KillPoint>, nth: u32) {
-    KILL_COUNTDOWN.store(nth.max(1), SeqCst);
-    KILL_POINT.store(point.map_or(0, |p| p as u32), SeqCst);
-}
-
-#[inline]
-fn kill_point(point: KillPoint) {
-    if KILL_POINT.load(Relaxed) == point as u32 {
-        kill_point_slow();
+        /// True for the producer-side points.
+        pub fn is_producer(self) -> bool {
+            (self as u32) <= KillPoint::ProducerPublished as u32
+        }
     }
-}
 
-#[cold]
-fn kill_point_slow() {
-    if KILL_COUNTDOWN.fetch_sub(1, SeqCst) == 1 {
-        let _ = sys::kill(sys::getpid(), libc::SIGKILL);
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
+    /// The queue's locks, for [`Queue::lock_for_tests`].
+    #[cfg(feature = "test-hooks")]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum QueueLock {
+        /// Held by a producer for a whole message.
+        Producer,
+        /// Held by a consumer for a whole message, and while it waits for one.
+        Consumer,
+        /// Held by `JoinableQueue::task_done`.
+        Tasks,
+    }
+
+    #[cfg(feature = "test-hooks")]
+    static KILL_POINT: AtomicU32 = AtomicU32::new(0);
+    #[cfg(feature = "test-hooks")]
+    static KILL_COUNTDOWN: AtomicU32 = AtomicU32::new(0);
+
+    /// Arms (or with `None` disarms) a kill point for this process: the `nth`
+    /// time (from 1) an operation passes `point`, the process SIGKILLs itself.
+    /// Costs one relaxed load per point when disarmed.
+    #[cfg(feature = "test-hooks")]
+    pub fn set_kill_point(point: Option<KillPoint>, nth: u32) {
+        KILL_COUNTDOWN.store(nth.max(1), SeqCst);
+        KILL_POINT.store(point.map_or(0, |p| p as u32), SeqCst);
+    }
+
+    #[cfg(feature = "test-hooks")]
+    #[inline]
+    pub(super) fn kill_point(point: KillPoint) {
+        if KILL_POINT.load(Relaxed) == point as u32 {
+            kill_point_slow();
+        }
+    }
+
+    #[cfg(not(feature = "test-hooks"))]
+    #[inline(always)]
+    pub(super) fn kill_point(_point: KillPoint) {}
+
+    #[cfg(feature = "test-hooks")]
+    #[cold]
+    fn kill_point_slow() {
+        if KILL_COUNTDOWN.fetch_sub(1, SeqCst) == 1 {
+            let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
         }
     }
 }
@@ -515,8 +537,8 @@ impl QueueBuilder {
 
     /// The racing-readers pitfall: consumers take records without the
     /// consumer lock. Broken on purpose, for the tests that prove the
-    /// oracle catches it. Never use it for anything else.
-    #[doc(hidden)]
+    /// oracle catches it (only with the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
     pub fn racing_readers_pitfall(mut self, on: bool) -> Self {
         self.racing_readers = on;
         self
@@ -709,14 +731,15 @@ impl Queue {
     /// q.put_bytes(&vec![7u8; 2500])?;
     /// q.put_bytes(b"next")?;
     /// // A consumer that dies after taking the first record of the first
-    /// // message (SIGKILL from a test hook; a real crash behaves the same).
+    /// // message (here the crate's own test hook kills it at exactly that
+    /// // point; a real crash there behaves the same).
     /// let victim = {
     ///     let q = q.clone();
     ///     fork::spawn(move || {
-    ///         ipc_harness::queue::set_kill_point(
-    ///             Some(ipc_harness::queue::KillPoint::ConsumerMidItem),
-    ///             1,
-    ///         );
+    ///         # ipc_harness::queue::set_kill_point(
+    ///         #     Some(ipc_harness::queue::KillPoint::ConsumerMidItem),
+    ///         #     1,
+    ///         # );
     ///         let _ = q.get_bytes();
     ///         Vec::new()
     ///     })?
@@ -742,8 +765,8 @@ impl Queue {
     }
 
     /// Tests only: one of the queue's robust mutexes, to put it in a state
-    /// a fault leaves behind (see [`RobustMutex::lose_wake_up`]).
-    #[doc(hidden)]
+    /// a fault leaves behind (see `RobustMutex::lose_wake_up`).
+    #[cfg(feature = "test-hooks")]
     pub fn lock_for_tests(&self, which: QueueLock) -> &RobustMutex {
         let h = self.inner.header();
         match which {
@@ -1278,7 +1301,7 @@ impl Inner {
             first = false;
         }
         kill_point(KillPoint::ProducerPublished);
-        if self.local_tasks_pitfall {
+        if cfg!(feature = "test-hooks") && self.local_tasks_pitfall {
             self.local_tasks.fetch_add(1, SeqCst);
         }
         Ok(())
@@ -1307,7 +1330,7 @@ impl Inner {
             return Err(Error::Closed);
         }
         self.map_in();
-        if self.racing {
+        if cfg!(feature = "test-hooks") && self.racing {
             return self.get_racing(deadline, nonblocking);
         }
         let h = self.header();
@@ -1536,7 +1559,7 @@ impl Inner {
     /// only grow and `done <= published` always, so equal values mean the
     /// count was zero at the moment `published` was read.
     pub(crate) fn unfinished_tasks(&self) -> u64 {
-        if self.local_tasks_pitfall {
+        if cfg!(feature = "test-hooks") && self.local_tasks_pitfall {
             return self.local_tasks.load(SeqCst);
         }
         let h = self.header();
@@ -1583,7 +1606,7 @@ impl Inner {
     /// holder table (this process's if it holds a task, else the first live
     /// holder's, else any holder's).
     pub(crate) fn task_done(&self) -> Result<()> {
-        if self.local_tasks_pitfall {
+        if cfg!(feature = "test-hooks") && self.local_tasks_pitfall {
             // The pitfall: a counter each process keeps for itself.
             return match self.local_tasks.load(SeqCst) {
                 0 => Err(Error::TaskDoneTooManyTimes),
@@ -1664,7 +1687,7 @@ impl Inner {
                     (d - now).min(POLL)
                 }
             };
-            if self.local_tasks_pitfall {
+            if cfg!(feature = "test-hooks") && self.local_tasks_pitfall {
                 // Nobody else can change this process's own counter.
                 std::thread::sleep(left);
                 continue;

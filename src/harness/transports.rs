@@ -14,7 +14,9 @@ use crate::error::{Error, Result};
 use crate::fifo::{Fifo, FifoReader, FifoWriter, Wait};
 use crate::joinable::JoinableQueue;
 use crate::pipe::{Connection, Receiver, Sender};
-use crate::queue::{KillPoint, Queue};
+#[cfg(feature = "test-hooks")]
+use crate::queue::KillPoint;
+use crate::queue::Queue;
 use crate::sys::{self, PIPE_BUF, Readiness, SocketKind, WriteKind};
 
 fn left(deadline: Instant) -> Duration {
@@ -376,7 +378,9 @@ pub struct QueueChannel {
     pub bounded: Option<usize>,
     /// The ring's size in bytes (`None`: the default).
     pub ring_bytes: Option<usize>,
-    /// The racing-readers pitfall: no consumer lock.
+    /// The racing-readers pitfall: no consumer lock (only with the
+    /// `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
     pub racing_readers: bool,
 }
 
@@ -385,6 +389,7 @@ impl QueueChannel {
     pub const DEFAULT: QueueChannel = QueueChannel {
         bounded: None,
         ring_bytes: None,
+        #[cfg(feature = "test-hooks")]
         racing_readers: false,
     };
 }
@@ -403,7 +408,14 @@ pub struct QueueConsumer {
 
 /// Arms the `point`-th (modulo their number) of the queue's kill points on
 /// the producer side (`producer`) or the consumer side, for the next time
-/// this process passes it.
+/// this process passes it. Without the `test-hooks` feature the queue has
+/// no kill points: false, and the harness falls back to a timed kill.
+#[cfg(not(feature = "test-hooks"))]
+fn arm_queue_kill_point(_point: u8, _producer: bool) -> bool {
+    false
+}
+
+#[cfg(feature = "test-hooks")]
 fn arm_queue_kill_point(point: u8, producer: bool) -> bool {
     let points: Vec<KillPoint> = KillPoint::ALL
         .into_iter()
@@ -456,6 +468,7 @@ impl Channel for QueueChannel {
         if let Some(r) = self.ring_bytes {
             name.push_str(&format!(" ({} KiB ring)", r / 1024));
         }
+        #[cfg(feature = "test-hooks")]
         if self.racing_readers {
             name = format!("pitfall: racing-readers ({name})");
         }
@@ -473,7 +486,11 @@ impl Channel for QueueChannel {
         producers: usize,
         consumers: usize,
     ) -> Result<Ends<QueueProducer, QueueConsumer>> {
-        let mut builder = Queue::builder().racing_readers_pitfall(self.racing_readers);
+        let mut builder = Queue::builder();
+        #[cfg(feature = "test-hooks")]
+        {
+            builder = builder.racing_readers_pitfall(self.racing_readers);
+        }
         if let Some(n) = self.bounded {
             builder = builder.max_items(n);
         }
@@ -502,7 +519,9 @@ impl Channel for QueueChannel {
 pub struct JoinableChannel {
     /// `Some(n)`: bounded to `n` items.
     pub bounded: Option<usize>,
-    /// The pitfall: a task counter each process keeps for itself.
+    /// The pitfall: a task counter each process keeps for itself (only
+    /// with the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
     pub local_counter_pitfall: bool,
 }
 
@@ -510,6 +529,7 @@ impl JoinableChannel {
     /// The default joinable queue.
     pub const DEFAULT: JoinableChannel = JoinableChannel {
         bounded: None,
+        #[cfg(feature = "test-hooks")]
         local_counter_pitfall: false,
     };
 }
@@ -568,11 +588,11 @@ impl Channel for JoinableChannel {
             Some(n) => format!("JoinableQueue::bounded({n})"),
             None => "JoinableQueue".to_string(),
         };
+        #[cfg(feature = "test-hooks")]
         if self.local_counter_pitfall {
-            format!("pitfall: unshared-task-counter ({name})")
-        } else {
-            name
+            return format!("pitfall: unshared-task-counter ({name})");
         }
+        name
     }
 
     fn promises(&self) -> Promises {
@@ -586,8 +606,11 @@ impl Channel for JoinableChannel {
         producers: usize,
         consumers: usize,
     ) -> Result<Ends<JoinableProducer, JoinableConsumer>> {
-        let mut builder =
-            JoinableQueue::builder().local_counter_pitfall(self.local_counter_pitfall);
+        let mut builder = JoinableQueue::builder();
+        #[cfg(feature = "test-hooks")]
+        {
+            builder = builder.local_counter_pitfall(self.local_counter_pitfall);
+        }
         if let Some(n) = self.bounded {
             builder = builder.max_items(n);
         }
