@@ -77,6 +77,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
+// Every `unsafe` block lives in `sys`, each with its `// SAFETY:` argument.
+#![deny(unsafe_code)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!(
@@ -102,9 +104,10 @@ pub mod raw;
 // tests and tools.
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
+#[allow(unsafe_code)]
 pub mod sys;
 #[cfg(not(feature = "test-hooks"))]
-#[allow(dead_code)]
+#[allow(dead_code, unsafe_code)]
 mod sys;
 
 pub use error::{Error, Result};

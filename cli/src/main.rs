@@ -1,6 +1,8 @@
 //! `ipc-harness`: run the property campaign over every transport and print
 //! what held (`check`), and talk through named pipes (`fifo`).
 
+#![deny(unsafe_code)]
+
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
