@@ -167,7 +167,7 @@
 //! ```
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -203,7 +203,7 @@ pub enum Wait {
 impl Wait {
     fn deadline(self) -> Option<Instant> {
         match self {
-            Wait::Timeout(d) => Some(deadline_after(d)),
+            Wait::Timeout(d) => Some(sys::deadline_after(d)),
             Wait::Blocking | Wait::NonBlocking => None,
         }
     }
@@ -311,12 +311,6 @@ impl FifoOptions {
     pub fn writer(&self, path: impl AsRef<Path>) -> Result<FifoWriter> {
         FifoWriter::open_with(path.as_ref(), self)
     }
-}
-
-fn deadline_after(timeout: Duration) -> Instant {
-    Instant::now()
-        .checked_add(timeout)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// The creator's handle on a FIFO: made by [`Fifo::create`], removed on drop
@@ -804,7 +798,7 @@ impl LineReader {
     /// [`Error::Timeout`] after `timeout`. Nothing is lost: bytes of a line
     /// already read are kept for the next receive.
     pub fn recv_line_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        self.recv_line_until(Some(deadline_after(timeout)))
+        self.recv_line_until(Some(sys::deadline_after(timeout)))
     }
 
     fn recv_line_until(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>> {
@@ -1022,18 +1016,4 @@ impl FifoWriter {
     }
 }
 
-macro_rules! impl_fd_traits {
-    ($($t:ty => $($field:ident).+),*) => {$(
-        impl AsFd for $t {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.$($field).+.as_fd()
-            }
-        }
-        impl AsRawFd for $t {
-            fn as_raw_fd(&self) -> RawFd {
-                self.$($field).+.as_raw_fd()
-            }
-        }
-    )*};
-}
-impl_fd_traits!(FifoReader => rx, LineReader => fd);
+sys::impl_fd_traits!(FifoReader => rx, LineReader => fd);

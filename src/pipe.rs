@@ -116,7 +116,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -139,13 +139,6 @@ pub fn duplex() -> Result<(Connection, Connection)> {
     Ok((Connection::from_fd(a), Connection::from_fd(b)))
 }
 
-fn deadline_after(timeout: Duration) -> Instant {
-    // A timeout too large to add is as good as none; cap it far away.
-    Instant::now()
-        .checked_add(timeout)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
 /// The receiving half shared by [`Receiver`] and [`Connection`].
 #[derive(Debug)]
 struct Inbox {
@@ -165,7 +158,7 @@ impl Inbox {
         if self.decoder.has_buffered() {
             return Ok(true);
         }
-        let deadline = timeout.map(deadline_after);
+        let deadline = timeout.map(sys::deadline_after);
         let ready = sys::wait_readable(fd, deadline).map_err(|e| Error::io("poll", e))?;
         Ok(ready == Readiness::Ready)
     }
@@ -265,7 +258,7 @@ impl Receiver {
     /// [`Error::Timeout`] after `timeout`. A timeout loses nothing: a message
     /// half read is finished by the next receive.
     pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        let deadline = deadline_after(timeout);
+        let deadline = sys::deadline_after(timeout);
         Ok(self.inbox.recv(self.fd.as_fd(), Some(deadline))?.into_vec())
     }
 
@@ -354,7 +347,7 @@ impl Connection {
     /// Receives one message or gives up after `timeout`.
     /// See [`Receiver::recv_bytes_timeout`].
     pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        let deadline = deadline_after(timeout);
+        let deadline = sys::deadline_after(timeout);
         Ok(self.inbox.recv(self.fd.as_fd(), Some(deadline))?.into_vec())
     }
 
@@ -381,18 +374,4 @@ impl Connection {
     }
 }
 
-macro_rules! impl_fd_traits {
-    ($($t:ty),*) => {$(
-        impl AsFd for $t {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.fd.as_fd()
-            }
-        }
-        impl AsRawFd for $t {
-            fn as_raw_fd(&self) -> RawFd {
-                self.fd.as_raw_fd()
-            }
-        }
-    )*};
-}
-impl_fd_traits!(Sender, Receiver, Connection);
+sys::impl_fd_traits!(Sender => fd, Receiver => fd, Connection => fd);

@@ -650,12 +650,6 @@ impl Drop for Guard<'_> {
     }
 }
 
-fn deadline_after(timeout: Duration) -> Instant {
-    Instant::now()
-        .checked_add(timeout)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
 /// Why a wait stopped.
 enum Wait {
     Ready,
@@ -811,7 +805,8 @@ impl Queue {
     /// (if it gives up inside a long message, the part already in the ring is
     /// discarded by the consumer: nothing of it is delivered).
     pub fn put_bytes_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
-        self.inner.put(msg, Some(deadline_after(timeout)), false)
+        self.inner
+            .put(msg, Some(sys::deadline_after(timeout)), false)
     }
 
     /// Puts one message if a message slot is free, else [`Error::Full`]
@@ -844,7 +839,7 @@ impl Queue {
     /// Takes one whole message, or gives up with [`Error::Timeout`] after
     /// `timeout` (never before it).
     pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
-        self.inner.get(Some(deadline_after(timeout)), false)
+        self.inner.get(Some(sys::deadline_after(timeout)), false)
     }
 
     /// Takes one whole message if one is waiting, else [`Error::Empty`].

@@ -24,6 +24,32 @@ use nix::unistd::Pid as NixPid;
 
 pub mod fifo;
 
+/// The instant `timeout` from now. A timeout too large to add is as good
+/// as none: it is capped a century away.
+pub fn deadline_after(timeout: Duration) -> Instant {
+    Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// Implements `AsFd` and `AsRawFd` for each type, through the field (or
+/// field path) that holds its descriptor: `impl_fd_traits!(Sender => fd)`.
+macro_rules! impl_fd_traits {
+    ($($t:ty => $($field:ident).+),* $(,)?) => {$(
+        impl std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.$($field).+.as_fd()
+            }
+        }
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.$($field).+.as_raw_fd()
+            }
+        }
+    )*};
+}
+pub(crate) use impl_fd_traits;
+
 /// `PIPE_BUF`: writes of at most this many bytes to a pipe are atomic.
 pub const PIPE_BUF: usize = libc::PIPE_BUF;
 
