@@ -70,6 +70,18 @@
 //! written outside the crate, and catches the same stream without its
 //! length prefix.
 //!
+//! ## Cargo features
+//! - `serde` (default): typed `send`/`recv` through serde, encoded with
+//!   postcard ([`codec`]).
+//! - `harness` (default): [`harness`], the fork runner, scenarios, oracle,
+//!   campaigns and pitfall variants; it brings in proptest. Without it (and
+//!   without `serde`), the primitives need only libc, nix and thiserror:
+//!   `ipc-harness = { version = "...", default-features = false }`.
+//! - `test-hooks` (off): switches that break the primitives on purpose
+//!   (the queue's kill points, a queue without its consumer lock, access to
+//!   its locks), for this crate's own tests and tools. Never turn it on in
+//!   a production build.
+//!
 //! ## Forking safely
 //! Read [`harness::fork`] before forking from a multi-threaded program (such
 //! as `cargo test`): the child may only do simple things, and should report
