@@ -1,9 +1,9 @@
-//! The second seed's father and son over a named pipe (FIFO), in Rust, the
+//! The father/son FIFO example (Python's `os.mkfifo`), in Rust, the
 //! role chosen by a command-line argument:
 //!
 //! ```text
-//! cargo run --example father_son_fifo -- father /tmp/seed.fifo   # terminal 1
-//! cargo run --example father_son_fifo -- son /tmp/seed.fifo      # terminal 2
+//! cargo run --example father_son_fifo -- father /tmp/father-son.fifo   # terminal 1
+//! cargo run --example father_son_fifo -- son /tmp/father-son.fifo      # terminal 2
 //! cargo run --example father_son_fifo                            # both, forked
 //! ```
 //!
@@ -11,8 +11,8 @@
 //! again when he is done), opens it for reading (which waits for a son, as
 //! the kernel's open does) and prints each line until the last son closes.
 //! The son opens it for writing (waiting up to 10 s for a father, and for
-//! the FIFO to be created) and sends five lines. Lines, like the seed's
-//! `readline`: whole lines only.
+//! the FIFO to be created) and sends five lines. Lines, like the Python
+//! program's `readline`: whole lines only.
 //!
 //! With no argument it runs both roles itself: it forks the son, who
 //! returns what he did to the father to print (children never print).
@@ -87,7 +87,7 @@ pub fn son(path: &Path, out: &mut dyn Write) -> Result<usize> {
 pub fn both(out: &mut dyn Write) -> Result<usize> {
     let dir = std::env::temp_dir().join(format!("father_son_fifo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("seed.fifo");
+    let path = dir.join("father-son.fifo");
     let son_path = path.clone();
     let child = fork::spawn(move || {
         let mut said = Vec::new();

@@ -1,4 +1,4 @@
-//! The first seed's father and son over an anonymous pipe, in Rust: first
+//! Python's father/son `os.pipe` example, in Rust: first
 //! the naive way, on a [`RawPipe`], where the son's writes come back glued
 //! together; then framed, with `ipc_harness::pipe()`, where each receive is
 //! one message.
@@ -27,7 +27,8 @@ use ipc_harness::harness::fork;
 use ipc_harness::pipe;
 use ipc_harness::raw::RawPipe;
 
-/// What the son sends: the seed's counter runs 0 to 4 and starts again.
+/// What the son sends: the Python program's counter runs 0 to 4 and starts
+/// again.
 pub fn messages() -> Vec<Vec<u8>> {
     (0..6)
         .map(|i| format!("Spam {:03}", i % 5).into_bytes())

@@ -1,4 +1,4 @@
-//! The first seed's ping/pong over a two-way pipe, in Rust.
+//! Python's `multiprocessing` ping/pong over a two-way pipe, in Rust.
 //!
 //! ```text
 //! from multiprocessing import Pipe, Process

@@ -1,4 +1,4 @@
-//! The first seed's ping/pong over a queue, in Rust.
+//! Python's `multiprocessing` ping/pong over a queue, in Rust.
 //!
 //! ```text
 //! from multiprocessing import Queue, Process

@@ -1,7 +1,7 @@
 //! # The pitfalls guide
 //!
-//! Ten ways inter-process messages go wrong on Linux, in the order of the
-//! catalogue in `DESIGN.md`. For each: the naive code, what goes wrong and
+//! Ten ways inter-process messages go wrong on Linux, numbered as
+//! everywhere in this crate and its tool. For each: the naive code, what goes wrong and
 //! the POSIX or Linux rule behind it, the command that shows it happening,
 //! the tests that catch it, and the fix.
 //!
@@ -310,7 +310,7 @@
 //! **Naive code.** The son opens the FIFO before the father:
 //!
 //! ```text
-//! fifo = open('/tmp/seed.fifo', 'w')   # blocks until a reader opens it
+//! fifo = open('/tmp/father-son.fifo', 'w')   # blocks until a reader opens it
 //! ```
 //!
 //! ```
@@ -318,7 +318,7 @@
 //! use std::os::unix::fs::OpenOptionsExt;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let fifo = Fifo::create(dir.path().join("seed.fifo"))?;
+//! let fifo = Fifo::create(dir.path().join("father-son.fifo"))?;
 //! // Without O_NONBLOCK this open would block until a reader came.
 //! let e = std::fs::OpenOptions::new()
 //!     .write(true)
@@ -352,7 +352,7 @@
 //! use std::time::Duration;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let fifo = Fifo::create(dir.path().join("seed.fifo"))?;
+//! let fifo = Fifo::create(dir.path().join("father-son.fifo"))?;
 //! let e = FifoWriter::open(fifo.path(), Wait::Timeout(Duration::from_millis(20))).unwrap_err();
 //! assert!(matches!(e, Error::Timeout));
 //! let e = FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap_err();
@@ -362,15 +362,15 @@
 //!
 //! ## 8. A FIFO in a missing directory
 //!
-//! **Naive code.** The seed's father:
+//! **Naive code.** The father of Python's father/son FIFO example:
 //!
 //! ```text
-//! os.mkfifo('/tmp/seeds/seed.fifo')   # FileNotFoundError: [Errno 2] No such file or directory
+//! os.mkfifo('/tmp/father-son/fifo')   # FileNotFoundError: [Errno 2] No such file or directory
 //! ```
 //!
 //! ```
 //! let dir = tempfile::tempdir()?;
-//! let path = dir.path().join("missing").join("seed.fifo");
+//! let path = dir.path().join("missing").join("father-son.fifo");
 //! let e = ipc_harness::sys::fifo::mkfifo(&path, 0o600).unwrap_err();
 //! assert_eq!(e.raw_os_error(), Some(libc::ENOENT)); // which part is missing?
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -395,7 +395,7 @@
 //! use ipc_harness::{Error, Fifo};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let path = dir.path().join("missing").join("seed.fifo");
+//! let path = dir.path().join("missing").join("father-son.fifo");
 //! let e = Fifo::create(&path).unwrap_err();
 //! assert!(matches!(e, Error::NoSuchDirectory { .. }));
 //! assert!(e.to_string().contains("missing does not exist"), "{e}");
