@@ -4,137 +4,9 @@
 //! A [`Fifo`] is the creator's handle: [`Fifo::create`] makes the FIFO and
 //! removes it again on drop unless [`kept`](Fifo::keep). Any process opens
 //! it by path: [`FifoWriter::open`] for writing, [`FifoReader::open`] for
-//! framed messages, [`LineReader::open`] for lines.
-//!
-//! # Contract
-//! **Creating.**
-//! - The FIFO's mode is exactly `0600` whatever the umask, and never looser
-//!   at any moment: `mkfifo(path, 0600)` (the umask can only take bits
-//!   away), then the entry is opened with `O_PATH | O_NOFOLLOW`, `fstat`
-//!   confirms it is a FIFO owned by us, and `chmod` on `/proc/self/fd/N`
-//!   sets `0600` on *that inode*. `fchmod` would refuse an `O_PATH` fd, and a
-//!   plain `chmod(path)` could follow a symlink swapped in meanwhile; opening
-//!   the FIFO for reading to `fchmod` it would need the read permission a
-//!   umask such as `0477` takes away.
-//! - Something already at the path is [`Error::AlreadyExists`] and is left
-//!   alone; a missing directory is [`Error::NoSuchDirectory`], naming it,
-//!   unless [`Fifo::create_all`] was asked to create missing parents (mode
-//!   `0700`).
-//! - On drop the handle removes the FIFO, but only if the path still names
-//!   the very FIFO it created (same device and inode).
-//!
-//! **Opening** (every fd `O_CLOEXEC`):
-//! - Never through a symlink: `O_NOFOLLOW` on the last component, and a
-//!   symlink there is [`Error::Symlink`] (dangling or not), left as it was.
-//!   Directories on the way are resolved as usual, so a path through a
-//!   symlinked directory such as `/var/run` still works; the hostile case,
-//!   someone else planting a link where the FIFO should be, is refused.
-//! - Anything but a FIFO is [`Error::NotAFifo`], decided by `fstat` on the
-//!   opened fd (not on the path before opening, which could change between
-//!   the check and the open). The open itself is `O_NONBLOCK`, so it cannot
-//!   block before the check; `O_NONBLOCK` is cleared afterwards. So even
-//!   with someone swapping the entry between a FIFO, a symlink and a regular
-//!   file as fast as they can, every open either gets the FIFO that was at
-//!   the path at the moment of the open, or fails with [`Error::Symlink`]
-//!   or [`Error::NotAFifo`] (`tests/fifo.rs` races it).
-//!
-//! **Other users** (both when creating and when opening). A FIFO is a
-//! private channel by default: anyone who can write to it can forge
-//! messages, anyone who can read it can take them, and its owner can change
-//! its mode at any time. So these are **refused**, not merely warned about
-//! (a library has no one to warn, and a warning nobody reads protects
-//! nobody):
-//! - a FIFO owned by another user than our effective uid, or with read or
-//!   write permission for group or others: [`Error::SharedFifo`], naming the
-//!   path, the owner's uid and the mode. Decided by `fstat` on the opened fd,
-//!   not by an access check, which root would pass for any file;
-//! - a FIFO whose directory every user may write to and which lacks the
-//!   sticky bit, where anyone may rename or replace the entry:
-//!   [`Error::InsecureDirectory`], naming the directory, its owner and mode.
-//!   A sticky world-writable directory such as `/tmp` is fine: there only the
-//!   entry's owner may remove or rename it, and the FIFO must be ours. Only
-//!   the directory holding the FIFO is checked, not its ancestors.
-//!
-//! Users who really want a shared FIFO opt in with
-//! [`FifoOptions::allow_shared`] (`--allow-shared` on the command line),
-//! which lifts all three checks; the FIFO then is only as trustworthy as
-//! every user who can reach it.
-//! - [`Wait`] says how long to wait for the other side:
-//!   - [`Wait::Blocking`] waits as long as it takes, as the kernel's own
-//!     blocking open does;
-//!   - [`Wait::Timeout`] waits at most that long, then returns
-//!     [`Error::Timeout`] with the fd already closed: no fd and no
-//!     half-open state is left behind;
-//!   - [`Wait::NonBlocking`] does not wait: a writer with no reader gets
-//!     [`Error::NoReader`] (the kernel's `ENXIO`); a reader opens at once
-//!     (and until a writer comes, receives [`Error::Closed`], as the kernel's
-//!     reads return end of stream while no writer has the FIFO open).
-//! - How the waiting works: the kernel has no "open with a timeout", so
-//!   both sides poll the kernel's own answer with a back-off from 1 ms to
-//!   10 ms. A writer retries its `O_NONBLOCK` open while it fails with
-//!   `ENXIO` (no reader); a failed open creates no fd. A reader opens with
-//!   `O_NONBLOCK` at once (that never blocks) and then waits for a writer:
-//!   `poll` wakes it when a writer writes, or writes nothing and leaves
-//!   (`POLLHUP`), and between polls a `tee(SPLICE_F_NONBLOCK)` of one byte
-//!   into a scratch pipe, which copies rather than consumes, tells a silent
-//!   writer (`EAGAIN`) from no writer at all (`0`). `POLLHUP` alone could
-//!   not: Linux reports it only once a writer has come *and gone*. As with
-//!   the kernel's own open interrupted by a signal, a writer that opens in
-//!   the very moment a reader's timeout expires may find the reader gone
-//!   (its first send is then [`Error::Closed`]).
-//!
-//! **Talking.**
-//! - Framed messages ([`FifoWriter::send_bytes`], [`FifoReader::recv_bytes`])
-//!   use [`pipe()`](crate::pipe())'s wire format and receiver, so each receive
-//!   returns exactly one whole message, or [`Error::Closed`] at a boundary,
-//!   [`Error::Truncated`] inside one.
-//! - Lines ([`FifoWriter::send_line`], [`LineReader::recv_line`]) come back
-//!   whole, without their `\n`; a last line with no newline before the end
-//!   of the stream is [`Error::PartialLine`] holding its bytes.
-//! - **Many writers**, each opening the path on its own: no frame or line
-//!   is ever interleaved with another, at any size, `PIPE_BUF` or larger.
-//!   Every write of a frame or line happens under an exclusive `flock` on
-//!   the FIFO's own inode. Why `flock` on the FIFO rather than a lock file
-//!   beside it: there is no second file to create, name, secure or clean up;
-//!   anyone who may open the FIFO may lock it; and the kernel releases the
-//!   lock when its holder dies, so a killed writer never wedges the others.
-//!   Even frames of at most `PIPE_BUF` bytes take the lock: the kernel keeps
-//!   them atomic, but one could still land between the pieces of a larger
-//!   frame whose writer holds the lock.
-//! - **Small messages** ([`FifoOptions::small_messages`]), for speed: a
-//!   writer that promises never to send more than [`SMALL_MESSAGE_MAX`]
-//!   bytes (enforced: larger sends are [`Error::TooLarge`], nothing
-//!   written) skips the per-message lock. Each of its frames is one write
-//!   of at most `PIPE_BUF` bytes, which the kernel never interleaves with
-//!   another write. The lock costs two system calls per message: at 64 B
-//!   a locked writer runs at about 0.25-0.35x of [`pipe()`](crate::pipe()),
-//!   a small-messages writer at 0.8-1.0x (medians over interleaved rounds,
-//!   two busy cores). **All writers of a FIFO must use the same
-//!   mode**: a lock-free small write could otherwise land between the
-//!   pieces of a large locked frame. As a safety net, a small-messages
-//!   writer holds a shared `flock` from open to close, so a locked writer
-//!   waits for its exclusive lock until every small-messages writer has
-//!   closed: mixing the modes stalls the locked writers, and never tears a
-//!   frame.
-//! - `flock` locks belong to an open file description, which `fork` shares.
-//!   A [`FifoWriter`] used in a process other than the one that opened it
-//!   therefore first reopens the FIFO (same inode, via `/proc/self/fd/N`),
-//!   so a writer inherited across `fork` still excludes its parent. Within
-//!   one process, a mutex serializes threads.
-//! - The reader sees [`Error::Closed`] once the last writer has closed.
-//!   [`FifoReader::keep_listening`] (and [`LineReader::keep_listening`])
-//!   instead keeps waiting for new writers: the reader opens a write end of
-//!   its own, so the count of writers never drops to zero.
-//!
-//! - [`LineReader::set_max_line_length`] bounds what a writer that never
-//!   sends a newline can make the reader hold; [`FifoReader::set_max_message_size`]
-//!   does the same for frames.
-//!
-//! **Limits.** One reader per FIFO: a reader reads ahead, so two readers
-//! would split frames between them. A writer killed in the middle of a
-//! frame leaves a truncated frame in the FIFO; with other writers still
-//! open, the reader then sees a corrupt stream ([`Error::Corrupt`] or
-//! [`Error::TooLarge`]), as it would over any shared byte stream.
+//! framed messages, [`LineReader::open`] for lines. [`FifoOptions`] holds
+//! the choices: how long an open waits ([`Wait`]), whether a FIFO other
+//! users can reach is acceptable, and small-messages mode.
 //!
 //! # Example
 //! ```
@@ -165,6 +37,110 @@
 //! assert!(!dir.path().join("spam").exists());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Contract
+//! **Creating.**
+//! - The FIFO's mode is exactly `0600` whatever the umask, and never looser
+//!   at any moment; the mode is set on the very FIFO created, never through
+//!   a symlink someone swapped in meanwhile.
+//! - Something already at the path is [`Error::AlreadyExists`] and is left
+//!   alone; a missing directory is [`Error::NoSuchDirectory`], naming it,
+//!   unless [`Fifo::create_all`] was asked to create missing parents (mode
+//!   `0700`).
+//! - On drop the handle removes the FIFO, but only if the path still names
+//!   the very FIFO it created (same device and inode).
+//!
+//! **Opening** (every fd `O_CLOEXEC`):
+//! - Never through a symlink: a symlink as the last component is
+//!   [`Error::Symlink`] (dangling or not), left as it was. Directories on the
+//!   way are resolved as usual, so a path through a symlinked directory such
+//!   as `/var/run` still works; the hostile case, someone else planting a
+//!   link where the FIFO should be, is refused.
+//! - Anything but a FIFO is [`Error::NotAFifo`], judged on the file actually
+//!   opened, not on the path beforehand, and an open never blocks on
+//!   something that is not a FIFO. So even with someone swapping the entry
+//!   between a FIFO, a symlink and a regular file as fast as they can, every
+//!   open either gets the FIFO that was at the path at the moment of the
+//!   open, or fails with [`Error::Symlink`] or [`Error::NotAFifo`].
+//!
+//! **Other users** (both when creating and when opening). A FIFO is a
+//! private channel by default: anyone who can write to it can forge
+//! messages, anyone who can read it can take them, and its owner can change
+//! its mode at any time. So these are **refused**, not merely warned about
+//! (a library has no one to warn, and a warning nobody reads protects
+//! nobody):
+//! - a FIFO owned by another user than our effective uid, or with read or
+//!   write permission for group or others: [`Error::SharedFifo`], naming the
+//!   path, the owner's uid and the mode. This is judged by owner and mode,
+//!   so it holds for root too;
+//! - a FIFO whose directory every user may write to and which lacks the
+//!   sticky bit, where anyone may rename or replace the entry:
+//!   [`Error::InsecureDirectory`], naming the directory, its owner and mode.
+//!   A sticky world-writable directory such as `/tmp` is fine: there only the
+//!   entry's owner may remove or rename it, and the FIFO must be ours. Only
+//!   the directory holding the FIFO is checked, not its ancestors.
+//!
+//! Users who really want a shared FIFO opt in with
+//! [`FifoOptions::allow_shared`] (`--allow-shared` on the command line),
+//! which lifts all three checks; the FIFO then is only as trustworthy as
+//! every user who can reach it.
+//!
+//! **Waiting** for the other side, as [`Wait`] says:
+//! - [`Wait::Blocking`] waits as long as it takes, as the kernel's own
+//!   blocking open does;
+//! - [`Wait::Timeout`] waits at most that long, then returns
+//!   [`Error::Timeout`] with the fd already closed: no fd and no half-open
+//!   state is left behind;
+//! - [`Wait::NonBlocking`] does not wait: a writer with no reader gets
+//!   [`Error::NoReader`] (the kernel's `ENXIO`); a reader opens at once (and
+//!   until a writer comes, receives [`Error::Closed`], as the kernel's reads
+//!   return end of stream while no writer has the FIFO open).
+//!
+//! A waiting open notices the other side within about 10 ms (the kernel has
+//! no open with a timeout, so it polls). A reader never consumes data while
+//! it waits. As with the kernel's own open interrupted by a signal, a writer
+//! that opens in the very moment a reader's timeout expires may find the
+//! reader gone (its first send is then [`Error::Closed`]).
+//!
+//! **Talking.**
+//! - Framed messages ([`FifoWriter::send_bytes`], [`FifoReader::recv_bytes`])
+//!   use [`pipe()`](crate::pipe())'s wire format and receiver, so each receive
+//!   returns exactly one whole message, or [`Error::Closed`] at a boundary,
+//!   [`Error::Truncated`] inside one.
+//! - Lines ([`FifoWriter::send_line`], [`LineReader::recv_line`]) come back
+//!   whole, without their `\n`; a last line with no newline before the end
+//!   of the stream is [`Error::PartialLine`] holding its bytes.
+//! - **Many writers**, each opening the path on its own: no frame or line
+//!   is ever interleaved with another, at any size, `PIPE_BUF` or larger.
+//!   Every write of a frame or line happens under an exclusive `flock` on
+//!   the FIFO itself (a program of your own that writes to the FIFO must
+//!   take it too). The kernel releases the lock when its holder dies, so a
+//!   killed writer never wedges the others.
+//! - A [`FifoWriter`] may be shared by threads and inherited across `fork`:
+//!   its sends still never interleave with each other's.
+//! - **Small messages** ([`FifoOptions::small_messages`]), for speed: a
+//!   writer that promises never to send more than [`SMALL_MESSAGE_MAX`]
+//!   bytes (enforced: larger sends are [`Error::TooLarge`], nothing
+//!   written) skips the per-message lock. Each of its frames is one write
+//!   of at most `PIPE_BUF` bytes, which the kernel never interleaves with
+//!   another write. The lock costs two system calls per message: at 64 B
+//!   a locked writer runs at about 0.25-0.35x of [`pipe()`](crate::pipe()),
+//!   a small-messages writer at 0.8-1.0x (medians over interleaved rounds,
+//!   two busy cores). **All writers of a FIFO must use the same
+//!   mode**; mixing them never tears a frame, but stalls the locked writers
+//!   until every small-messages writer has closed.
+//! - The reader sees [`Error::Closed`] once the last writer has closed.
+//!   [`FifoReader::keep_listening`] (and [`LineReader::keep_listening`])
+//!   instead keeps waiting for new writers.
+//! - [`LineReader::set_max_line_length`] bounds what a writer that never
+//!   sends a newline can make the reader hold;
+//!   [`FifoReader::set_max_message_size`] does the same for frames.
+//!
+//! **Limits.** One reader per FIFO: a reader reads ahead, so two readers
+//! would split frames between them. A writer killed in the middle of a
+//! frame leaves a truncated frame in the FIFO; with other writers still
+//! open, the reader then sees a corrupt stream ([`Error::Corrupt`] or
+//! [`Error::TooLarge`]), as it would over any shared byte stream.
 
 mod lines;
 mod open;
@@ -228,6 +204,13 @@ impl Fifo {
             }
         }
         open::check_dir(path, &opts)?;
+        // Exactly 0600, never looser at any moment: mkfifo(path, 0600) (the
+        // umask can only take bits away), then open the entry with
+        // O_PATH | O_NOFOLLOW, confirm with fstat that it is a FIFO of ours,
+        // and chmod /proc/self/fd/N, which acts on *that inode*. fchmod would
+        // refuse an O_PATH fd; chmod(path) could follow a symlink swapped in
+        // meanwhile; opening the FIFO for reading to fchmod it would need the
+        // read permission a umask such as 0477 takes away.
         if let Err(e) = sysfifo::mkfifo(path, MODE) {
             return Err(match e.raw_os_error() {
                 Some(libc::EEXIST) => Error::AlreadyExists { path: path.into() },

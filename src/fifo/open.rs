@@ -12,6 +12,14 @@ use crate::error::{Error, Result};
 use crate::sys;
 use crate::sys::fifo::{self as sysfifo, Access, Kind, Probe};
 
+// Every open here is O_NONBLOCK | O_NOFOLLOW, so it cannot block before the
+// checks and never follows a symlink as the last component; the checks are
+// fstat on the opened fd (not a stat of the path beforehand, which could
+// change between the check and the open), and O_NONBLOCK is cleared once
+// they pass. tests/fifo.rs races entry swaps against it.
+
+// The kernel has no "open with a timeout", so a waiting open polls the
+// kernel's own answer with a back-off from MIN_BACKOFF to MAX_BACKOFF.
 const MIN_BACKOFF: Duration = Duration::from_millis(1);
 const MAX_BACKOFF: Duration = Duration::from_millis(10);
 
@@ -56,6 +64,8 @@ fn open_error(path: &Path, e: io::Error) -> Error {
 /// Refuses anything but a FIFO, and (unless `allow_shared`) a FIFO another
 /// user could reach, judging the opened fd.
 fn check_fifo(fd: BorrowedFd<'_>, path: &Path, opts: &FifoOptions) -> Result<(u64, u64)> {
+    // Decided by fstat on the opened fd, not by an access check, which root
+    // would pass for any file.
     let st = sysfifo::fstat(fd).map_err(|e| Error::path_io("stat", path, e))?;
     if st.kind != Kind::Fifo {
         return Err(not_a_fifo(path, st.kind));
@@ -116,6 +126,8 @@ pub(super) fn clear_nonblocking(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
     sys::set_nonblocking(fd, false).map_err(|e| Error::path_io("configure", path, e))
 }
 
+// A writer retries its O_NONBLOCK open while it fails with ENXIO (no
+// reader); a failed open creates no fd, so a timeout leaves nothing open.
 pub(super) fn open_write_end(path: &Path, opts: &FifoOptions) -> Result<(OwnedFd, (u64, u64))> {
     check_dir(path, opts)?;
     let wait = opts.wait;
@@ -165,6 +177,13 @@ pub(super) fn open_read_end(path: &Path, opts: &FifoOptions) -> Result<(OwnedFd,
 
 /// Waits until a writer has the FIFO behind the read end `fd` open (or has
 /// written, or has come and gone since we opened), or `deadline` passes.
+//
+// A reader's O_NONBLOCK open never blocks; then it waits here. poll wakes it
+// when a writer writes, or writes nothing and leaves (POLLHUP), and between
+// polls a tee(SPLICE_F_NONBLOCK) of one byte into a scratch pipe, which
+// copies rather than consumes, tells a silent writer (EAGAIN) from no writer
+// at all (0). POLLHUP alone could not: Linux reports it only once a writer
+// has come *and gone*.
 fn wait_for_writer(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<()> {
     let (_scratch_r, scratch_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
     let mut backoff = MIN_BACKOFF;

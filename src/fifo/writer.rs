@@ -20,6 +20,23 @@ pub struct FifoWriter {
     max: u64,
 }
 
+// Why flock on the FIFO rather than a lock file beside it: there is no second
+// file to create, name, secure or clean up; anyone who may open the FIFO may
+// lock it; and the kernel releases the lock when its holder dies. Even frames
+// of at most PIPE_BUF bytes take the lock: the kernel keeps them atomic, but
+// one could still land between the pieces of a larger frame whose writer
+// holds the lock.
+//
+// Small-messages writers skip the per-message lock, but hold a shared flock
+// from open to close as a safety net: a locked writer then waits for its
+// exclusive lock until every small-messages writer has closed, so mixing the
+// modes stalls the locked writers and never tears a frame.
+//
+// flock locks belong to an open file description, which fork shares. So a
+// locked writer used in a process other than the one that opened it first
+// reopens the FIFO (same inode, via /proc/self/fd/N) and locks its own
+// description: a writer inherited across fork still excludes its parent.
+// Within one process, the mutex serializes threads.
 #[derive(Debug)]
 enum WriterEnd {
     /// Every frame or line under an exclusive `flock`, taken per send.
