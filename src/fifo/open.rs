@@ -3,14 +3,14 @@
 //! side as [`Wait`] says.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{FifoOptions, Wait};
 use crate::error::{Error, Result};
-use crate::sys;
 use crate::sys::fifo::{self as sysfifo, Access, Kind, Probe};
+use crate::sys::{self, PollFlags};
 
 // Every open here is O_NONBLOCK | O_NOFOLLOW, so it cannot block before the
 // checks and never follows a symlink as the last component; the checks are
@@ -199,13 +199,9 @@ fn wait_for_writer(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<()> 
             Some(d) => d.min(slice),
             None => slice,
         };
-        let mut pfd = [libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        let ready = sys::poll_fds(&mut pfd, Some(until)).map_err(|e| Error::io("poll", e))?;
-        if ready > 0 && pfd[0].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+        let revents =
+            sys::poll_one(fd, PollFlags::POLLIN, Some(until)).map_err(|e| Error::io("poll", e))?;
+        if revents.is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP)) {
             return Ok(());
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -82,6 +82,8 @@ pub fn open_fds() -> io::Result<Vec<RawFd>> {
     }
     // One of them was the directory handle read_dir had open; drop the ones
     // that are no longer open now that it is closed.
+    // On libc: nix's fcntl takes a BorrowedFd, which must not be made from
+    // a number that may no longer be open.
     fds.retain(|&fd| {
         // SAFETY: F_GETFD on any int is harmless; it fails with EBADF if closed.
         unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }

@@ -9,16 +9,15 @@ use super::{cvt_size, retry};
 
 /// `read(2)` into `buf`, retrying on `EINTR`. `Ok(0)` is end of stream.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    retry(|| {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-        cvt_size(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
-    })
+    retry(|| Ok(nix::unistd::read(fd, buf)?))
 }
 
 /// Reads at most `max` bytes into the spare capacity of `buf` (reserving
 /// them first) and extends its length by what was read, without zeroing the
 /// memory first. Retries on `EINTR`. `Ok(0)` is end of stream.
 pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    // On libc: nix's read takes an initialized `&mut [u8]`, and zeroing
+    // `max` bytes before every read would cost the hot path a memset.
     buf.reserve(max);
     let spare: &mut [MaybeUninit<u8>] = &mut buf.spare_capacity_mut()[..max];
     let n = retry(|| {
@@ -35,12 +34,7 @@ pub fn read_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Res
 /// `write(2)` of `buf`, retrying on `EINTR`; may write fewer bytes. A pipe
 /// whose reader is gone gives `EPIPE`, never `SIGPIPE`.
 pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    without_sigpipe(|| {
-        retry(|| {
-            // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
-            cvt_size(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
-        })
-    })
+    without_sigpipe(|| retry(|| Ok(nix::unistd::write(fd, buf)?)))
 }
 
 /// How a writer reaches its fd: plain `writev` (pipes, FIFOs) or `sendmsg`
@@ -98,42 +92,22 @@ pub fn write_all_vectored(fd: BorrowedFd<'_>, kind: WriteKind, bufs: &[&[u8]]) -
 }
 
 fn writev_once(fd: BorrowedFd<'_>, kind: WriteKind, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    let iovcnt = slices.len().min(libc::UIO_MAXIOV as usize);
+    use nix::sys::socket::{MsgFlags, send, sendmsg};
+    let slices = &slices[..slices.len().min(libc::UIO_MAXIOV as usize)];
     if let [one] = slices {
         // One slice (a small frame, or the tail of a large one): plain
         // write/send, which spares the kernel copying in an iovec array.
-        let (ptr, len) = (one.as_ptr().cast(), one.len());
-        return match kind {
-            WriteKind::Pipe => {
-                // SAFETY: `ptr` points at `len` bytes that `one` borrows.
-                cvt_size(unsafe { libc::write(fd.as_raw_fd(), ptr, len) })
-            }
-            WriteKind::Socket => {
-                // SAFETY: `ptr` points at `len` bytes that `one` borrows.
-                cvt_size(unsafe { libc::send(fd.as_raw_fd(), ptr, len, libc::MSG_NOSIGNAL) })
-            }
-        };
+        return Ok(match kind {
+            WriteKind::Pipe => nix::unistd::write(fd, one)?,
+            WriteKind::Socket => send(fd.as_raw_fd(), one, MsgFlags::MSG_NOSIGNAL)?,
+        });
     }
-    match kind {
-        WriteKind::Pipe => {
-            // SAFETY: IoSlice is ABI-compatible with iovec, and every slice
-            // borrows memory valid for reads for the whole call.
-            cvt_size(unsafe {
-                libc::writev(
-                    fd.as_raw_fd(),
-                    slices.as_ptr().cast(),
-                    iovcnt as libc::c_int,
-                )
-            })
-        }
+    Ok(match kind {
+        WriteKind::Pipe => nix::sys::uio::writev(fd, slices)?,
+        // No control messages and no address: nix builds the msghdr on the
+        // stack (its cmsg buffer is an empty Vec, which does not allocate).
         WriteKind::Socket => {
-            // SAFETY: a zeroed msghdr is valid (no name, no control data).
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
-            msg.msg_iovlen = iovcnt as _;
-            // SAFETY: `msg` points at `iovcnt` valid iovecs (IoSlice is
-            // ABI-compatible with iovec) that live across the call.
-            cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) })
+            sendmsg::<()>(fd.as_raw_fd(), slices, &[], MsgFlags::MSG_NOSIGNAL, None)?
         }
-    }
+    })
 }

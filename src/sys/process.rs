@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use nix::unistd::Pid as NixPid;
 
-use super::{cvt, retry};
+use super::retry;
 
 pub(super) const ATFORK_NONE: u8 = 0;
 pub(super) const ATFORK_REGISTERING: u8 = 1;
@@ -60,10 +60,10 @@ pub fn fork_run(child: impl FnOnce() -> i32) -> io::Result<Pid> {
     // SAFETY: fork has no memory-safety preconditions of its own; the hazards
     // of a multi-threaded parent (held locks) are confined to the child, which
     // runs only `child` and then `_exit`s without unwinding into the caller.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let pid = match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => child.as_raw(),
+        nix::unistd::ForkResult::Child => 0,
+    };
     if pid == 0 {
         let _ = nix::unistd::setpgid(NixPid::from_raw(0), NixPid::from_raw(0));
         let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
@@ -76,6 +76,7 @@ pub fn fork_run(child: impl FnOnce() -> i32) -> io::Result<Pid> {
 /// `_exit(code)`: ends this process at once, without atexit handlers, stdio
 /// flushing or unwinding. The only way a forked child should end.
 pub fn exit_now(code: i32) -> ! {
+    // On libc: nix has no `_exit`.
     // SAFETY: _exit is async-signal-safe and always safe to call.
     unsafe { libc::_exit(code) }
 }
@@ -126,6 +127,7 @@ pub fn cached_pid() -> Pid {
 
 /// A pidfd for `pid` (`pidfd_open`): readable once the process has exited.
 pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // On libc: nix has no pidfd_open.
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if ret < 0 {
@@ -184,28 +186,21 @@ pub fn waitpid(pid: Pid, block: bool) -> io::Result<Option<ExitStatus>> {
 /// Pins the calling thread to CPU `cpu` (`sched_setaffinity`); a forked
 /// child inherits the pinning.
 pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; an all-zero set is a valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no such CPU"));
-    }
-    // SAFETY: `cpu` is below CPU_SETSIZE, so the bit is inside `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the
-    // calling thread.
-    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })
-        .map(drop)
+    use nix::sched::{CpuSet, sched_setaffinity};
+    let mut set = CpuSet::new();
+    // Fails with EINVAL for a CPU at or past CPU_SETSIZE.
+    set.set(cpu)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "no such CPU"))?;
+    // Pid 0 is the calling thread.
+    Ok(sched_setaffinity(NixPid::from_raw(0), &set)?)
 }
 
 /// The CPUs this thread may run on (`sched_getaffinity`).
 pub fn allowed_cpus() -> io::Result<Vec<usize>> {
-    // SAFETY: cpu_set_t is plain data; an all-zero set is a valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, exclusively borrowed cpu_set_t of that size.
-    cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
-    Ok((0..libc::CPU_SETSIZE as usize)
-        // SAFETY: every `c` is below CPU_SETSIZE, inside `set`.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+    use nix::sched::{CpuSet, sched_getaffinity};
+    let set = sched_getaffinity(NixPid::from_raw(0))?;
+    Ok((0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
         .collect())
 }
 

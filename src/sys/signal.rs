@@ -5,6 +5,8 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+
 use super::cvt;
 use super::process::{ATFORK_NONE, atfork_child_handler, to_signal};
 
@@ -31,6 +33,7 @@ fn sigpipe_ignored() -> bool {
     if SIGPIPE_IGNORED.load(Ordering::Relaxed) {
         return true;
     }
+    // On libc: nix's sigaction always installs a new action; this only asks.
     // SAFETY: a zeroed sigaction is a valid out-parameter; passing a null new
     // action only queries the current disposition.
     let ignored = unsafe {
@@ -79,17 +82,11 @@ pub(super) fn without_sigpipe<T>(f: impl FnOnce() -> io::Result<T>) -> io::Resul
     if ignored {
         return f();
     }
-    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialize it.
-    let (set, old_mask) = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        let mut old_mask: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGPIPE);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old_mask);
-        (set, old_mask)
-    };
-    // SAFETY: old_mask was filled in by pthread_sigmask above.
-    let was_blocked = unsafe { libc::sigismember(&old_mask, libc::SIGPIPE) == 1 };
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGPIPE);
+    let mut old_mask = SigSet::empty();
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old_mask));
+    let was_blocked = old_mask.contains(Signal::SIGPIPE);
     let result = f();
     if !was_blocked {
         if let Err(e) = &result {
@@ -98,13 +95,14 @@ pub(super) fn without_sigpipe<T>(f: impl FnOnce() -> io::Result<T>) -> io::Resul
                     tv_sec: 0,
                     tv_nsec: 0,
                 };
+                // On libc: nix has no sigtimedwait (its sigwait would block).
                 // SAFETY: `set` holds SIGPIPE, which is blocked in this thread,
                 // so sigtimedwait only dequeues the signal our write raised.
-                unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+                unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &zero) };
             }
         }
-        // SAFETY: restores the mask saved above.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+        // Restores the mask saved above.
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
     }
     result
 }
@@ -114,6 +112,8 @@ pub(super) fn without_sigpipe<T>(f: impl FnOnce() -> io::Result<T>) -> io::Resul
 /// it interrupts fails with `EINTR`. Used by signal-storm tests; returns the
 /// previous action so it can be restored.
 pub fn install_noop_handler(signal: libc::c_int) -> io::Result<SavedAction> {
+    // On libc: nix's `Signal` cannot name real-time signals, which this
+    // takes as the kernel does.
     extern "C" fn noop(_: libc::c_int) {
         // An atomic add on a lock-free integer is async-signal-safe.
         NOOP_HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +157,7 @@ impl Drop for SavedAction {
     }
 }
 
+// On libc: nix has no setitimer (only alarm and POSIX timers).
 /// Arms `ITIMER_REAL` to deliver `SIGALRM` to this process every `interval`
 /// (zero disarms it).
 pub fn set_interval_timer(interval: Duration) -> io::Result<()> {
