@@ -3,6 +3,28 @@
 //! `AF_UNIX` `SOCK_STREAM` socketpair, like Python's `Pipe(duplex=False)` and
 //! `Pipe()`.
 //!
+//! # Example
+//! ```
+//! use ipc_harness::pipe;
+//! use ipc_harness::harness::fork;
+//! use std::time::Duration;
+//!
+//! let (tx, mut rx) = pipe()?;
+//! let child = fork::spawn(move || {
+//!     // The child keeps only the sender; the parent's receiver copy is
+//!     // dropped here so that the parent sees end of stream when we exit.
+//!     tx.send_bytes(b"Spam 004").unwrap();
+//!     tx.send_bytes(b"Spam 000").unwrap();
+//!     Vec::new()
+//! })?;
+//! // Cannot deadlock: each message is smaller than the pipe's capacity.
+//! assert_eq!(rx.recv_bytes()?, b"Spam 004"); // one message per receive,
+//! assert_eq!(rx.recv_bytes()?, b"Spam 000"); // never "Spam 004Spam 000"
+//! child.wait(Duration::from_secs(10))?.expect_success();
+//! # drop(rx);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Contract
 //! - Each receive returns exactly one message, byte-identical to one send:
 //!   never two merged, never a prefix (the [`crate::frame`] format).
@@ -29,92 +51,29 @@
 //! polls before each read. Nothing on the send path allocates, and
 //! `recv_bytes_into` allocates nothing once its read-ahead buffer exists.
 //!
-//! # Performance, and the choices behind it
+//! # Performance
 //! Measured with `ipc-harness bench` (2 vCPUs, medians of interleaved
 //! rounds):
-//! - **SIGPIPE.** A pipe write must not raise `SIGPIPE`, and asking the
-//!   kernel for its disposition on every write (`sigaction`) cost ~170 ns,
-//!   as much as the 64-byte write itself. The disposition "ignored" is now
-//!   cached, safely across `fork` (see `sys::without_sigpipe`). With a
-//!   stack-buffer frame and a plain `write` instead of a two-slice `writev`
-//!   (30 ns less per message), 64-byte `pipe()` throughput went from 0.39x
-//!   to 0.55-0.75x the raw pipe, and the same-core round trip from 1.27x to
-//!   1.06x.
-//! - **Read size.** The raw baseline reads exactly one message per
-//!   `read`. A reader that reads ahead 64 KiB empties the pipe every time
-//!   and sleeps, so every small write must wake it, across CPUs if need be:
-//!   in C on these VMs that alone costs 0.57x (two CPUs) and 0.86x (one CPU)
-//!   at 64 B. Reading the header and the payload in two calls costs 0.5x.
-//!   So the decoder asks for one frame, sized by the frame before it, while
-//!   frames are small (at most 1 KiB), and reads ahead 64 KiB for larger
-//!   ones (where one-frame reads measured worse on one CPU, 0.94x -> 0.63x
-//!   at 4 KiB). At 64 B that took `pipe()` from 0.55x to 0.70x the raw pipe
-//!   across CPUs and from 0.73x to 0.86x on one.
-//! - **Capacity.** The default 64 KiB pipe caps large messages near 1 GB/s
-//!   (one cross-CPU wake-up per 64 KiB). A frame of at least 64 KiB
-//!   ([`GROW_AT`]) sent on a pipe or FIFO first checks the pipe's capacity
-//!   (`F_GETPIPE_SZ`, ~1 % of such a send) and raises it to 1 MiB
-//!   (`F_SETPIPE_SZ`, [`LARGE_CAPACITY`]) if it is smaller, silently
-//!   keeping the old capacity if the kernel refuses. This lives in
-//!   [`frame::write_frame`], so a [`Fifo`](crate::Fifo) gets it too. It
-//!   measured 2.5-3.5x the default pipe from 64 KiB up, level with a raw
-//!   1 MiB pipe (Fifo from 0.42x to 0.95-1.06x `pipe()` there). Raising
-//!   the capacity not at creation but on the first large frame: a 1 MiB pipe
-//!   is charged to the user's pipe budget (`pipe-user-pages-soft`, 64 MiB by
-//!   default) at once, and a program with many pipes carrying only small
-//!   messages would exhaust it for nothing; past it, the kernel gives new
-//!   pipes just two pages.
-//! - **Pipe or socket.** A `SOCK_STREAM` socketpair moves large messages
-//!   faster still (about 5x the default pipe here) but small ones at 0.4x,
-//!   and gives up `PIPE_BUF` atomicity for several writers. `pipe()` stays a
-//!   pipe; [`duplex()`] is a socketpair, like Python's `Pipe()`.
-//! - **duplex(): two pipes or one socketpair**, measured in the same rounds
-//!   (one direction of a two-pipe duplex is exactly a `pipe()`, so the
-//!   bench's `pipe()` and `duplex()` rows, and its two-`pipe()` and
-//!   `duplex()` round trips, are the comparison; 5 rounds, medians of
-//!   per-round ratios): two pipes / socketpair = 2.20x at 64 B, 1.23x at
-//!   4 KiB, 0.95x at 64 KiB, 0.69x at 1 MiB; same-core round trip 1.06x vs
-//!   1.68x the raw pipes. So two pipes win small messages and lose large
-//!   ones, as expected. [`duplex()`] nevertheless stays one socketpair:
-//!   its end is one fd that a CPython `Connection(fd)` takes as is (the
-//!   interop tests hand our end to Python), [`Connection::split`] is a
-//!   `dup`, and [`Connection::from_fd`] must take Python's socket anyway.
-//!   A program whose two directions carry small messages and that talks
-//!   only to itself gets the pipe figures with two [`pipe()`]s.
-//! - **Measured and not kept** (in-round against `pipe()` as it is, 9
-//!   rounds, medians; differences under ~1.3x are noise here): reading
-//!   2 or 4 small frames per `read` instead of one: 0.95x and 0.89x at 64 B;
-//!   one-frame reads for 4 KiB frames instead of the 64 KiB read-ahead:
-//!   0.94-1.14x at 4 KiB (noise, and worse on one CPU before); a 16 KiB
-//!   read-ahead for 4 KiB frames: 0.89-1.00x; raising the capacity to
-//!   1 MiB from 4 KiB frames on (not 64 KiB): 0.89x at 4 KiB and 0.95x at
-//!   16 KiB, although a raw 1 MiB pipe runs 1.3x a raw 64 KiB one at 4 KiB.
-//!   What remains between `pipe()` and the raw pipe at 64 B (0.7-0.9x) is
-//!   not in the hot path's code (one `read` and one `write` per message,
-//!   no allocation, no `poll`, no `sigaction`) but in the 4 header bytes
-//!   and the scheduling of two processes on two busy vCPUs.
-//!
-//! # Example
-//! ```
-//! use ipc_harness::pipe;
-//! use ipc_harness::harness::fork;
-//! use std::time::Duration;
-//!
-//! let (tx, mut rx) = pipe()?;
-//! let child = fork::spawn(move || {
-//!     // The child keeps only the sender; the parent's receiver copy is
-//!     // dropped here so that the parent sees end of stream when we exit.
-//!     tx.send_bytes(b"Spam 004").unwrap();
-//!     tx.send_bytes(b"Spam 000").unwrap();
-//!     Vec::new()
-//! })?;
-//! // Cannot deadlock: each message is smaller than the pipe's capacity.
-//! assert_eq!(rx.recv_bytes()?, b"Spam 004"); // one message per receive,
-//! assert_eq!(rx.recv_bytes()?, b"Spam 000"); // never "Spam 004Spam 000"
-//! child.wait(Duration::from_secs(10))?.expect_success();
-//! # drop(rx);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! - Small messages: at 64 B, `pipe()` moves 0.7-0.9x the messages of a raw
+//!   pipe that sends one unframed write per message; what remains is the 4
+//!   header bytes and the scheduling of two processes, not the code (one
+//!   `read` and one `write` per message, no allocation, no `poll`).
+//! - Large messages: the default 64 KiB pipe caps them near 1 GB/s. A frame
+//!   of at least [`GROW_AT`] bytes sent on a pipe or FIFO first raises the
+//!   pipe's capacity to [`LARGE_CAPACITY`] (1 MiB, `F_SETPIPE_SZ`) if it is
+//!   smaller, silently keeping the old capacity if the kernel refuses: 2.5-3.5x
+//!   the default pipe from 64 KiB up, level with a raw 1 MiB pipe. A
+//!   [`Fifo`](crate::Fifo) gets this too. The capacity is raised on the first
+//!   large frame, not at creation: a 1 MiB pipe is charged to the user's pipe
+//!   budget (`pipe-user-pages-soft`, 64 MiB by default), and a program with
+//!   many pipes carrying only small messages should not exhaust it for
+//!   nothing (past it, the kernel gives new pipes just two pages).
+//! - [`duplex()`] is one `SOCK_STREAM` socketpair, whose end is one fd that
+//!   CPython's `Connection(fd)` takes as is. It moves large messages faster
+//!   than a pipe (about 5x the default pipe) and small ones slower (0.4x); a
+//!   program whose two directions carry small messages and that talks only
+//!   to itself gets the pipe figures with two [`pipe()`]s (2.2x a socketpair
+//!   at 64 B, 0.69x at 1 MiB).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -132,6 +91,14 @@ pub fn pipe() -> Result<(Sender, Receiver)> {
     Ok((Sender::from_fd(w), Receiver::from_fd(r)))
 }
 
+// Two pipes or one socketpair: measured in the same rounds (one direction of
+// a two-pipe duplex is exactly a `pipe()`; 5 rounds, medians of per-round
+// ratios), two pipes / socketpair = 2.20x at 64 B, 1.23x at 4 KiB, 0.95x at
+// 64 KiB, 0.69x at 1 MiB; same-core round trip 1.06x vs 1.68x the raw
+// pipes. duplex() nevertheless stays one socketpair: its end is one fd that
+// a CPython Connection(fd) takes as is (the interop tests hand our end to
+// Python), Connection::split is a dup, and Connection::from_fd must take
+// Python's socket anyway.
 /// Creates a two-way framed connection on a `SOCK_STREAM` socketpair: each
 /// [`Connection`] sends to and receives from the other.
 pub fn duplex() -> Result<(Connection, Connection)> {

@@ -145,8 +145,7 @@ pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
 
 /// The effective user id of this process.
 pub fn geteuid() -> u32 {
-    // SAFETY: geteuid(2) has no arguments and always succeeds.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// What [`probe_writer`] found on a FIFO's read end.
@@ -166,23 +165,8 @@ pub enum Probe {
 /// writer and fails with `EAGAIN` when there is one. `scratch` is the write
 /// end of an empty pipe of the caller's; it receives at most one byte.
 pub fn probe_writer(fifo: BorrowedFd<'_>, scratch: BorrowedFd<'_>) -> io::Result<Probe> {
-    let r = retry(|| {
-        // SAFETY: tee(2) takes two fds, a length and flags; it touches no
-        // memory of ours. Both fds are borrowed, so open for the call.
-        let n = unsafe {
-            libc::tee(
-                fifo.as_raw_fd(),
-                scratch.as_raw_fd(),
-                1,
-                libc::SPLICE_F_NONBLOCK,
-            )
-        };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n)
-        }
-    });
+    use nix::fcntl::{SpliceFFlags, tee};
+    let r = retry(|| Ok(tee(fifo, scratch, 1, SpliceFFlags::SPLICE_F_NONBLOCK)?));
     match r {
         Ok(0) => Ok(Probe::Nobody),
         Ok(_) => Ok(Probe::Data),
@@ -190,6 +174,12 @@ pub fn probe_writer(fifo: BorrowedFd<'_>, scratch: BorrowedFd<'_>) -> io::Result
         Err(e) => Err(e),
     }
 }
+
+// flock stays on libc: nix's only undeprecated flock is the owning guard
+// `Flock<T>`, which takes the fd by value and panics in `drop` if unlocking
+// fails. These locks are taken on a borrowed fd for one message at a time
+// (the fd stays in its writer), an unlock failure is an error to return, and
+// the shared lock of a small-messages writer must travel with `into_fd`.
 
 /// `flock(fd, LOCK_EX)`: waits for the exclusive lock on the file `fd`
 /// refers to, retrying on `EINTR`. The lock belongs to the open file

@@ -1,0 +1,181 @@
+//! [`FifoWriter`]: the write end of a FIFO, safe for many writers.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::open::{clear_nonblocking, open_write_end};
+use super::{FifoOptions, SMALL_MESSAGE_MAX, Wait};
+use crate::error::{Error, Result};
+use crate::frame;
+use crate::sys::fifo::{self as sysfifo, Access};
+use crate::sys::{self, Pid, WriteKind};
+
+/// The write end of a FIFO: framed messages and lines, safe to use from
+/// many writers at once (see the [module docs](crate::fifo)).
+#[derive(Debug)]
+pub struct FifoWriter {
+    end: WriterEnd,
+    path: PathBuf,
+    max: u64,
+}
+
+// Why flock on the FIFO rather than a lock file beside it: there is no second
+// file to create, name, secure or clean up; anyone who may open the FIFO may
+// lock it; and the kernel releases the lock when its holder dies. Even frames
+// of at most PIPE_BUF bytes take the lock: the kernel keeps them atomic, but
+// one could still land between the pieces of a larger frame whose writer
+// holds the lock.
+//
+// Small-messages writers skip the per-message lock, but hold a shared flock
+// from open to close as a safety net: a locked writer then waits for its
+// exclusive lock until every small-messages writer has closed, so mixing the
+// modes stalls the locked writers and never tears a frame.
+//
+// flock locks belong to an open file description, which fork shares. So a
+// locked writer used in a process other than the one that opened it first
+// reopens the FIFO (same inode, via /proc/self/fd/N) and locks its own
+// description: a writer inherited across fork still excludes its parent.
+// Within one process, the mutex serializes threads.
+#[derive(Debug)]
+enum WriterEnd {
+    /// Every frame or line under an exclusive `flock`, taken per send.
+    Locked(Mutex<WriteEnd>),
+    /// [`FifoOptions::small_messages`]: every frame or line is one write of
+    /// at most `PIPE_BUF` bytes, which the kernel keeps whole; the fd holds
+    /// a shared `flock` for its whole life, which keeps out writers of the
+    /// locked kind.
+    Small(OwnedFd),
+}
+
+#[derive(Debug)]
+struct WriteEnd {
+    fd: OwnedFd,
+    /// The process whose open file description `fd` is.
+    owner: Pid,
+}
+
+impl FifoWriter {
+    /// Opens the FIFO at `path` for writing, waiting for a reader as `wait`
+    /// says. See the [module docs](crate::fifo) for the checks and errors, and
+    /// [`FifoOptions`] for more choices.
+    pub fn open(path: impl AsRef<Path>, wait: Wait) -> Result<FifoWriter> {
+        FifoOptions::new().wait(wait).writer(path)
+    }
+
+    pub(super) fn open_with(path: &Path, opts: &FifoOptions) -> Result<FifoWriter> {
+        let (fd, _) = open_write_end(path, opts)?;
+        if opts.small_messages {
+            // Waits only while a locked writer is inside a frame.
+            sysfifo::lock_shared(fd.as_fd()).map_err(|e| Error::path_io("lock", path, e))?;
+            return Ok(FifoWriter {
+                end: WriterEnd::Small(fd),
+                path: path.into(),
+                max: SMALL_MESSAGE_MAX as u64,
+            });
+        }
+        Ok(FifoWriter {
+            end: WriterEnd::Locked(Mutex::new(WriteEnd {
+                fd,
+                owner: sys::cached_pid(),
+            })),
+            path: path.into(),
+            max: frame::UNLIMITED,
+        })
+    }
+
+    /// The path this writer was opened by.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Refuses, with [`Error::TooLarge`] and before writing anything, any
+    /// message longer than `max` bytes. The default is no limit; in
+    /// [`small_messages`](FifoOptions::small_messages) mode the limit is
+    /// never above [`SMALL_MESSAGE_MAX`].
+    pub fn set_max_message_size(&mut self, max: u64) {
+        self.max = match self.end {
+            WriterEnd::Small(_) => max.min(SMALL_MESSAGE_MAX as u64),
+            WriterEnd::Locked(_) => max,
+        };
+    }
+
+    /// The maximum message size.
+    pub fn max_message_size(&self) -> u64 {
+        self.max
+    }
+
+    /// Gives the fd back (no longer protected by the writers' lock; in
+    /// small-messages mode its shared lock goes with it).
+    pub fn into_fd(self) -> OwnedFd {
+        match self.end {
+            WriterEnd::Small(fd) => fd,
+            WriterEnd::Locked(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()).fd,
+        }
+    }
+
+    /// Runs `write` on the fd, holding the writers' lock unless in
+    /// small-messages mode (where `write` is one atomic write).
+    fn locked<T>(&self, write: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
+        let m = match &self.end {
+            WriterEnd::Small(fd) => return write(fd.as_fd()),
+            WriterEnd::Locked(m) => m,
+        };
+        let mut end = m.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let me = sys::cached_pid();
+        if end.owner != me {
+            // Inherited across fork: the open file description (and with it
+            // any flock) is shared with the parent. Get one of our own.
+            let fd = match sysfifo::reopen_nonblocking(end.fd.as_fd(), Access::Write) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(Error::Closed),
+                Err(e) => return Err(Error::path_io("reopen", &self.path, e)),
+            };
+            clear_nonblocking(fd.as_fd(), &self.path)?;
+            end.fd = fd;
+            end.owner = me;
+        }
+        let fd = end.fd.as_fd();
+        sysfifo::lock_exclusive(fd).map_err(|e| Error::path_io("lock", &self.path, e))?;
+        let result = write(fd);
+        let unlocked = sysfifo::unlock(fd).map_err(|e| Error::path_io("unlock", &self.path, e));
+        let value = result?;
+        unlocked?;
+        Ok(value)
+    }
+
+    /// Sends one framed message, whole, never interleaved with another
+    /// writer's. Blocks while the FIFO is full or another writer holds the
+    /// lock. [`Error::Closed`] if the reader is gone; [`Error::TooLarge`]
+    /// (nothing written) if over the limit.
+    pub fn send_bytes(&self, msg: &[u8]) -> Result<()> {
+        frame::check_len(msg.len() as u64, self.max)?;
+        self.locked(|fd| frame::write_frame(fd, WriteKind::Pipe, msg, self.max))
+    }
+
+    /// Sends a value encoded with the crate's serde codec (postcard).
+    #[cfg(feature = "serde")]
+    pub fn send<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.send_bytes(&crate::codec::encode_value(value)?)
+    }
+
+    /// Sends `line` and a `\n` (unless `line` already ends with one) in one
+    /// locked write, never interleaved with another writer's. A `line` with
+    /// newlines inside arrives as several lines, together. In small-messages
+    /// mode a line over `PIPE_BUF` bytes with its newline is
+    /// [`Error::TooLarge`] (`len` without the newline), nothing written.
+    pub fn send_line(&self, line: impl AsRef<[u8]>) -> Result<()> {
+        let line = line.as_ref();
+        let newline: &[u8] = if line.ends_with(b"\n") { b"" } else { b"\n" };
+        if matches!(self.end, WriterEnd::Small(_)) && line.len() + newline.len() > sys::PIPE_BUF {
+            return Err(Error::TooLarge {
+                len: (line.len() + newline.len() - 1) as u64,
+                max: (sys::PIPE_BUF - 1) as u64,
+            });
+        }
+        self.locked(|fd| {
+            sys::write_all_vectored(fd, WriteKind::Pipe, &[line, newline])
+                .map_err(frame::write_error)
+        })
+    }
+}
