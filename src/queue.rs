@@ -203,7 +203,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::sys::shm::{
-    Fresh, Locked, RobustMutex, SharedRegion, current_cpu, futex_wait, futex_wake,
+    Fresh, Locked, RobustMutex, SharedRegion, current_cpu, futex_wait, futex_wake, shm_safe,
 };
 use crate::sys::{self, Readiness};
 
@@ -229,63 +229,71 @@ const YIELDS: u32 = 8;
 // Shared layout
 // ---------------------------------------------------------------------------
 
-#[repr(C, align(128))]
-struct Config {
-    ring_len: AtomicU64,
-    max_items: AtomicU64,
-    max_message: AtomicU64,
-    lost_by_producers: AtomicU64,
-    lost_by_consumers: AtomicU64,
+shm_safe! {
+    #[repr(C, align(128))]
+    struct Config {
+        ring_len: AtomicU64,
+        max_items: AtomicU64,
+        max_message: AtomicU64,
+        lost_by_producers: AtomicU64,
+        lost_by_consumers: AtomicU64,
+    }
 }
 
-#[repr(C, align(128))]
-struct LockLine {
-    lock: RobustMutex,
+shm_safe! {
+    #[repr(C, align(128))]
+    struct LockLine {
+        lock: RobustMutex,
+    }
 }
 
-#[repr(C, align(128))]
-struct ProducerState {
-    /// Bytes ever published into the ring.
-    head: AtomicU64,
-    /// Messages whose LAST record is published.
-    published: AtomicU64,
-    /// The message being written, 0 if none.
-    cur_seq: AtomicU64,
-    /// The last sequence number handed out.
-    next_seq: AtomicU64,
-    /// The latest message abandoned mid-way (death or timeout).
-    abandoned_seq: AtomicU64,
-    phase: AtomicU64,
-    p_head: AtomicU64,
-    p_published: AtomicU64,
-    p_cur_seq: AtomicU64,
+shm_safe! {
+    #[repr(C, align(128))]
+    struct ProducerState {
+        /// Bytes ever published into the ring.
+        head: AtomicU64,
+        /// Messages whose LAST record is published.
+        published: AtomicU64,
+        /// The message being written, 0 if none.
+        cur_seq: AtomicU64,
+        /// The last sequence number handed out.
+        next_seq: AtomicU64,
+        /// The latest message abandoned mid-way (death or timeout).
+        abandoned_seq: AtomicU64,
+        phase: AtomicU64,
+        p_head: AtomicU64,
+        p_published: AtomicU64,
+        p_cur_seq: AtomicU64,
+    }
 }
 
-#[repr(C, align(128))]
-struct ConsumerState {
-    /// Bytes ever taken out of the ring.
-    tail: AtomicU64,
-    /// Messages whose LAST record was taken.
-    taken: AtomicU64,
-    /// The message being taken, 0 if none.
-    cur_seq: AtomicU64,
-    /// 1 if the rest of `cur_seq` is to be skipped (its taker died).
-    discard: AtomicU64,
-    /// A whole message taken by the lock holder, not yet handed to its caller.
-    delivering: AtomicU64,
-    phase: AtomicU64,
-    p_tail: AtomicU64,
-    p_taken: AtomicU64,
-    p_cur_seq: AtomicU64,
-    p_discard: AtomicU64,
-    p_delivering: AtomicU64,
-    /// The pid of the consumer lock's holder (to charge a message it dies
-    /// inside to it, for `JoinableQueue`).
-    holder_pid: AtomicU64,
-    /// Pending task charge: 0 none, `i + 1` slot `i`, `UNTRACKED` the
-    /// untracked counter; and the new value of its `taken` counter.
-    p_slot: AtomicU64,
-    p_slot_taken: AtomicU64,
+shm_safe! {
+    #[repr(C, align(128))]
+    struct ConsumerState {
+        /// Bytes ever taken out of the ring.
+        tail: AtomicU64,
+        /// Messages whose LAST record was taken.
+        taken: AtomicU64,
+        /// The message being taken, 0 if none.
+        cur_seq: AtomicU64,
+        /// 1 if the rest of `cur_seq` is to be skipped (its taker died).
+        discard: AtomicU64,
+        /// A whole message taken by the lock holder, not yet handed to its caller.
+        delivering: AtomicU64,
+        phase: AtomicU64,
+        p_tail: AtomicU64,
+        p_taken: AtomicU64,
+        p_cur_seq: AtomicU64,
+        p_discard: AtomicU64,
+        p_delivering: AtomicU64,
+        /// The pid of the consumer lock's holder (to charge a message it dies
+        /// inside to it, for `JoinableQueue`).
+        holder_pid: AtomicU64,
+        /// Pending task charge: 0 none, `i + 1` slot `i`, `UNTRACKED` the
+        /// untracked counter; and the new value of its `taken` counter.
+        p_slot: AtomicU64,
+        p_slot_taken: AtomicU64,
+    }
 }
 
 /// How many processes the "taken, not done" table of a `JoinableQueue`
@@ -294,57 +302,64 @@ struct ConsumerState {
 pub const TASK_SLOTS: usize = 256;
 const UNTRACKED: u64 = u64::MAX;
 
-/// One row of the "taken, not done" table: `taken` only grows, in the
-/// consumer's `LAST`-record commits; `done` only grows, in `task_done`'s
-/// commits. Outstanding = `taken - done`.
-#[repr(C)]
-pub(crate) struct TaskSlot {
-    pid: AtomicU64,
-    taken: AtomicU64,
-    done: AtomicU64,
+shm_safe! {
+    /// One row of the "taken, not done" table: `taken` only grows, in the
+    /// consumer's `LAST`-record commits; `done` only grows, in `task_done`'s
+    /// commits. Outstanding = `taken - done`.
+    #[repr(C)]
+    pub(crate) struct TaskSlot {
+        pid: AtomicU64,
+        taken: AtomicU64,
+        done: AtomicU64,
+    }
 }
 
-/// `JoinableQueue` task accounting, beside the queue's own state. Tasks put
-/// are `ProducerState::published`; tasks done are `done`, changed only by a
-/// `task_done` commit under `tasks_lock`.
-#[repr(C, align(128))]
-struct TaskState {
-    done: AtomicU64,
-    /// Messages taken while the table was full (consumer lock).
-    untracked_taken: AtomicU64,
-    /// `task_done` calls charged to no slot (tasks lock).
-    untracked_done: AtomicU64,
-    phase: AtomicU64,
-    p_done: AtomicU64,
-    p_slot: AtomicU64,
-    p_slot_done: AtomicU64,
+shm_safe! {
+    /// `JoinableQueue` task accounting, beside the queue's own state. Tasks put
+    /// are `ProducerState::published`; tasks done are `done`, changed only by a
+    /// `task_done` commit under `tasks_lock`.
+    #[repr(C, align(128))]
+    struct TaskState {
+        done: AtomicU64,
+        /// Messages taken while the table was full (consumer lock).
+        untracked_taken: AtomicU64,
+        /// `task_done` calls charged to no slot (tasks lock).
+        untracked_done: AtomicU64,
+        phase: AtomicU64,
+        p_done: AtomicU64,
+        p_slot: AtomicU64,
+        p_slot_done: AtomicU64,
+    }
 }
 
-#[repr(C, align(128))]
-struct WakeWord {
-    word: AtomicU32,
-    waiters: AtomicU32,
-    /// The CPU (plus one; 0 unknown) the last waker ran on: a hint for
-    /// spinners, any value is harmless.
-    waker_cpu: AtomicU32,
+shm_safe! {
+    #[repr(C, align(128))]
+    struct WakeWord {
+        word: AtomicU32,
+        waiters: AtomicU32,
+        /// The CPU (plus one; 0 unknown) the last waker ran on: a hint for
+        /// spinners, any value is harmless.
+        waker_cpu: AtomicU32,
+    }
 }
 
-/// The queue's shared header (see the module docs). Crate-visible only so
-/// that `sys::shm` can vouch for its layout.
-#[repr(C)]
-pub(crate) struct Header {
-    config: Config,
-    prod_lock: LockLine,
-    prod: ProducerState,
-    cons_lock: LockLine,
-    cons: ConsumerState,
-    not_empty: WakeWord,
-    not_full: WakeWord,
-    tasks_lock: LockLine,
-    tasks: TaskState,
-    /// Bumped (generation counter) whenever tasks are done and a joiner sleeps.
-    joined: WakeWord,
-    slots: [TaskSlot; TASK_SLOTS],
+shm_safe! {
+    /// The queue's shared header (see the module docs).
+    #[repr(C)]
+    pub(crate) struct Header {
+        config: Config,
+        prod_lock: LockLine,
+        prod: ProducerState,
+        cons_lock: LockLine,
+        cons: ConsumerState,
+        not_empty: WakeWord,
+        not_full: WakeWord,
+        tasks_lock: LockLine,
+        tasks: TaskState,
+        /// Bumped (generation counter) whenever tasks are done and a joiner sleeps.
+        joined: WakeWord,
+        slots: [TaskSlot; TASK_SLOTS],
+    }
 }
 
 /// One record's header in the ring.
