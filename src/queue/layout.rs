@@ -2,6 +2,14 @@
 //! ring. Each struct is declared with `shm_safe!`, which checks that it may
 //! live in shared memory.
 
+// In the mapping, in this order (the ring follows on the next page):
+//
+//     config | producer lock | producer state | consumer lock | consumer state | wake words
+//     | tasks lock | task state | "joined" wake word | holder table (JoinableQueue only)
+//
+// The `p_` fields and `phase` of each state are its pending commit (see
+// `ring.rs`).
+
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::TASK_SLOTS;
@@ -118,7 +126,8 @@ shm_safe! {
 }
 
 shm_safe! {
-    /// The queue's shared header (see the module docs).
+    /// The queue's shared header (its parts in order: see the top of this
+    /// file).
     #[repr(C)]
     pub(super) struct Header {
         pub(super) config: Config,

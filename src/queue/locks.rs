@@ -1,5 +1,37 @@
 //! The queue's robust locks, and what each repairs after its holder died.
 
+// Three locks: the producer lock, the consumer lock (see `ring.rs` for what
+// each guards), and a `JoinableQueue`'s tasks lock (`tasks.rs`). All are
+// `PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST` (`RobustMutex`), all are
+// taken through `take`: if a holder dies, the kernel's robust-list walk at
+// its exit marks the lock owner-dead, and the next locker gets `EOWNERDEAD`
+// and repairs the state before anyone else can take the lock.
+//
+// A contended lock sleeps in the kernel through glibc (`futex`), at most
+// `LOCK_SLICE` (10 ms) at a time. The slices are not for dead owners but for
+// dead *waiters*: glibc wakes one waiter per unlock, and if that one is
+// killed before it takes the lock while another process takes it first,
+// nothing wakes the others again (see `RobustMutex::lock`); with slices,
+// that costs them one slice.
+//
+// What a death leaves behind, and what the repairs below do about it (after
+// rolling a half-applied commit forward, see `ring.rs`):
+// - Producer died with `cur_seq != 0` (inside a message): the message is
+//   abandoned, `abandoned_seq = cur_seq`, and one loss is counted. Its
+//   records already in the ring stay there; the consumer drops them when it
+//   meets the `FIRST` record of a later message or, with the ring empty,
+//   sees `abandoned_seq >= cur_seq`. A consumer stuck mid-message with the
+//   ring empty probes the producer lock every 10 ms with `trylock`
+//   (`probe_producer`), so it performs this repair itself if no producer
+//   comes.
+// - A producer whose `put_bytes_timeout` runs out mid-message abandons it
+//   the same way (`put.rs`; not counted as a loss: the put returned
+//   `Error::Timeout` and the caller still has the message).
+// - Consumer died inside a message (`cur_seq != 0`): `discard = 1` and one
+//   loss is counted; the next consumer skips the rest of that message's
+//   records. Died after taking a whole message but before unlocking
+//   (`delivering != 0`): one loss is counted.
+
 use std::io;
 use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
 use std::time::{Duration, Instant};

@@ -8,166 +8,6 @@
 //! and a consumer waiting on a queue whose producers are all gone gets
 //! [`Error::Closed`] instead of waiting forever.
 //!
-//! # Contract
-//! - Each message is taken by exactly one consumer, whole: never merged with
-//!   another, never a prefix, never corrupt.
-//! - Messages put by one producer (one thread of one process) are taken in
-//!   the order they were put.
-//! - [`len`](Queue::len) is the number of messages whose put completed and
-//!   that nobody has taken, in every process. When nothing else runs,
-//!   [`is_empty`](Queue::is_empty)/[`is_full`](Queue::is_full) agree with
-//!   what [`try_get_bytes`](Queue::try_get_bytes)/[`try_put_bytes`](Queue::try_put_bytes) then do.
-//! - A member SIGKILLed at any point (holding a lock, mid-message, mid-commit)
-//!   leaves the others working: nobody deadlocks, nobody receives a partial or
-//!   mixed message. At most the message the dead process was handling is lost,
-//!   and [`lost_to_dead_members`](Queue::lost_to_dead_members) counts those.
-//! - **Closed.** Every process that holds the queue starts as a potential
-//!   producer. A process stops being one when it calls
-//!   [`close_producer`](Queue::close_producer) or [`close`](Queue::close),
-//!   drops its last handle, exits, or is killed. Once no process is a
-//!   producer, a consumer blocked on an empty queue gets [`Error::Closed`]
-//!   (within ~10 ms). So a process that only consumes should call
-//!   `close_producer()` first, and so should the parent once it has forked
-//!   its producers (see the example).
-//! - After [`close`](Queue::close), this process's puts and gets return
-//!   [`Error::Closed`] (Python raises `ValueError: Queue is closed`).
-//!
-//! # Design
-//! One anonymous shared mapping (`mmap(MAP_SHARED | MAP_ANONYMOUS)`, made by
-//! [`Queue::new`] before any fork) holds a header and a byte **ring**.
-//!
-//! ```text
-//! header: config | producer lock | producer state | consumer lock | consumer state | wake words
-//!         | tasks lock | task state | "joined" wake word | holder table (JoinableQueue only)
-//! ring:   ... [rec hdr: seq u64, total u64, len u32, flags u32][len bytes] [rec hdr][bytes] ...
-//! ```
-//!
-//! - A message is one or more **records**; flags mark the `FIRST` and `LAST`
-//!   record of a message; every record carries the message's sequence number
-//!   `seq` (unique, never reused) and total length. Records are at most a
-//!   quarter of the ring, so a message of any size **streams** through the
-//!   ring while its producer writes and a consumer reads.
-//! - `head` (bytes ever written) and `tail` (bytes ever taken) are
-//!   monotonic `u64` stream positions; the ring is empty when they are equal.
-//!   A producer writes a record's bytes past `head`, then publishes them with
-//!   a release store of `head`; a consumer copies a record out, then frees it
-//!   with a release store of `tail`. Each process keeps its last reading of
-//!   the other side's position (a lower bound, since both only grow) and
-//!   re-reads it only when that reading says "no room" or "nothing new", so
-//!   a streaming producer and consumer do not pull each other's cache line
-//!   across CPUs on every message (64 B across cores: about 1.2-1.4x).
-//! - A **producer lock** is held by a producer for a whole message, a
-//!   **consumer lock** by a consumer for a whole message (and while it waits
-//!   for one). So the ring is single-producer single-consumer between the two
-//!   lock holders, records of one message are contiguous in the stream, and
-//!   a message's records all go to one consumer. Both locks are
-//!   `PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST`: if a holder dies the
-//!   next locker gets `EOWNERDEAD` and repairs the state below.
-//! - Waits ("not empty" for the consumer lock holder, "not full" for the
-//!   producer lock holder) spin briefly, then sleep on a futex word in the
-//!   mapping, with a waiter count so a waker makes a system call only when
-//!   someone sleeps. A waker leaves its CPU number beside the word: a waiter
-//!   on that same CPU yields instead of spinning, since the process it waits
-//!   for cannot run until it does (this makes a same-core round trip one
-//!   `sched_yield` per hop). Never a process-shared condition variable:
-//!   glibc's are not robust. Every sleep is bounded (10 ms), so sleepers
-//!   re-check for dead members and closed producers.
-//!
-//! ## Commits, and what a death leaves behind
-//! Each side changes its shared state (`head`, `published`, `cur_seq` for
-//! producers; `tail`, `taken`, `cur_seq`, `discard`, `delivering` for
-//! consumers) only by a **commit**: write the new values into a `pending`
-//! copy, set `phase = 1`, apply them, set `phase = 0`. A locker that gets
-//! `EOWNERDEAD` first rolls a commit with `phase == 1` *forward* (the values
-//! are complete), so a death never leaves half a commit. Then:
-//! - **Producer died** with `cur_seq != 0` (inside a message): the message
-//!   is *abandoned*: `abandoned_seq = cur_seq`, and one loss is counted. Its
-//!   records already in the ring stay there; the consumer drops them when it
-//!   meets the `FIRST` record of a later message or, with the ring empty,
-//!   sees `abandoned_seq >= cur_seq`. A consumer stuck mid-message with the
-//!   ring empty probes the producer lock every 10 ms with `trylock`, so it
-//!   performs this repair itself if no producer comes.
-//! - A producer whose [`put_bytes_timeout`](Queue::put_bytes_timeout) runs
-//!   out mid-message abandons it the same way (not counted as a loss: the
-//!   put returned [`Error::Timeout`] and the caller still has the message).
-//! - **Consumer died** inside a message (`cur_seq != 0`): `discard = 1` and
-//!   one loss is counted; the next consumer skips the rest of that message's
-//!   records. Died after taking a whole message but before unlocking
-//!   (`delivering != 0`): one loss is counted.
-//!
-//! ## Invariants (kept under the lock of the side that owns each field)
-//! 1. `tail <= head <= tail + ring_len`; bytes in `[tail, head)` are whole
-//!    committed records; a producer never writes below `tail + ring_len`.
-//! 2. `published` counts messages whose `LAST` record is committed, `taken`
-//!    those whose `LAST` record a consumer has committed; `len() =
-//!    published - taken`, and `published - taken <= max_items` when bounded.
-//! 3. Records of one `seq` are contiguous in the stream: `FIRST`, middles,
-//!    `LAST`, or a prefix of that followed by nothing of that `seq` again
-//!    (abandoned).
-//! 4. Sequence numbers increase and are never reused, so `abandoned_seq >=
-//!    cur_seq` with an empty ring proves the message being taken is dead.
-//! 5. A consumer returns a message only after committing its `LAST` record,
-//!    with exactly `total` bytes gathered from records of its own `seq`
-//!    starting at `FIRST`.
-//!
-//! ## Limits of the loss count
-//! The count covers deaths *inside* a queue operation. A consumer killed in
-//! the few instructions between clearing `delivering` and releasing the
-//! consumer lock, or after its get returned, loses its message without the
-//! queue knowing: the message was already handed over.
-//!
-//! ## Extending it (for `JoinableQueue`)
-//! The `LAST`-record commits are the linearisation points: a put takes
-//! effect when the producer commits its message's `LAST` record, a get when
-//! the consumer commits it. Counters that must agree with the queue belong in
-//! those two commits' pending sets, so a death can never apply half of them.
-//! [`JoinableQueue`](crate::JoinableQueue) does so: tasks put are
-//! `published` itself, and the consumer's `LAST` commit carries the "taken,
-//! not done" charge of its process (see [`crate::joinable`]).
-//!
-//! ## Why "Closed" uses a pipe
-//! Each [`Queue`] handle holds the write end of a private "producers" pipe,
-//! and every process inherits it through `fork`. The kernel counts the copies
-//! and closes them when a process exits or is killed, so a consumer that
-//! polls the read end sees `POLLHUP` exactly when no potential producer is
-//! left: no pid table, no pid reuse, no race with a producer that has been
-//! forked but has not run yet. Before returning [`Error::Closed`] the
-//! consumer also takes the producer lock with `trylock` (a held lock means a
-//! put is still in progress; a dead holder is repaired first, which may
-//! publish a message that was fully written).
-//!
-//! # System calls
-//! The first put or get of each process maps the whole shared region into
-//! its page tables with one `madvise(MADV_POPULATE_READ)` (see
-//! `SharedRegion::populate`),
-//! before taking any lock, instead of a page fault per page of the ring
-//! in its first messages. After that, an uncontended put or get makes none: a lock is one atomic
-//! compare-and-swap (glibc's robust mutex), the copy is `memcpy` into or out
-//! of the shared ring, and a wake-up is a `futex(FUTEX_WAKE)` made only when
-//! the other side announced that it sleeps. Waiting spins ~200 pauses (or,
-//! if the last waker ran on this CPU, skips them), makes up to 8
-//! `sched_yield`s, then `futex(FUTEX_WAIT)` for at most 10 ms at a time; a
-//! consumer waiting on an empty queue `poll`s the producers pipe (zero
-//! timeout) before each sleep, never while spinning.
-//! Contended locks sleep in the kernel through glibc (`futex`), at most
-//! 10 ms at a time (`LOCK_SLICE`), and a
-//! dead owner is reported by the kernel's robust-list walk at its exit. The
-//! slices are not for dead owners but for dead *waiters*: glibc wakes one
-//! waiter per unlock, and if that one is killed before it takes the lock
-//! while another process takes it first, nothing wakes the others again
-//! (see `RobustMutex::lock`); with slices, that costs them one slice.
-//!
-//! # Differences from Python's `multiprocessing.Queue`
-//! - `put` writes into shared memory itself; there is no feeder thread. An
-//!   "unbounded" queue is unbounded in messages, but a put waits while the
-//!   ring has no room for its next record, as a pipe write would, until
-//!   consumers take bytes. [`try_put_bytes`](Queue::try_put_bytes) refuses
-//!   with [`Error::Full`] only when the message slots are full (`is_full()`).
-//! - A get that has begun taking a message larger than the ring finishes it
-//!   even past its timeout, because the rest is streaming in (it stops if the
-//!   producer dies or gives up). Skipping the rest of a dead consumer's
-//!   message does not hold a get past its timeout.
-//!
 //! # Example
 //! ```
 //! use ipc_harness::{Queue, harness::fork};
@@ -188,11 +28,92 @@
 //! for i in 0..5u32 {
 //!     assert_eq!(q.get::<u32>()?, i);
 //! }
-//! // The producer exited: its end of the producers pipe closed with it.
+//! // The producer exited, so no producer is left: the queue says Closed.
 //! assert!(q.get_bytes().unwrap_err().is_closed());
 //! producer.wait(Duration::from_secs(10))?.expect_success();
 //! # Ok::<(), ipc_harness::Error>(())
 //! ```
+//!
+//! Create the queue before forking the processes that use it: a child
+//! inherits it through `fork`, and every clone or inherited copy is a
+//! handle to the same queue.
+//!
+//! # Contract
+//! - Each message is taken by exactly one consumer, whole: never merged with
+//!   another, never a prefix, never corrupt.
+//! - Messages put by one producer (one thread of one process) are taken in
+//!   the order they were put.
+//! - [`len`](Queue::len) is the number of messages whose put completed and
+//!   that nobody has taken, in every process. When nothing else runs,
+//!   [`is_empty`](Queue::is_empty)/[`is_full`](Queue::is_full) agree with
+//!   what [`try_get_bytes`](Queue::try_get_bytes) /
+//!   [`try_put_bytes`](Queue::try_put_bytes) then do.
+//! - **Bounded.** A queue made with [`Queue::bounded`] (or
+//!   [`QueueBuilder::max_items`]) never holds more than that many messages;
+//!   0 means unbounded in messages.
+//! - **Kills.** A member SIGKILLed at any point (holding a lock, in the
+//!   middle of a message, of a put or of a get) leaves the others working:
+//!   nobody deadlocks, nobody receives a partial or mixed message. At most
+//!   the message the dead process was handling is lost, and
+//!   [`lost_to_dead_members`](Queue::lost_to_dead_members) counts those.
+//! - **Closed.** Every process that holds the queue starts as a potential
+//!   producer. A process stops being one when it calls
+//!   [`close_producer`](Queue::close_producer) or [`close`](Queue::close),
+//!   drops its last handle, exits, or is killed. Once no process is a
+//!   producer, a consumer blocked on an empty queue gets [`Error::Closed`]
+//!   (within ~10 ms). So a process that only consumes should call
+//!   `close_producer()` first, and so should the parent once it has forked
+//!   its producers (see the example).
+//! - After [`close`](Queue::close), this process's puts and gets return
+//!   [`Error::Closed`] (Python raises `ValueError: Queue is closed`).
+//!
+//! # Blocking
+//! - [`put_bytes`](Queue::put_bytes) waits while a bounded queue is full.
+//!   Messages of any size stream through the queue's fixed ring of bytes
+//!   ([`QueueBuilder::ring_bytes`], [`DEFAULT_RING_BYTES`] by default), so
+//!   a put also waits, as a pipe write would, while the ring has no room for
+//!   the next part of its message, until consumers take bytes.
+//!   [`put_bytes_timeout`](Queue::put_bytes_timeout) gives up with
+//!   [`Error::Timeout`]; if it gives up inside a long message, nothing of
+//!   that message is delivered. [`try_put_bytes`](Queue::try_put_bytes)
+//!   refuses with [`Error::Full`] only when a bounded queue is full
+//!   ([`is_full`](Queue::is_full)); it may still wait for ring room that
+//!   consumers are freeing.
+//! - [`get_bytes`](Queue::get_bytes) waits while the queue is empty, until
+//!   a message comes or no producer is left ([`Error::Closed`]).
+//!   [`get_bytes_timeout`](Queue::get_bytes_timeout) gives up with
+//!   [`Error::Timeout`], never before its timeout; a get that has begun
+//!   taking a message larger than the ring finishes it even past its
+//!   timeout, because the rest is streaming in (it stops if the producer
+//!   dies or gives up). [`try_get_bytes`](Queue::try_get_bytes) returns
+//!   [`Error::Empty`] at once if no message is waiting.
+//!
+//! # What a death costs
+//! A producer killed inside a put before its message was published loses
+//! that message: nothing of it is delivered, and
+//! [`lost_by_dead_producers`](Queue::lost_by_dead_producers) counts it (a
+//! message it had finished publishing is delivered as usual). A consumer
+//! killed inside a get loses the message it was taking (the next consumer
+//! skips the rest of it) or had taken and not yet returned, and
+//! [`lost_by_dead_consumers`](Queue::lost_by_dead_consumers) counts it. The
+//! counts cover deaths *inside* a queue operation. A consumer killed in the
+//! last few instructions of its get, or after its get returned, loses its
+//! message without the queue knowing: the message was already handed over.
+//!
+//! # Differences from Python's `multiprocessing.Queue`
+//! - `put` writes into shared memory itself; there is no feeder thread. A
+//!   put that returned has put its message: [`len`](Queue::len) counts it
+//!   in every process at once.
+//! - An "unbounded" queue is unbounded in messages, but a put waits for
+//!   ring room (see [Blocking](#blocking)).
+//!
+//! # Cost
+//! The queue is one shared memory mapping and one pipe, made by
+//! [`Queue::new`]. After its first put or get, a process's uncontended put
+//! or get makes no system call: a lock is one atomic compare-and-swap, the
+//! message is copied into or out of the shared ring, and a waiting process
+//! is woken (`futex`) only if it sleeps. A waiter spins briefly, then
+//! sleeps in the kernel for at most 10 ms at a time.
 
 mod get;
 mod hooks;
@@ -291,6 +212,7 @@ impl QueueBuilder {
         })
         .map_err(|e| Error::io("mmap shared queue", e))?;
         let (watch, token) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
+        // A record carries at most a quarter of the ring (see `ring.rs`).
         let max_payload = (ring_len / 4).clamp(1, 1 << 30);
         Ok(Queue {
             inner: Arc::new(Inner {
@@ -317,7 +239,7 @@ impl QueueBuilder {
 }
 
 /// A many-producer many-consumer message queue shared by forked processes
-/// and threads. See the [module docs](self) for the contract and design.
+/// and threads. See the [module docs](self) for the contract.
 ///
 /// Cloning gives another handle to the same queue in this process (for
 /// threads, or to move into a forked child).
@@ -332,7 +254,8 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// This process will put no more.
     put_closed: AtomicBool,
-    /// Write end of the producers pipe: this process may still put.
+    /// Write end of the producers pipe: this process may still put (see
+    /// `Inner::producers_gone`).
     producer_token: Mutex<Option<OwnedFd>>,
     /// Read end: `POLLHUP` once no process holds a write end.
     producers_watch: OwnedFd,
@@ -352,13 +275,16 @@ pub(crate) struct Inner {
     slot_cache: AtomicU64,
     /// The consumers' `tail` as this process last read it: `tail` only
     /// grows, so this is a lower bound of it, and room computed from it is
-    /// room there is. Saves producers a cross-CPU read per put.
+    /// room there is. Saves producers a cross-CPU read per put: re-read
+    /// only when it says "no room", so a streaming producer and consumer
+    /// do not pull each other's cache line across CPUs on every message
+    /// (64 B across cores: about 1.2-1.4x).
     tail_seen: AtomicU64,
     /// The producers' `head` as this process last read it: a lower bound, so
     /// records below it are committed. Saves consumers a read per get.
     head_seen: AtomicU64,
     /// The process whose page tables map the whole region (see
-    /// [`Inner::map_in`]): a forked child still has its parent's pid here.
+    /// `Inner::map_in`): a forked child still has its parent's pid here.
     populated_in: AtomicU64,
 }
 
@@ -525,8 +451,8 @@ impl Queue {
     }
 
     /// Puts one message if a message slot is free, else [`Error::Full`]
-    /// (only bounded queues are ever full). See the module docs: it may still
-    /// wait for ring space that consumers are freeing.
+    /// (only bounded queues are ever full). It may still wait for ring
+    /// space that consumers are freeing (see [Blocking](self#blocking)).
     ///
     /// ```
     /// use ipc_harness::{Error, Queue};
@@ -608,7 +534,7 @@ impl Inner {
     /// time this process uses the queue (after a fork), before taking any
     /// lock: one `madvise` instead of a page fault per page of the ring in
     /// the middle of its first messages, and none while holding a lock the
-    /// other members wait for.
+    /// other members wait for (`SharedRegion::populate` has the numbers).
     fn map_in(&self) {
         let pid = sys::cached_pid() as u64;
         if self.populated_in.load(Relaxed) != pid {

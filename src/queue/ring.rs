@@ -1,5 +1,60 @@
 //! The ring's records, and the commits that move each side's state.
 
+// One anonymous shared mapping (`mmap(MAP_SHARED | MAP_ANONYMOUS)`, made by
+// `QueueBuilder::build` before any fork) holds the header (`layout.rs`) and
+// then a byte ring of records:
+//
+//     ... [rec hdr: seq u64, total u64, len u32, flags u32][len bytes] [rec hdr][bytes] ...
+//
+// - A message is one or more records; flags mark the `FIRST` and `LAST`
+//   record of a message; every record carries the message's sequence number
+//   `seq` (unique, never reused) and total length. Records are at most a
+//   quarter of the ring, so a message of any size streams through the ring
+//   while its producer writes and a consumer reads.
+// - `head` (bytes ever written) and `tail` (bytes ever taken) are monotonic
+//   `u64` stream positions; the ring is empty when they are equal. A
+//   producer writes a record's bytes past `head`, then publishes them with a
+//   release store of `head`; a consumer copies a record out, then frees it
+//   with a release store of `tail`. Each process keeps its last reading of
+//   the other side's position (`Inner::tail_seen`, `Inner::head_seen`).
+// - A producer holds the producer lock for a whole message, a consumer the
+//   consumer lock for a whole message (and while it waits for one). So the
+//   ring is single-producer single-consumer between the two lock holders,
+//   records of one message are contiguous in the stream, and a message's
+//   records all go to one consumer (`locks.rs` has what a holder's death
+//   leaves behind).
+//
+// Commits. Each side changes its shared state (`head`, `published`,
+// `cur_seq` for producers; `tail`, `taken`, `cur_seq`, `discard`,
+// `delivering` for consumers) only by a commit: write the new values into a
+// `pending` copy (the `p_` fields), set `phase = 1`, apply them, set
+// `phase = 0`. A locker that gets `EOWNERDEAD` first rolls a commit with
+// `phase == 1` forward (the values are complete), so a death never leaves
+// half a commit.
+//
+// The `LAST`-record commits are the linearisation points: a put takes effect
+// when the producer commits its message's `LAST` record, a get when the
+// consumer commits it. Counters that must agree with the queue belong in
+// those two commits' pending sets, so a death can never apply half of them:
+// a `JoinableQueue`'s tasks put are `published` itself, and the consumer's
+// `LAST` commit carries the "taken, not done" charge of its process
+// (`tasks.rs`).
+//
+// Invariants (kept under the lock of the side that owns each field):
+// 1. `tail <= head <= tail + ring_len`; bytes in `[tail, head)` are whole
+//    committed records; a producer never writes below `tail + ring_len`.
+// 2. `published` counts messages whose `LAST` record is committed, `taken`
+//    those whose `LAST` record a consumer has committed; `len()` is
+//    `published - taken`, and `published - taken <= max_items` when bounded.
+// 3. Records of one `seq` are contiguous in the stream: `FIRST`, middles,
+//    `LAST`, or a prefix of that followed by nothing of that `seq` again
+//    (abandoned).
+// 4. Sequence numbers increase and are never reused, so `abandoned_seq >=
+//    cur_seq` with an empty ring proves the message being taken is dead.
+// 5. A consumer returns a message only after committing its `LAST` record,
+//    with exactly `total` bytes gathered from records of its own `seq`
+//    starting at `FIRST`.
+
 use std::sync::atomic::Ordering::{Relaxed, Release};
 
 use super::hooks::{KillPoint, kill_point};

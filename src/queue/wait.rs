@@ -1,6 +1,24 @@
 //! Waiting: spinning, futex sleeps and wake-ups on the header's wake
 //! words, and the producers pipe.
 
+// Waits ("not empty" for the consumer lock holder, "not full" for the
+// producer lock holder, "joined" for a `JoinableQueue`'s joiners) spin
+// briefly, then sleep on a futex word in the mapping, with a waiter count so
+// a waker makes a system call only when someone sleeps. A waker leaves its
+// CPU number beside the word: a waiter on that same CPU yields instead of
+// spinning, since the process it waits for cannot run until it does (this
+// makes a same-core round trip one `sched_yield` per hop). Never a
+// process-shared condition variable: glibc's are not robust. Every sleep is
+// bounded (`POLL`, 10 ms), so sleepers re-check for dead members and closed
+// producers.
+//
+// In system calls: waiting spins ~200 pauses (or, if the last waker ran on
+// this CPU, skips them), makes up to 8 `sched_yield`s, then
+// `futex(FUTEX_WAIT)` for at most 10 ms at a time; a wake-up is a
+// `futex(FUTEX_WAKE)` made only when the other side announced that it
+// sleeps. A consumer waiting on an empty queue `poll`s the producers pipe
+// (zero timeout) before each sleep, never while spinning.
+
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::sync::atomic::fence;
@@ -27,6 +45,18 @@ pub(super) enum Wait {
 }
 
 impl Inner {
+    // Why "no producer left" is a pipe: each `Queue` handle holds the write
+    // end of a private "producers" pipe, and every process inherits it
+    // through `fork`. The kernel counts the copies and closes them when a
+    // process exits or is killed, so a consumer that polls the read end sees
+    // `POLLHUP` exactly when no potential producer is left: no pid table, no
+    // pid reuse, no race with a producer that has been forked but has not
+    // run yet. Before returning `Error::Closed` the consumer also takes the
+    // producer lock with `trylock` (`probe_producer`: a held lock means a
+    // put is still in progress; a dead holder is repaired first, which may
+    // publish a message that was fully written).
+
+    /// True once no process holds the producers pipe's write end.
     pub(super) fn producers_gone(&self) -> bool {
         matches!(
             sys::wait_readable(self.producers_watch.as_fd(), Some(Instant::now())),
