@@ -1,6 +1,44 @@
 //! `JoinableQueue`'s task accounting: the holder table, the counters, and
 //! the internals of `task_done` and `join`.
 
+// All counters live in the queue's shared mapping (`layout.rs`):
+// - Tasks put is the queue's own `published` counter, which the producer
+//   commits with a message's `LAST` record.
+// - Tasks done is one counter changed only by `task_done`, under a third
+//   robust lock, by a commit of its own (a `pending` copy and a `phase`
+//   word, rolled forward by the next locker if the caller dies mid-way).
+//   `task_done` checks `done < published` under that lock, so `done` never
+//   passes `published`; unfinished = `published - done`, read `done` first,
+//   so a zero read is a zero that held at one instant.
+// - Taken, not done: a table of `TASK_SLOTS` (256) rows `(pid, taken,
+//   done)`. A get adds one to its process's `taken` inside the consumer's
+//   `LAST`-record commit (the same commit that takes the message, so a death
+//   applies both or neither). A `task_done` adds one to `done` of the
+//   caller's row if it holds a task, else of the first live holder's row
+//   (the task may be finished by a process other than the one that took
+//   it), in its own commit. A row is reused once its process has nothing
+//   outstanding; when all 256 rows hold tasks, further gets are counted as
+//   untracked (still unfinished, just not attributed to a pid).
+// - Deaths: a consumer killed after its `LAST` commit keeps the task in its
+//   row: the join report names it, dead. A consumer killed inside a message
+//   (whose rest the queue then skips) is charged for it by the repair
+//   (`locks.rs`), using the lock holder's pid recorded in `holder_pid`: its
+//   task can never be done, and the report says who had it. A producer
+//   killed inside a put never published, so no task was added. A process
+//   killed inside `task_done` leaves the tasks lock owner-dead with its
+//   commit complete in `pending`: the next `task_done`, or a joiner probing
+//   the lock each time its 10 ms sleep runs out, rolls it forward, so the
+//   task counts as done (its caller never learned it returned, but the work
+//   was finished).
+// - Waking joiners: the `joined` wake word (`wait.rs`). A joiner reads the
+//   word, adds itself to the waiters, fences, re-checks the count, and only
+//   then sleeps with `futex(FUTEX_WAIT)` on the word it read; `task_done`
+//   stores `done`, fences, and if anyone waits bumps the word and
+//   `futex(FUTEX_WAKE)`s them all. Either the joiner's re-check sees the new
+//   `done`, or the waker sees the joiner and the word changes under it, so
+//   the sleep returns at once. Sleeps are also bounded (10 ms), so even a
+//   waker killed between the two steps delays a join by at most that.
+
 use std::io;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::time::Instant;
