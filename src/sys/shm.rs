@@ -506,7 +506,7 @@ impl RobustMutex {
 
     /// Unlocks a mutex this thread holds.
     pub fn unlock(&self) -> io::Result<()> {
-        // SAFETY: callers unlock only what they locked (the queue's guards).
+        // SAFETY: callers unlock only what they locked (through their guards).
         check(unsafe { libc::pthread_mutex_unlock(self.0.get()) })
     }
 }
