@@ -1,5 +1,6 @@
-//! Kill points and the other test hooks. Without the `test-hooks` feature a
-//! kill point compiles to nothing and nothing here is public.
+//! Kill points and the other test hooks: lock access and the
+//! racing-readers switch. Without the `test-hooks` feature a kill point
+//! compiles to nothing and nothing here is public.
 
 #[cfg(feature = "test-hooks")]
 use std::sync::atomic::AtomicU32;
@@ -9,9 +10,13 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::Duration;
 
 #[cfg(feature = "test-hooks")]
+use super::{Queue, QueueBuilder};
+#[cfg(feature = "test-hooks")]
 use crate::sys;
+#[cfg(feature = "test-hooks")]
+use crate::sys::shm::RobustMutex;
 
-/// Named points inside [`Queue`](super::Queue) operations where a test can
+/// Named points inside [`Queue`] operations where a test can
 /// make this process SIGKILL itself, to prove that a death there breaks
 /// nobody else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +67,7 @@ impl KillPoint {
     }
 }
 
-/// The queue's locks, for [`Queue::lock_for_tests`](super::Queue::lock_for_tests).
+/// The queue's locks, for [`Queue::lock_for_tests`].
 #[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueLock {
@@ -107,6 +112,31 @@ fn kill_point_slow() {
         let _ = sys::kill(sys::getpid(), libc::SIGKILL);
         loop {
             std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+impl QueueBuilder {
+    /// The racing-readers pitfall: consumers take records without the
+    /// consumer lock. Broken on purpose, for the tests that prove the
+    /// oracle catches it (only with the `test-hooks` feature).
+    pub fn racing_readers_pitfall(mut self, on: bool) -> Self {
+        self.racing_readers = on;
+        self
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+impl Queue {
+    /// Tests only: one of the queue's robust mutexes, to put it in a state
+    /// a fault leaves behind (see `RobustMutex::lose_wake_up`).
+    pub fn lock_for_tests(&self, which: QueueLock) -> &RobustMutex {
+        let h = self.inner.header();
+        match which {
+            QueueLock::Producer => &h.prod_lock.lock,
+            QueueLock::Consumer => &h.cons_lock.lock,
+            QueueLock::Tasks => &h.tasks_lock.lock,
         }
     }
 }

@@ -133,8 +133,6 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::sys;
-#[cfg(feature = "test-hooks")]
-use crate::sys::shm::RobustMutex;
 use crate::sys::shm::{Fresh, SharedRegion};
 use layout::Header;
 
@@ -185,15 +183,6 @@ impl QueueBuilder {
     /// least [`MIN_RING_BYTES`]). Messages of any size stream through it.
     pub fn ring_bytes(mut self, bytes: usize) -> Self {
         self.ring_bytes = bytes.max(MIN_RING_BYTES);
-        self
-    }
-
-    /// The racing-readers pitfall: consumers take records without the
-    /// consumer lock. Broken on purpose, for the tests that prove the
-    /// oracle catches it (only with the `test-hooks` feature).
-    #[cfg(feature = "test-hooks")]
-    pub fn racing_readers_pitfall(mut self, on: bool) -> Self {
-        self.racing_readers = on;
         self
     }
 
@@ -397,18 +386,6 @@ impl Queue {
     /// The consumer part of [`lost_to_dead_members`](Self::lost_to_dead_members).
     pub fn lost_by_dead_consumers(&self) -> u64 {
         self.inner.header().config.lost_by_consumers.load(Acquire)
-    }
-
-    /// Tests only: one of the queue's robust mutexes, to put it in a state
-    /// a fault leaves behind (see `RobustMutex::lose_wake_up`).
-    #[cfg(feature = "test-hooks")]
-    pub fn lock_for_tests(&self, which: QueueLock) -> &RobustMutex {
-        let h = self.inner.header();
-        match which {
-            QueueLock::Producer => &h.prod_lock.lock,
-            QueueLock::Consumer => &h.cons_lock.lock,
-            QueueLock::Tasks => &h.tasks_lock.lock,
-        }
     }
 
     /// This process will put no more: it stops counting as a producer, so
