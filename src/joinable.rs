@@ -3,66 +3,6 @@
 //! processes. Python's `multiprocessing.JoinableQueue`, plus joins that can
 //! explain why they do not finish.
 //!
-//! # Contract
-//! Everything [`Queue`] promises (every `Queue` method works on a
-//! `JoinableQueue`, through `Deref`), and:
-//! - Every put that returns `Ok` adds one unfinished task, counted in the
-//!   same commit that makes the message visible: there is no moment when a
-//!   consumer can take a message whose task is not counted yet.
-//! - [`task_done`](JoinableQueue::task_done) removes one. Called more times
-//!   than items were put, it returns [`Error::TaskDoneTooManyTimes`](crate::Error::TaskDoneTooManyTimes) and
-//!   changes nothing (Python raises `ValueError`).
-//! - [`join`](JoinableQueue::join) returns once the count is zero, in every
-//!   process that waits, and at once on a queue with nothing unfinished. A
-//!   `task_done` that lands between a joiner's check and its sleep still
-//!   wakes it. (If a put makes the count non-zero again before a joiner has
-//!   run, the joiner may keep waiting, as Python's does.)
-//! - [`join_timeout`](JoinableQueue::join_timeout) that runs out returns
-//!   [`Error::JoinTimeout`](crate::Error::JoinTimeout): the number of unfinished tasks and, per pid, the
-//!   tasks taken with a get and not yet marked done, saying which of those
-//!   processes are dead. Python's join hangs forever there.
-//! - Put, get, `task_done` and join may each happen in a different process.
-//!
-//! # Design
-//! All counters live in the queue's shared mapping (see [`crate::queue`]):
-//! - **Tasks put** is the queue's own `published` counter, which the
-//!   producer commits with a message's `LAST` record.
-//! - **Tasks done** is one counter changed only by `task_done`, under a third
-//!   robust lock, by a commit of its own (a `pending` copy and a `phase`
-//!   word, rolled forward by the next locker if the caller dies mid-way).
-//!   `task_done` checks `done < published` under that lock, so `done` never
-//!   passes `published`; unfinished = `published - done`, read `done`
-//!   first, so a zero read is a zero that held at one instant.
-//! - **Taken, not done**: a table of [`TASK_SLOTS`](crate::queue::TASK_SLOTS)
-//!   (256) rows `(pid, taken, done)`. A get adds one to its process's
-//!   `taken` inside the consumer's `LAST`-record commit (the same commit
-//!   that takes the message, so a death applies both or neither). A
-//!   `task_done` adds one to `done` of the caller's row if it holds a task,
-//!   else of the first live holder's row (the task may be finished by a
-//!   process other than the one that took it), in its own commit. A row is
-//!   reused once its process has nothing outstanding; when all 256 rows hold
-//!   tasks, further gets are counted as untracked (still unfinished, just not
-//!   attributed to a pid).
-//! - **Deaths**: a consumer killed after its `LAST` commit keeps the task in
-//!   its row: the join report names it, dead. A consumer killed inside a
-//!   message (whose rest the queue then skips) is charged for it by the
-//!   repair, using the lock holder's pid recorded in the queue: its task can
-//!   never be done, and the report says who had it. A producer killed inside
-//!   a put never published, so no task was added. A process killed inside
-//!   `task_done` leaves the tasks lock owner-dead with its commit complete
-//!   in `pending`: the next `task_done`, or a joiner probing the lock each
-//!   time its 10 ms sleep runs out, rolls it forward, so the task counts as
-//!   done (its caller never learned it returned, but the work was finished).
-//! - **Waking joiners**: a generation word and a waiter count in the
-//!   mapping. A joiner reads the word, adds itself to the waiters, fences,
-//!   re-checks the count, and only then sleeps with `futex(FUTEX_WAIT)` on
-//!   the word it read; `task_done` stores `done`, fences, and if anyone
-//!   waits bumps the word and `futex(FUTEX_WAKE)`s them all. Either the
-//!   joiner's re-check sees the new `done`, or the waker sees the joiner and
-//!   the word changes under it, so the sleep returns at once. Sleeps are
-//!   also bounded (10 ms), so even a waker killed between the two steps
-//!   delays a join by at most that.
-//!
 //! # Example
 //! ```
 //! use ipc_harness::{JoinableQueue, harness::fork};
@@ -90,6 +30,48 @@
 //! worker.wait(Duration::from_secs(10))?.expect_success();
 //! # Ok::<(), ipc_harness::Error>(())
 //! ```
+//!
+//! # Contract
+//! Everything [`Queue`] promises (every `Queue` method works on a
+//! `JoinableQueue`, through `Deref`), and:
+//! - Every put that returns `Ok` adds one unfinished task, counted in the
+//!   same step that makes the message visible: there is no moment when a
+//!   consumer can take a message whose task is not counted yet.
+//! - [`task_done`](JoinableQueue::task_done) removes one. Called more times
+//!   than items were put, it returns
+//!   [`Error::TaskDoneTooManyTimes`](crate::Error::TaskDoneTooManyTimes)
+//!   and changes nothing (Python raises `ValueError`).
+//! - [`join`](JoinableQueue::join) returns once the count is zero, in every
+//!   process that waits, and at once on a queue with nothing unfinished. A
+//!   `task_done` that lands between a joiner's check and its sleep still
+//!   wakes it. (If a put makes the count non-zero again before a joiner has
+//!   run, the joiner may keep waiting, as Python's does.)
+//! - [`join_timeout`](JoinableQueue::join_timeout) that runs out returns
+//!   [`Error::JoinTimeout`](crate::Error::JoinTimeout): the number of
+//!   unfinished tasks and, per pid, the tasks taken with a get and not yet
+//!   marked done, saying which of those processes are dead. Python's join
+//!   hangs forever there.
+//! - Put, get, `task_done` and join may each happen in a different process.
+//! - The tasks taken and not done are tracked per process for up to
+//!   [`TASK_SLOTS`](crate::queue::TASK_SLOTS) (256) processes at a time; a
+//!   process's row is reused once it has nothing outstanding. Gets by
+//!   further processes still count as unfinished tasks, just not attributed
+//!   to a pid.
+//!
+//! # Deaths
+//! A death never applies half a change to the counts, and the report says
+//! who holds what:
+//! - A consumer killed after its get took a message keeps that task: it
+//!   can never be done, and [`task_holders`](JoinableQueue::task_holders)
+//!   (and a join timeout's report) names the dead process. The same holds
+//!   for a consumer killed in the middle of taking a message, whose rest
+//!   the queue skips.
+//! - A producer killed inside a put before its message was published added
+//!   no task.
+//! - A process killed inside `task_done` has its task counted as done once
+//!   the next `task_done` or a waiting joiner (within about 10 ms) finds
+//!   the tasks lock it left behind: its caller never learned that it
+//!   returned, but the work was finished.
 
 use std::fmt;
 use std::ops::Deref;

@@ -1,7 +1,8 @@
 //! Shared memory between forked processes: an anonymous shared mapping
 //! holding a typed header and a byte ring, robust process-shared mutexes,
-//! and futex waits on words in the mapping. All the `unsafe` behind
-//! [`Queue`](crate::queue::Queue) lives here.
+//! and futex waits on words in the mapping. All the `unsafe` behind the
+//! shared-memory queue lives here; the types placed in a mapping are
+//! declared by their owners with [`shm_safe!`], which checks them.
 //!
 //! System calls: `mmap(MAP_SHARED | MAP_ANONYMOUS)` and `munmap` for the
 //! region; `pthread_mutex_{init,timedlock,trylock,unlock,consistent}`
@@ -14,8 +15,8 @@
 //! Bytes in the ring are plain data shared with other processes, which
 //! the Rust memory model does not see: they are copied in and out with raw
 //! copies, never referenced, and every value of every byte is valid. Who may
-//! copy which bytes when is the caller's protocol (the queue's head/tail
-//! atomics and locks), which is why the ring copies are crate-private: a
+//! copy which bytes when is the caller's protocol (for a queue: its
+//! head/tail atomics and locks), which is why the ring copies are crate-private: a
 //! caller that let two threads of one process copy the same bytes at once
 //! would have a data race.
 
@@ -34,7 +35,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// mutexes, or nesting of such types).
 ///
 /// # Safety
-/// Implement only for `#[repr(C)]` types whose fields all implement it.
+/// Implement only for `#[repr(C)]` types without `Drop` whose fields all
+/// implement it. Outside this module, implement it only through
+/// [`shm_safe!`], which checks all of that at compile time.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` may not live in shared memory",
+    label = "not shared-memory safe",
+    note = "fields of a shared header must be atomics, `RobustMutex`es, arrays of them, or structs declared with `shm_safe!`"
+)]
 pub unsafe trait ShmSafe: Sync {}
 
 // SAFETY: atomics are valid at zero, have no pointers and no Drop, and are
@@ -49,10 +57,139 @@ unsafe impl ShmSafe for AtomicU32 {}
 unsafe impl ShmSafe for RobustMutex {}
 // SAFETY: an array of ShmSafe values is ShmSafe.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
-// SAFETY: `queue::Header` is `#[repr(C)]` and made of AtomicU64, AtomicU32,
-// RobustMutex, and `#[repr(C)]` structs and arrays of those only (see its
-// definition).
-unsafe impl ShmSafe for crate::queue::Header {}
+
+/// Compiles only if `T` is [`ShmSafe`]: the check [`shm_safe!`] makes on
+/// each field.
+#[doc(hidden)]
+pub const fn assert_shm_safe<T: ShmSafe>() {}
+
+/// Declares a struct that may live in a [`SharedRegion`] and implements
+/// [`ShmSafe`] for it, after checking at compile time that it keeps the
+/// trait's promise: every field's type is itself `ShmSafe` (so a field
+/// added later is checked too), the struct has no `Drop`, and its layout
+/// is `#[repr(C)]` (the struct must say `#[repr(C)]` or
+/// `#[repr(C, align(N))]`, and no other attribute than doc comments).
+/// This is the one place where such types get their `unsafe impl`.
+///
+/// ```
+/// use ipc_harness::sys::shm::{RobustMutex, shm_safe};
+/// use std::sync::atomic::AtomicU64;
+///
+/// shm_safe! {
+///     /// Counters shared by forked processes.
+///     #[repr(C, align(64))]
+///     pub struct Counters {
+///         lock: RobustMutex,
+///         /// Hits so far.
+///         pub hits: AtomicU64,
+///         slots: [AtomicU64; 4],
+///     }
+/// }
+/// ```
+///
+/// A field that is not safe to share between processes is refused
+/// (``error[E0277]: `bool` may not live in shared memory``):
+///
+/// ```compile_fail
+/// use ipc_harness::sys::shm::{RobustMutex, shm_safe};
+/// use std::sync::atomic::AtomicU64;
+///
+/// shm_safe! {
+///     #[repr(C, align(64))]
+///     pub struct Counters {
+///         lock: RobustMutex,
+///         pub hits: AtomicU64,
+///         open: bool, // a plain bool: a data race between processes
+///     }
+/// }
+/// ```
+///
+/// So is a field with a pointer in it, such as a `Vec`:
+///
+/// ```compile_fail
+/// use ipc_harness::sys::shm::shm_safe;
+///
+/// shm_safe! {
+///     #[repr(C)]
+///     struct Names {
+///         names: Vec<u8>,
+///     }
+/// }
+/// ```
+///
+/// And a struct with a `Drop` (nothing would ever run it in the other
+/// processes):
+///
+/// ```compile_fail
+/// use ipc_harness::sys::shm::shm_safe;
+/// use std::sync::atomic::AtomicU64;
+///
+/// shm_safe! {
+///     #[repr(C)]
+///     struct Counter {
+///         n: AtomicU64,
+///     }
+/// }
+///
+/// impl Drop for Counter {
+///     fn drop(&mut self) {}
+/// }
+/// ```
+// The `compile_fail` examples above are the first one with one fault each,
+// so none of them can pass by failing for an unrelated reason (a wrong path,
+// say) without the first failing too. (Stable rustdoc does not check the
+// error codes of `compile_fail`.) The doctests see the macro because the
+// crate's tests turn on `test-hooks`, which exports it; without the feature
+// it is crate-private and not part of the public API.
+#[cfg_attr(feature = "test-hooks", macro_export)]
+#[doc(hidden)]
+macro_rules! shm_safe {
+    (
+        $(#[doc = $doc:expr])*
+        #[repr(C $(, align($align:literal))?)]
+        $vis:vis struct $name:ident {
+            $(
+                $(#[doc = $field_doc:expr])*
+                $field_vis:vis $field:ident : $ty:ty
+            ),* $(,)?
+        }
+    ) => {
+        $(#[doc = $doc])*
+        #[repr(C $(, align($align))?)]
+        $vis struct $name {
+            $(
+                $(#[doc = $field_doc])*
+                $field_vis $field: $ty,
+            )*
+        }
+
+        const _: () = {
+            $($crate::sys::shm::assert_shm_safe::<$ty>();)*
+            assert!(
+                !::std::mem::needs_drop::<$name>(),
+                concat!("`", stringify!($name), "` may not live in shared memory: it needs a Drop"),
+            );
+        };
+
+        // SAFETY: the struct is `#[repr(C)]` (the macro accepts no other
+        // layout), so it is exactly its fields in order plus padding, which
+        // nobody reads. Each field's type is ShmSafe (checked above), so
+        // all-zero bytes are a valid value of each field and therefore of
+        // the struct, no field holds a pointer, and every field may be used
+        // by many threads and processes at once. It has no Drop (checked
+        // above). It is Sync because ShmSafe requires it: this impl does
+        // not compile otherwise. `allow`: the crate denies `unsafe_code`
+        // outside `sys`, and this expansion lands in the module that
+        // declares the struct; the argument above is made here, in `sys`,
+        // once for every such struct.
+        #[allow(unsafe_code)]
+        unsafe impl $crate::sys::shm::ShmSafe for $name {}
+    };
+}
+#[cfg(feature = "test-hooks")]
+pub use crate::shm_safe;
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) use shm_safe;
 
 /// Proof that a region is fresh (created in this call, not yet shared with
 /// any other thread or process): only [`SharedRegion::new`] makes one, and
@@ -369,7 +506,7 @@ impl RobustMutex {
 
     /// Unlocks a mutex this thread holds.
     pub fn unlock(&self) -> io::Result<()> {
-        // SAFETY: callers unlock only what they locked (the queue's guards).
+        // SAFETY: callers unlock only what they locked (through their guards).
         check(unsafe { libc::pthread_mutex_unlock(self.0.get()) })
     }
 }
@@ -488,13 +625,13 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
 
-    #[repr(C)]
-    struct TestHeader {
-        lock: RobustMutex,
-        word: AtomicU32,
+    shm_safe! {
+        #[repr(C)]
+        struct TestHeader {
+            lock: RobustMutex,
+            word: AtomicU32,
+        }
     }
-    // SAFETY: repr(C), fields ShmSafe.
-    unsafe impl ShmSafe for TestHeader {}
 
     #[test]
     fn ring_wraps_and_lock_works() {

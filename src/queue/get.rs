@@ -1,0 +1,216 @@
+//! A get: the consumer side of the ring.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::time::Instant;
+
+use super::hooks::{KillPoint, kill_point};
+use super::ring::{FIRST, LAST};
+use super::wait::POLL;
+use super::{Inner, RECORD_HEADER_LEN};
+use crate::error::{Error, Result};
+use crate::sys;
+
+impl Inner {
+    pub(super) fn get(&self, deadline: Option<Instant>, nonblocking: bool) -> Result<Vec<u8>> {
+        if self.closed.load(Relaxed) {
+            return Err(Error::Closed);
+        }
+        self.map_in();
+        if cfg!(feature = "test-hooks") && self.racing {
+            return self.get_racing(deadline, nonblocking);
+        }
+        let h = self.header();
+        let c = &h.cons;
+        let Some(_guard) = self.lock_consumer(deadline, nonblocking)? else {
+            return Err(if nonblocking {
+                Error::Empty
+            } else {
+                Error::Timeout
+            });
+        };
+        if self.tasks {
+            c.holder_pid.store(sys::cached_pid() as u64, Relaxed);
+        }
+        kill_point(KillPoint::ConsumerLocked);
+        if nonblocking && self.len() == 0 && c.cur_seq.load(Relaxed) == 0 {
+            return Err(Error::Empty);
+        }
+        let mut buf = Vec::new();
+        // Started when a message first stalls (not on every get: reading
+        // the clock is a measurable part of a same-core round trip).
+        let mut last_probe: Option<Instant> = None;
+        loop {
+            let tail = c.tail.load(Relaxed);
+            let mut head = self.head_seen.load(Acquire);
+            if head <= tail {
+                head = h.prod.head.load(Acquire);
+                self.head_seen.store(head, Release);
+            }
+            if head == tail {
+                let cur = c.cur_seq.load(Relaxed);
+                if cur != 0 {
+                    // Mid-message and nothing more yet: is its producer alive?
+                    if h.prod.abandoned_seq.load(Acquire) >= cur
+                        && h.prod.head.load(Acquire) == tail
+                    {
+                        let taken = c.taken.load(Relaxed);
+                        self.commit_consumer(tail, taken, 0, 0, 0);
+                        buf.clear();
+                        continue;
+                    }
+                    if c.discard.load(Relaxed) != 0 {
+                        // Skipping a dead consumer's message: nothing of
+                        // ours is at stake, so our deadline holds.
+                        if nonblocking {
+                            return Err(Error::Empty);
+                        }
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Err(Error::Timeout);
+                        }
+                    }
+                    if last_probe.get_or_insert_with(Instant::now).elapsed() >= POLL {
+                        self.probe_producer()?;
+                        last_probe = Some(Instant::now());
+                        continue;
+                    }
+                    Self::wait_on(&h.not_empty, POLL, || h.prod.head.load(Acquire) != tail);
+                    continue;
+                }
+                if nonblocking {
+                    return Err(Error::Empty);
+                }
+                let ready = || h.prod.head.load(Acquire) != tail;
+                // Spin before the closed check: its `poll` is a system call
+                // a busy queue should not pay on every get.
+                if Self::spin(&h.not_empty, &ready) {
+                    continue;
+                }
+                if self.producers_gone()
+                    && self.probe_producer()?
+                    && h.prod.head.load(Acquire) == tail
+                {
+                    return Err(Error::Closed);
+                }
+                let left = match deadline {
+                    None => POLL,
+                    Some(d) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            return Err(Error::Timeout);
+                        }
+                        (d - now).min(POLL)
+                    }
+                };
+                Self::sleep_on(&h.not_empty, left, ready);
+                continue;
+            }
+
+            let rec = self.read_record(tail, head)?;
+            let mut cur = c.cur_seq.load(Relaxed);
+            let mut discard = c.discard.load(Relaxed);
+            if rec.flags & FIRST != 0 {
+                // A new message; one we were in the middle of was abandoned.
+                cur = rec.seq;
+                discard = 0;
+                buf.clear();
+                buf.reserve(rec.total.min(1 << 20) as usize);
+            } else if rec.seq != cur || cur == 0 {
+                return Err(Error::corrupt(format!(
+                    "a record of message {} while taking message {cur}",
+                    rec.seq
+                )));
+            }
+            if discard == 0 {
+                if buf.len() as u64 + u64::from(rec.len) > rec.total {
+                    return Err(Error::corrupt("a message longer than its header says"));
+                }
+                self.region.ring_read_append(
+                    tail + RECORD_HEADER_LEN as u64,
+                    rec.len as usize,
+                    &mut buf,
+                );
+            }
+            let new_tail = tail + rec.size();
+            let taken = c.taken.load(Relaxed);
+            if rec.flags & LAST != 0 {
+                let delivering = if discard == 0 { rec.seq } else { 0 };
+                // A get takes a task: charged to this process in the same
+                // commit, so a death applies all of it or none.
+                let charge = if self.tasks && discard == 0 {
+                    self.charge_for(c.holder_pid.load(Relaxed))
+                } else {
+                    (0, 0)
+                };
+                self.commit_consumer_charging(new_tail, taken + 1, 0, 0, delivering, charge);
+                Self::wake(&h.not_full);
+                if discard != 0 {
+                    buf.clear();
+                    continue;
+                }
+                kill_point(KillPoint::ConsumerTook);
+                c.delivering.store(0, Release);
+                if buf.len() as u64 != rec.total {
+                    return Err(Error::Truncated {
+                        expected: rec.total,
+                        got: buf.len() as u64,
+                    });
+                }
+                return Ok(buf);
+            }
+            self.commit_consumer(new_tail, taken, cur, discard, 0);
+            Self::wake(&h.not_full);
+            if rec.flags & FIRST != 0 {
+                kill_point(KillPoint::ConsumerMidItem);
+            }
+        }
+    }
+
+    /// The racing-readers pitfall: no consumer lock, private progress.
+    fn get_racing(&self, deadline: Option<Instant>, nonblocking: bool) -> Result<Vec<u8>> {
+        let h = self.header();
+        let c = &h.cons;
+        let mut buf = Vec::new();
+        let mut started = false;
+        loop {
+            let tail = c.tail.load(Acquire);
+            let head = h.prod.head.load(Acquire);
+            if head <= tail {
+                if nonblocking && !started {
+                    return Err(Error::Empty);
+                }
+                if !started && self.producers_gone() && self.probe_producer()? {
+                    return Err(Error::Closed);
+                }
+                let left = match deadline {
+                    None => POLL,
+                    Some(d) => {
+                        let now = Instant::now();
+                        if now >= d {
+                            return Err(Error::Timeout);
+                        }
+                        (d - now).min(POLL)
+                    }
+                };
+                Self::wait_on(&h.not_empty, left, || h.prod.head.load(Acquire) > tail);
+                continue;
+            }
+            let rec = self.read_record(tail, head)?;
+            if rec.flags & FIRST != 0 {
+                buf.clear();
+            }
+            started = true;
+            self.region.ring_read_append(
+                tail + RECORD_HEADER_LEN as u64,
+                rec.len as usize,
+                &mut buf,
+            );
+            // The pitfall: another reader may have moved the tail meanwhile.
+            c.tail.store(tail + rec.size(), Release);
+            Self::wake(&h.not_full);
+            if rec.flags & LAST != 0 {
+                c.taken.fetch_add(1, SeqCst);
+                return Ok(buf);
+            }
+        }
+    }
+}

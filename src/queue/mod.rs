@@ -1,0 +1,528 @@
+//! [`Queue`]: many producers, many consumers, across forked processes (and
+//! threads), that survives a member killed at any point.
+//!
+//! Python's `multiprocessing.Queue`, without its weak spots: a process
+//! killed while holding the queue's lock does not wedge it (CPython
+//! gh-87971), a value that fails to serialize is refused to the caller of
+//! [`put`](Queue::put) (gh-84376), [`len`](Queue::len) is exact (gh-87302),
+//! and a consumer waiting on a queue whose producers are all gone gets
+//! [`Error::Closed`] instead of waiting forever.
+//!
+//! # Example
+//! ```
+//! use ipc_harness::{Queue, harness::fork};
+//! use std::time::Duration;
+//!
+//! # let _serial = fork::serial(); // doctests run on threads: see harness::fork
+//! let q = Queue::bounded(2)?;
+//! let producer = {
+//!     let q = q.clone(); // moved into the child; the parent's clone drops
+//!     fork::spawn(move || {
+//!         for i in 0..5u32 {
+//!             q.put(&i).unwrap(); // blocks while 2 items wait: no deadlock,
+//!         }                       // the parent is taking them
+//!         Vec::new()
+//!     })?
+//! };
+//! q.close_producer(); // the parent only consumes
+//! for i in 0..5u32 {
+//!     assert_eq!(q.get::<u32>()?, i);
+//! }
+//! // The producer exited, so no producer is left: the queue says Closed.
+//! assert!(q.get_bytes().unwrap_err().is_closed());
+//! producer.wait(Duration::from_secs(10))?.expect_success();
+//! # Ok::<(), ipc_harness::Error>(())
+//! ```
+//!
+//! Create the queue before forking the processes that use it: a child
+//! inherits it through `fork`, and every clone or inherited copy is a
+//! handle to the same queue.
+//!
+//! # Contract
+//! - Each message is taken by exactly one consumer, whole: never merged with
+//!   another, never a prefix, never corrupt.
+//! - Messages put by one producer (one thread of one process) are taken in
+//!   the order they were put.
+//! - [`len`](Queue::len) is the number of messages whose put completed and
+//!   that nobody has taken, in every process. When nothing else runs,
+//!   [`is_empty`](Queue::is_empty)/[`is_full`](Queue::is_full) agree with
+//!   what [`try_get_bytes`](Queue::try_get_bytes) /
+//!   [`try_put_bytes`](Queue::try_put_bytes) then do.
+//! - **Bounded.** A queue made with [`Queue::bounded`] (or
+//!   [`QueueBuilder::max_items`]) never holds more than that many messages;
+//!   0 means unbounded in messages.
+//! - **Kills.** A member SIGKILLed at any point (holding a lock, in the
+//!   middle of a message, of a put or of a get) leaves the others working:
+//!   nobody deadlocks, nobody receives a partial or mixed message. At most
+//!   the message the dead process was handling is lost, and
+//!   [`lost_to_dead_members`](Queue::lost_to_dead_members) counts those.
+//! - **Closed.** Every process that holds the queue starts as a potential
+//!   producer. A process stops being one when it calls
+//!   [`close_producer`](Queue::close_producer) or [`close`](Queue::close),
+//!   drops its last handle, exits, or is killed. Once no process is a
+//!   producer, a consumer blocked on an empty queue gets [`Error::Closed`]
+//!   (within ~10 ms). So a process that only consumes should call
+//!   `close_producer()` first, and so should the parent once it has forked
+//!   its producers (see the example).
+//! - After [`close`](Queue::close), this process's puts and gets return
+//!   [`Error::Closed`] (Python raises `ValueError: Queue is closed`).
+//!
+//! # Blocking
+//! - [`put_bytes`](Queue::put_bytes) waits while a bounded queue is full.
+//!   Messages of any size stream through the queue's fixed ring of bytes
+//!   ([`QueueBuilder::ring_bytes`], [`DEFAULT_RING_BYTES`] by default), so
+//!   a put also waits, as a pipe write would, while the ring has no room for
+//!   the next part of its message, until consumers take bytes.
+//!   [`put_bytes_timeout`](Queue::put_bytes_timeout) gives up with
+//!   [`Error::Timeout`]; if it gives up inside a long message, nothing of
+//!   that message is delivered. [`try_put_bytes`](Queue::try_put_bytes)
+//!   refuses with [`Error::Full`] only when a bounded queue is full
+//!   ([`is_full`](Queue::is_full)); it may still wait for ring room that
+//!   consumers are freeing.
+//! - [`get_bytes`](Queue::get_bytes) waits while the queue is empty, until
+//!   a message comes or no producer is left ([`Error::Closed`]).
+//!   [`get_bytes_timeout`](Queue::get_bytes_timeout) gives up with
+//!   [`Error::Timeout`], never before its timeout; a get that has begun
+//!   taking a message larger than the ring finishes it even past its
+//!   timeout, because the rest is streaming in (it stops if the producer
+//!   dies or gives up). [`try_get_bytes`](Queue::try_get_bytes) returns
+//!   [`Error::Empty`] at once if no message is waiting.
+//!
+//! # What a death costs
+//! A producer killed inside a put before its message was published loses
+//! that message: nothing of it is delivered, and
+//! [`lost_by_dead_producers`](Queue::lost_by_dead_producers) counts it (a
+//! message it had finished publishing is delivered as usual). A consumer
+//! killed inside a get loses the message it was taking (the next consumer
+//! skips the rest of it) or had taken and not yet returned, and
+//! [`lost_by_dead_consumers`](Queue::lost_by_dead_consumers) counts it. The
+//! counts cover deaths *inside* a queue operation. A consumer killed in the
+//! last few instructions of its get, or after its get returned, loses its
+//! message without the queue knowing: the message was already handed over.
+//!
+//! # Differences from Python's `multiprocessing.Queue`
+//! - `put` writes into shared memory itself; there is no feeder thread. A
+//!   put that returned has put its message: [`len`](Queue::len) counts it
+//!   in every process at once.
+//! - An "unbounded" queue is unbounded in messages, but a put waits for
+//!   ring room (see [Blocking](#blocking)).
+//!
+//! # Cost
+//! The queue is one shared memory mapping and one pipe, made by
+//! [`Queue::new`]. After its first put or get, a process's uncontended put
+//! or get makes no system call: a lock is one atomic compare-and-swap, the
+//! message is copied into or out of the shared ring, and a waiting process
+//! is woken (`futex`) only if it sleeps. A waiter spins briefly, then
+//! sleeps in the kernel for at most 10 ms at a time.
+
+mod get;
+mod hooks;
+mod layout;
+mod locks;
+mod put;
+mod ring;
+mod tasks;
+mod wait;
+
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::sys;
+use crate::sys::shm::{Fresh, SharedRegion};
+use layout::Header;
+
+/// The ring's default size in bytes.
+pub const DEFAULT_RING_BYTES: usize = 1 << 20;
+/// The smallest ring a queue accepts.
+pub const MIN_RING_BYTES: usize = 128;
+/// Bytes of a record header in the ring.
+pub const RECORD_HEADER_LEN: usize = 24;
+
+/// How many processes the "taken, not done" table of a `JoinableQueue`
+/// tracks at once. A slot is reused once its process has no task
+/// outstanding; gets by further processes are counted as untracked.
+pub const TASK_SLOTS: usize = 256;
+
+// A production build (without the `test-hooks` feature) keeps the calls to
+// `kill_point` but they compile to nothing, and nothing outside the crate
+// can name a kill point or reach a lock.
+#[cfg(feature = "test-hooks")]
+pub use hooks::{KillPoint, QueueLock, set_kill_point};
+
+/// Options for a [`Queue`]; start with [`Queue::builder`].
+#[derive(Debug, Clone)]
+pub struct QueueBuilder {
+    max_items: u64,
+    max_message: u64,
+    ring_bytes: usize,
+    racing_readers: bool,
+    pub(crate) tasks: bool,
+    pub(crate) local_tasks_pitfall: bool,
+}
+
+impl QueueBuilder {
+    /// At most `n` messages waiting (Python's `maxsize`); 0 means no limit.
+    pub fn max_items(mut self, n: usize) -> Self {
+        self.max_items = n as u64;
+        self
+    }
+
+    /// Refuse longer messages with [`Error::TooLarge`], before anything is
+    /// written. The default is no limit.
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// The shared ring's size in bytes (default [`DEFAULT_RING_BYTES`], at
+    /// least [`MIN_RING_BYTES`]). Messages of any size stream through it.
+    pub fn ring_bytes(mut self, bytes: usize) -> Self {
+        self.ring_bytes = bytes.max(MIN_RING_BYTES);
+        self
+    }
+
+    /// Creates the queue: maps its shared memory and makes its pipe. Do
+    /// this before forking the processes that will use it.
+    pub fn build(self) -> Result<Queue> {
+        let ring_len = self.ring_bytes;
+        let region = SharedRegion::<Header>::new(ring_len, |h: &Header, fresh: &Fresh| {
+            h.prod_lock.lock.init(fresh)?;
+            h.cons_lock.lock.init(fresh)?;
+            h.tasks_lock.lock.init(fresh)?;
+            h.config.ring_len.store(ring_len as u64, Relaxed);
+            h.config.max_items.store(self.max_items, Relaxed);
+            h.config.max_message.store(self.max_message, Relaxed);
+            Ok(())
+        })
+        .map_err(|e| Error::io("mmap shared queue", e))?;
+        let (watch, token) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
+        // A record carries at most a quarter of the ring (see `ring.rs`).
+        let max_payload = (ring_len / 4).clamp(1, 1 << 30);
+        Ok(Queue {
+            inner: Arc::new(Inner {
+                region,
+                closed: AtomicBool::new(false),
+                put_closed: AtomicBool::new(false),
+                producer_token: Mutex::new(Some(token)),
+                producers_watch: watch,
+                ring_len: ring_len as u64,
+                max_payload,
+                max_items: self.max_items,
+                max_message: self.max_message,
+                racing: self.racing_readers,
+                tasks: self.tasks,
+                local_tasks_pitfall: self.local_tasks_pitfall,
+                local_tasks: AtomicU64::new(0),
+                slot_cache: AtomicU64::new(0),
+                tail_seen: AtomicU64::new(0),
+                head_seen: AtomicU64::new(0),
+                populated_in: AtomicU64::new(sys::cached_pid() as u64),
+            }),
+        })
+    }
+}
+
+/// A many-producer many-consumer message queue shared by forked processes
+/// and threads. See the [module docs](self) for the contract.
+///
+/// Cloning gives another handle to the same queue in this process (for
+/// threads, or to move into a forked child).
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    region: SharedRegion<Header>,
+    /// `close()` was called in this process.
+    closed: AtomicBool,
+    /// This process will put no more.
+    put_closed: AtomicBool,
+    /// Write end of the producers pipe: this process may still put (see
+    /// `Inner::producers_gone`).
+    producer_token: Mutex<Option<OwnedFd>>,
+    /// Read end: `POLLHUP` once no process holds a write end.
+    producers_watch: OwnedFd,
+    ring_len: u64,
+    max_payload: usize,
+    max_items: u64,
+    max_message: u64,
+    racing: bool,
+    /// Count tasks (a `JoinableQueue`): charge gets to the holder table.
+    tasks: bool,
+    /// The per-process task counter pitfall (`local_tasks` instead of the
+    /// shared counters).
+    local_tasks_pitfall: bool,
+    /// The pitfall's counter: private to each process (a copy after fork).
+    local_tasks: AtomicU64,
+    /// `pid << 32 | slot + 1` of this process's row in the holder table.
+    slot_cache: AtomicU64,
+    /// The consumers' `tail` as this process last read it: `tail` only
+    /// grows, so this is a lower bound of it, and room computed from it is
+    /// room there is. Saves producers a cross-CPU read per put: re-read
+    /// only when it says "no room", so a streaming producer and consumer
+    /// do not pull each other's cache line across CPUs on every message
+    /// (64 B across cores: about 1.2-1.4x).
+    tail_seen: AtomicU64,
+    /// The producers' `head` as this process last read it: a lower bound, so
+    /// records below it are committed. Saves consumers a read per get.
+    head_seen: AtomicU64,
+    /// The process whose page tables map the whole region (see
+    /// `Inner::map_in`): a forked child still has its parent's pid here.
+    populated_in: AtomicU64,
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("len", &self.len())
+            .field("max_items", &self.inner.max_items)
+            .field("ring_bytes", &self.inner.ring_len)
+            .finish()
+    }
+}
+
+impl Queue {
+    /// Options: bounded or not, maximum message size, ring size.
+    pub fn builder() -> QueueBuilder {
+        QueueBuilder {
+            max_items: 0,
+            max_message: u64::MAX,
+            ring_bytes: DEFAULT_RING_BYTES,
+            racing_readers: false,
+            tasks: false,
+            local_tasks_pitfall: false,
+        }
+    }
+
+    /// An unbounded queue (in messages) with a [`DEFAULT_RING_BYTES`] ring.
+    pub fn new() -> Result<Queue> {
+        Queue::builder().build()
+    }
+
+    /// A queue holding at most `max_items` messages (Python's `maxsize`; 0
+    /// means unbounded).
+    pub fn bounded(max_items: usize) -> Result<Queue> {
+        Queue::builder().max_items(max_items).build()
+    }
+
+    /// The maximum number of waiting messages, `None` if unbounded.
+    pub fn max_items(&self) -> Option<usize> {
+        (self.inner.max_items != 0).then_some(self.inner.max_items as usize)
+    }
+
+    /// The maximum message size in bytes.
+    pub fn max_message_size(&self) -> u64 {
+        self.inner.max_message
+    }
+
+    /// Messages put (completely) and not yet taken, across all processes.
+    pub fn len(&self) -> usize {
+        let h = self.inner.header();
+        let taken = h.cons.taken.load(Acquire);
+        let published = h.prod.published.load(Acquire);
+        published.saturating_sub(taken) as usize
+    }
+
+    /// True if no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True if the queue is bounded and holds its maximum of messages.
+    pub fn is_full(&self) -> bool {
+        self.inner.max_items != 0 && self.len() as u64 >= self.inner.max_items
+    }
+
+    /// Messages lost because the process handling them was killed: a
+    /// producer that died inside a put (its put never returned), plus a
+    /// consumer that died inside a get (mid-message, or holding a message it
+    /// had taken but not yet returned).
+    ///
+    /// ```
+    /// use ipc_harness::{Queue, harness::fork};
+    /// use std::time::Duration;
+    ///
+    /// # let _serial = fork::serial(); // doctests run on threads: see harness::fork
+    /// let q = Queue::builder().ring_bytes(4096).build()?;
+    /// // Records carry at most a quarter of the ring: this message is three
+    /// // records, and both messages fit the ring, so neither put blocks.
+    /// q.put_bytes(&vec![7u8; 2500])?;
+    /// q.put_bytes(b"next")?;
+    /// // A consumer that dies after taking the first record of the first
+    /// // message (here the crate's own test hook kills it at exactly that
+    /// // point; a real crash there behaves the same).
+    /// let victim = {
+    ///     let q = q.clone();
+    ///     fork::spawn(move || {
+    ///         # ipc_harness::queue::set_kill_point(
+    ///         #     Some(ipc_harness::queue::KillPoint::ConsumerMidItem),
+    ///         #     1,
+    ///         # );
+    ///         let _ = q.get_bytes();
+    ///         Vec::new()
+    ///     })?
+    /// };
+    /// victim.wait(Duration::from_secs(10))?;
+    /// // The survivor skips the rest of the dead consumer's message.
+    /// assert_eq!(q.get_bytes()?, b"next");
+    /// assert_eq!(q.lost_to_dead_members(), 1);
+    /// # Ok::<(), ipc_harness::Error>(())
+    /// ```
+    pub fn lost_to_dead_members(&self) -> u64 {
+        self.lost_by_dead_producers() + self.lost_by_dead_consumers()
+    }
+
+    /// The producer part of [`lost_to_dead_members`](Self::lost_to_dead_members).
+    pub fn lost_by_dead_producers(&self) -> u64 {
+        self.inner.header().config.lost_by_producers.load(Acquire)
+    }
+
+    /// The consumer part of [`lost_to_dead_members`](Self::lost_to_dead_members).
+    pub fn lost_by_dead_consumers(&self) -> u64 {
+        self.inner.header().config.lost_by_consumers.load(Acquire)
+    }
+
+    /// This process will put no more: it stops counting as a producer, so
+    /// consumers can see [`Error::Closed`] once every producer is gone. Its
+    /// later puts return [`Error::Closed`]; gets work as before.
+    pub fn close_producer(&self) {
+        self.inner.put_closed.store(true, SeqCst);
+        let mut token = self
+            .inner
+            .producer_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        token.take();
+    }
+
+    /// Closes the queue in this process: later puts and gets here return
+    /// [`Error::Closed`], and it stops counting as a producer. Other
+    /// processes are unaffected. Everything already put stays in the queue.
+    pub fn close(&self) {
+        self.inner.closed.store(true, SeqCst);
+        self.close_producer();
+    }
+
+    /// True after [`close`](Self::close) in this process.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Relaxed)
+    }
+
+    /// Puts one message, waiting while the queue is full.
+    pub fn put_bytes(&self, msg: &[u8]) -> Result<()> {
+        self.inner.put(msg, None, false)
+    }
+
+    /// Puts one message, giving up with [`Error::Timeout`] after `timeout`
+    /// (if it gives up inside a long message, the part already in the ring is
+    /// discarded by the consumer: nothing of it is delivered).
+    pub fn put_bytes_timeout(&self, msg: &[u8], timeout: Duration) -> Result<()> {
+        self.inner
+            .put(msg, Some(sys::deadline_after(timeout)), false)
+    }
+
+    /// Puts one message if a message slot is free, else [`Error::Full`]
+    /// (only bounded queues are ever full). It may still wait for ring
+    /// space that consumers are freeing (see [Blocking](self#blocking)).
+    ///
+    /// ```
+    /// use ipc_harness::{Error, Queue};
+    ///
+    /// let q = Queue::bounded(1)?;
+    /// q.try_put_bytes(b"one")?;
+    /// assert!(q.is_full());
+    /// // Refused, and the caller still has the message.
+    /// let msg = b"two";
+    /// assert!(matches!(q.try_put_bytes(msg), Err(Error::Full)));
+    /// assert_eq!(q.try_get_bytes()?, b"one");
+    /// assert!(matches!(q.try_get_bytes(), Err(Error::Empty)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn try_put_bytes(&self, msg: &[u8]) -> Result<()> {
+        self.inner.put(msg, None, true)
+    }
+
+    /// Takes one whole message, waiting while the queue is empty.
+    /// [`Error::Closed`] once the queue is empty and no producer is left.
+    pub fn get_bytes(&self) -> Result<Vec<u8>> {
+        self.inner.get(None, false)
+    }
+
+    /// Takes one whole message, or gives up with [`Error::Timeout`] after
+    /// `timeout` (never before it).
+    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.inner.get(Some(sys::deadline_after(timeout)), false)
+    }
+
+    /// Takes one whole message if one is waiting, else [`Error::Empty`].
+    pub fn try_get_bytes(&self) -> Result<Vec<u8>> {
+        self.inner.get(None, true)
+    }
+
+    /// Puts a value encoded with the crate's serde codec. A value that fails
+    /// to encode is refused with [`Error::Codec`] before anything is taken
+    /// from the queue: no slot leaks.
+    #[cfg(feature = "serde")]
+    pub fn put<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.put_bytes(&crate::codec::encode_value(value)?)
+    }
+
+    /// Like [`put`](Self::put), with a timeout.
+    #[cfg(feature = "serde")]
+    pub fn put_timeout<T: serde::Serialize + ?Sized>(
+        &self,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.put_bytes_timeout(&crate::codec::encode_value(value)?, timeout)
+    }
+
+    /// Takes a value put with [`put`](Self::put).
+    #[cfg(feature = "serde")]
+    pub fn get<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        crate::codec::decode_value(&self.get_bytes()?)
+    }
+
+    /// Like [`get`](Self::get), with a timeout.
+    #[cfg(feature = "serde")]
+    pub fn get_timeout<T: serde::de::DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        crate::codec::decode_value(&self.get_bytes_timeout(timeout)?)
+    }
+}
+
+impl Queue {
+    pub(crate) fn tasks(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Inner {
+    fn header(&self) -> &Header {
+        self.region.header()
+    }
+
+    /// Maps the shared region into this process's page tables the first
+    /// time this process uses the queue (after a fork), before taking any
+    /// lock: one `madvise` instead of a page fault per page of the ring in
+    /// the middle of its first messages, and none while holding a lock the
+    /// other members wait for (`SharedRegion::populate` has the numbers).
+    fn map_in(&self) {
+        let pid = sys::cached_pid() as u64;
+        if self.populated_in.load(Relaxed) != pid {
+            self.region.populate();
+            self.populated_in.store(pid, Relaxed);
+        }
+    }
+
+    fn len(&self) -> usize {
+        let h = self.header();
+        let taken = h.cons.taken.load(Acquire);
+        h.prod.published.load(Acquire).saturating_sub(taken) as usize
+    }
+}

@@ -1,0 +1,104 @@
+//! A put: the producer side of the ring.
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::time::Instant;
+
+use super::hooks::{KillPoint, kill_point};
+use super::ring::{FIRST, LAST, Record};
+use super::{Inner, RECORD_HEADER_LEN};
+use crate::error::{Error, Result};
+
+impl Inner {
+    pub(super) fn put(
+        &self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+        nonblocking: bool,
+    ) -> Result<()> {
+        if self.closed.load(Relaxed) || self.put_closed.load(Relaxed) {
+            return Err(Error::Closed);
+        }
+        crate::frame::check_len(msg.len() as u64, self.max_message)?;
+        self.map_in();
+        let h = self.header();
+        let p = &h.prod;
+        let Some(_guard) = self.lock_producer(deadline)? else {
+            return Err(Error::Timeout);
+        };
+        kill_point(KillPoint::ProducerLocked);
+
+        if self.max_items != 0 {
+            let has_slot = || {
+                let taken = h.cons.taken.load(Acquire);
+                p.published.load(Relaxed) - taken.min(p.published.load(Relaxed)) < self.max_items
+            };
+            while !has_slot() {
+                if nonblocking {
+                    return Err(Error::Full);
+                }
+                self.wait_producer(deadline, &has_slot)?;
+            }
+        }
+
+        let seq = p.next_seq.fetch_add(1, SeqCst) + 1;
+        p.cur_seq.store(seq, Release);
+        let total = msg.len();
+        let mut off = 0;
+        let mut first = true;
+        loop {
+            let chunk = (total - off).min(self.max_payload);
+            let need = (RECORD_HEADER_LEN + chunk) as u64;
+            let has_room = || {
+                let head = p.head.load(Relaxed);
+                // The cached tail first: reading the consumers' cache line
+                // on every put would pull it across CPUs each time.
+                // (Stale by more than the ring if another process did the
+                // putting meanwhile: then it says "no room" and we re-read.)
+                let seen = self.tail_seen.load(Acquire);
+                if self.ring_len.saturating_sub(head - seen) >= need {
+                    return true;
+                }
+                let tail = h.cons.tail.load(Acquire);
+                self.tail_seen.store(tail, Release);
+                self.ring_len - (head - tail) >= need
+            };
+            while !has_room() {
+                if let Err(e) = self.wait_producer(deadline, &has_room) {
+                    // Give the message up: the consumer drops what it saw.
+                    p.abandoned_seq.store(seq, Release);
+                    p.cur_seq.store(0, Release);
+                    Self::wake(&h.not_empty);
+                    return Err(e);
+                }
+            }
+            let head = p.head.load(Relaxed);
+            let last = off + chunk == total;
+            let rec = Record {
+                seq,
+                total: total as u64,
+                len: chunk as u32,
+                flags: if first { FIRST } else { 0 } | if last { LAST } else { 0 },
+            };
+            self.region.ring_write(head, &rec.encode());
+            self.region
+                .ring_write(head + RECORD_HEADER_LEN as u64, &msg[off..off + chunk]);
+            kill_point(KillPoint::ProducerMidRecord);
+            let published = p.published.load(Relaxed) + u64::from(last);
+            self.commit_producer(head + rec.size(), published, if last { 0 } else { seq });
+            Self::wake(&h.not_empty);
+            off += chunk;
+            if last {
+                break;
+            }
+            if first {
+                kill_point(KillPoint::ProducerMidItem);
+            }
+            first = false;
+        }
+        kill_point(KillPoint::ProducerPublished);
+        if cfg!(feature = "test-hooks") && self.local_tasks_pitfall {
+            self.local_tasks.fetch_add(1, SeqCst);
+        }
+        Ok(())
+    }
+}
