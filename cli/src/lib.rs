@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+mod fdio;
 pub mod demo;
 pub mod fifo_cli;
 pub mod registry;
