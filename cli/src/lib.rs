@@ -9,7 +9,9 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
-mod fdio;
 pub mod demo;
+mod fdio;
 pub mod fifo_cli;
 pub mod registry;
+pub mod regressions;
+pub mod report;
