@@ -1,6 +1,6 @@
-//! `ipc-harness demo NAME`: each pitfall of the catalogue, run for real
-//! across forked processes, explained in plain words, then the fix run on
-//! the same workload.
+//! `ipc-harness demo NAME`: each pitfall of the catalogue ([`Pitfall`]),
+//! one file each, run for real across forked processes, explained in plain
+//! words, then the fix run on the same workload.
 //!
 //! Every demo is deterministic: it never waits for an unlucky schedule.
 //! The writer writes, *then* the reader reads (the parent paces its children
@@ -44,6 +44,7 @@ use std::io::Write;
 
 use ipc_harness::error::{Error, Result};
 use ipc_harness::harness::fork;
+use ipc_harness::harness::pitfalls::Pitfall;
 
 pub use kit::quote;
 use kit::say;
@@ -82,82 +83,49 @@ pub enum DemoError {
     Failed(#[from] Error),
 }
 
+/// A demo: writes its story, returns (the naive code failed, the fix held).
 type Demo = fn(&mut dyn Write) -> Result<(bool, bool)>;
 
-const DEMOS: [(&str, &str, Demo); 10] = [
-    (
-        "coalescing",
-        "two writes come back as one read: \"Spam 004Spam 000\"",
-        coalescing::coalescing,
-    ),
-    (
-        "split-reads",
-        "a fixed-size read(fd, 32) cuts a long message into pieces",
-        split_reads::split_reads,
-    ),
-    (
-        "interleaved-writes",
-        "two writers of messages over PIPE_BUF, no lock: one message holds both",
-        interleaved_writes::interleaved_writes,
-    ),
-    (
-        "racing-readers",
-        "two readers of one pipe, no lock: each takes part of the same message",
-        racing_readers::racing_readers,
-    ),
-    (
-        "ignored-short-write",
-        "a non-blocking write took only part of a message and nobody looked",
-        ignored_short_write::ignored_short_write,
-    ),
-    (
-        "eof-never-comes",
-        "the reader kept a copy of the write end: end of stream never comes",
-        eof_never_comes::eof_never_comes,
-    ),
-    (
-        "fifo-open-blocks",
-        "opening a FIFO blocks until the other side opens; O_NONBLOCK gets ENXIO",
-        fifo_open_blocks::fifo_open_blocks,
-    ),
-    (
-        "fifo-missing-directory",
-        "mkfifo in a directory that does not exist: a bare \"No such file\"",
-        fifo_missing_directory::fifo_missing_directory,
-    ),
-    (
-        "queue-killed-holding-lock",
-        "a producer killed holding the queue's lock: Python's Queue deadlocks, ours goes on",
-        queue_killed_holding_lock::queue_killed_holding_lock,
-    ),
-    (
-        "task-done-too-many-times",
-        "task_done() called more times than items were put",
-        task_done_too_many_times::task_done_too_many_times,
-    ),
-];
+/// The demo of each pitfall of the catalogue.
+fn demo_of(pitfall: Pitfall) -> Demo {
+    match pitfall {
+        Pitfall::Coalescing => coalescing::coalescing,
+        Pitfall::SplitReads => split_reads::split_reads,
+        Pitfall::InterleavedWrites => interleaved_writes::interleaved_writes,
+        Pitfall::RacingReaders => racing_readers::racing_readers,
+        Pitfall::IgnoredShortWrite => ignored_short_write::ignored_short_write,
+        Pitfall::EofNeverComes => eof_never_comes::eof_never_comes,
+        Pitfall::FifoOpenBlocks => fifo_open_blocks::fifo_open_blocks,
+        Pitfall::FifoMissingDirectory => fifo_missing_directory::fifo_missing_directory,
+        Pitfall::QueueKilledHoldingLock => queue_killed_holding_lock::queue_killed_holding_lock,
+        Pitfall::TaskDoneTooManyTimes => task_done_too_many_times::task_done_too_many_times,
+    }
+}
 
 /// Every demo as `(name, one-line summary)`, in catalogue order (pitfalls
-/// 1 to 10 of DESIGN.md).
+/// 1 to 10, [`Pitfall::ALL`]).
 pub fn list() -> Vec<(&'static str, &'static str)> {
-    DEMOS
+    Pitfall::ALL
         .iter()
-        .map(|&(name, summary, _)| (name, summary))
+        .map(|p| (p.name(), p.summary()))
         .collect()
 }
 
-/// Runs the demo called `name`, writing its story to `out`.
+/// Runs the demo called `name` (a [`Pitfall::name`]), writing its story to
+/// `out`.
 ///
 /// Holds [`fork::serial()`] while it runs. Takes under a second or two;
 /// demos of a hang let it hang for 0.4 s, then kill it.
 pub fn run(name: &str, out: &mut dyn Write) -> std::result::Result<DemoOutcome, DemoError> {
-    let Some(&(name, summary, demo)) = DEMOS.iter().find(|(n, _, _)| *n == name) else {
+    let Some(pitfall) = Pitfall::from_name(name) else {
         return Err(DemoError::Unknown { name: name.into() });
     };
-    let number = DEMOS.iter().position(|(n, _, _)| *n == name).unwrap_or(0) + 1;
     let _serial = fork::serial();
-    say(out, &format!("== Pitfall {number}: {name} =="))?;
-    let mut first = summary.chars();
+    say(
+        out,
+        &format!("== Pitfall {}: {} ==", pitfall.number(), pitfall.name()),
+    )?;
+    let mut first = pitfall.summary().chars();
     let capitalized: String = first
         .next()
         .map(|c| c.to_ascii_uppercase())
@@ -166,7 +134,7 @@ pub fn run(name: &str, out: &mut dyn Write) -> std::result::Result<DemoOutcome, 
         .collect();
     say(out, &format!("{capitalized}."))?;
     say(out, "")?;
-    let (naive_failed, fixed_ok) = demo(out)?;
+    let (naive_failed, fixed_ok) = demo_of(pitfall)(out)?;
     say(out, "")?;
     let verdict = match (naive_failed, fixed_ok) {
         (true, true) => {
@@ -177,7 +145,7 @@ pub fn run(name: &str, out: &mut dyn Write) -> std::result::Result<DemoOutcome, 
     };
     say(out, verdict)?;
     Ok(DemoOutcome {
-        name,
+        name: pitfall.name(),
         naive_failed,
         fixed_ok,
     })
