@@ -54,7 +54,7 @@ Exit status: 0 the demo showed the failure and the fix, 1 it did not, 2 bad usag
     Bench(ipc_harness_cli::bench::BenchArgs),
     /// Show what this kernel provides: PIPE_BUF, pipe capacities, packet pipes, SEQPACKET, pidfd, RLIMIT_NOFILE.
     Probe,
-    /// Named pipes by path: the second seed's father (`listen`) and son (`send`).
+    /// Named pipes by path: the father/son FIFO example (Python's `os.mkfifo`), `listen` and `send`.
     #[command(subcommand)]
     Fifo(FifoCommand),
 }

@@ -1,4 +1,4 @@
-//! The regressions file of `ipc-harness check`: the seeds with which a
+//! The regressions file of `ipc-harness check`: the random seeds with which a
 //! transport broke a promise, one `transport<TAB>seed<TAB>cases` line each,
 //! replayed first by later runs.
 

@@ -23,14 +23,14 @@ pub enum Case {
     /// [`SMALL_MESSAGE_MAX`](ipc_harness::fifo::SMALL_MESSAGE_MAX) bytes, so run at
     /// those sizes only).
     FifoSmall,
-    /// [`Queue`], 1 producer x 1 consumer.
+    /// [`Queue`](ipc_harness::queue::Queue), 1 producer x 1 consumer.
     Queue1x1,
-    /// [`Queue`], 2 producers x 2 consumers.
+    /// [`Queue`](ipc_harness::queue::Queue), 2 producers x 2 consumers.
     Queue2x2,
     /// [`JoinableQueue`](ipc_harness::JoinableQueue), 1 x 1, `task_done` per item,
     /// the producer joins at the end.
     Joinable1x1,
-    /// [`Queue`], 8 producers x 8 consumers (the scaling run).
+    /// [`Queue`](ipc_harness::queue::Queue), 8 producers x 8 consumers (the scaling run).
     Queue8x8,
     /// [`JoinableQueue`](ipc_harness::JoinableQueue), 8 x 8, `task_done` per item,
     /// every producer joins at the end (the scaling run).
@@ -40,7 +40,7 @@ pub enum Case {
     Fifo8x1,
     /// `ipc-channel`'s `ipc::bytes_channel()`: `IpcBytesSender::send`,
     /// `IpcBytesReceiver::recv` (a new `Vec` per message). A peer, with
-    /// [`Options::peers`] and the `peers` cargo feature.
+    /// [`Options::peers`](super::Options::peers) and the `peers` cargo feature.
     IpcChannel,
     /// `interprocess`'s `unnamed_pipe::pipe()`, which has no message
     /// framing: each message goes out as one `write_all` of a 4-byte length
@@ -73,17 +73,17 @@ impl Case {
         Case::Queue2x2,
         Case::Joinable1x1,
     ];
-    /// The Python cases (with [`Options::python`]).
+    /// The Python cases (with [`Options::python`](super::Options::python)).
     pub const PYTHON: [Case; 4] = [
         Case::PyPipe,
         Case::PyQueue1x1,
         Case::PyQueue2x2,
         Case::PyJoinable1x1,
     ];
-    /// The scaling cases (with [`Options::scaling`]), each compared with its
+    /// The scaling cases (with [`Options::scaling`](super::Options::scaling)), each compared with its
     /// 1x1 form ([`Case::scales`]) of the same round.
     pub const SCALING: [Case; 3] = [Case::Queue8x8, Case::Joinable8x8, Case::Fifo8x1];
-    /// The other crates (with [`Options::peers`], in a build with the
+    /// The other crates (with [`Options::peers`](super::Options::peers), in a build with the
     /// `peers` feature).
     pub const PEERS: [Case; 2] = [Case::IpcChannel, Case::Interprocess];
     /// The raw transports: the "best raw" of a round is the fastest of these.
@@ -205,7 +205,7 @@ pub enum LatencyCase {
     Pipe,
     /// One [`duplex()`](ipc_harness::duplex()).
     Duplex,
-    /// Two [`Queue`]s.
+    /// Two [`Queue`](ipc_harness::queue::Queue)s.
     Queue,
     /// Two `ipc-channel` bytes channels (a peer, with the `peers` feature).
     IpcChannel,
@@ -226,7 +226,7 @@ impl LatencyCase {
     ];
     /// The Python cases.
     pub const PYTHON: [LatencyCase; 2] = [LatencyCase::PyPipe, LatencyCase::PyQueue];
-    /// The peers' cases (with [`Options::peers`] and the `peers` feature).
+    /// The peers' cases (with [`Options::peers`](super::Options::peers) and the `peers` feature).
     pub const PEERS: [LatencyCase; 1] = [LatencyCase::IpcChannel];
 
     /// The row label.

@@ -1,6 +1,7 @@
 //! The cross-process benchmark behind `ipc-harness bench`: throughput and
-//! round-trip latency of every primitive against the raw kernel transports (and, optionally,
-//! Python's `multiprocessing`), measured in one run on one machine.
+//! round-trip latency of every primitive against the raw kernel transports
+//! (and, optionally, Python's `multiprocessing`), measured in one run on one
+//! machine.
 //!
 //! # What is measured
 //! - **Throughput** at [`SIZES`] (64 B, 4 KiB, 64 KiB, 1 MiB, 16 MiB): one
@@ -13,9 +14,9 @@
 //!   raised to 1 MiB, raw `SOCK_STREAM` socketpair, [`pipe()`](ipc_harness::pipe())
 //!   (receiving into a reused buffer, and with `recv_bytes` allocating each
 //!   message), [`duplex()`](ipc_harness::duplex()), [`Fifo`](ipc_harness::fifo::Fifo) (framed),
-//!   [`Queue`] with 1 producer x 1 consumer and 2 x 2.
+//!   [`Queue`](ipc_harness::queue::Queue) with 1 producer x 1 consumer and 2 x 2.
 //! - **Scaling** ([`Case::SCALING`], on by default, `--no-scaling` skips
-//!   it): [`Queue`] and [`JoinableQueue`](ipc_harness::JoinableQueue) with 8
+//!   it): [`Queue`](ipc_harness::queue::Queue) and [`JoinableQueue`](ipc_harness::JoinableQueue) with 8
 //!   producers x 8 consumers, and a [`Fifo`](ipc_harness::fifo::Fifo) with 8 writers (each opening
 //!   the path) and its one reader, at every size; each is divided by its
 //!   1x1 form *of the same round* (the project's performance target: at least 0.7x).
@@ -32,7 +33,7 @@
 //!   work plus a context switch.
 //!
 //! # Method
-//! - Every process is forked ([`fork::spawn`]); each does its set-up (opening
+//! - Every process is forked ([`fork::spawn`](ipc_harness::harness::fork::spawn)); each does its set-up (opening
 //!   a FIFO, pinning itself), reports ready, and waits for a "go" byte. The
 //!   clock starts when the parent sends "go" and stops at the last
 //!   consumer's last receive (`CLOCK_MONOTONIC`, one clock for all

@@ -1,4 +1,5 @@
-//! Pitfall 1. Coalescing
+//! Pitfall 1, `coalescing`: two writes come back as one read on a plain
+//! pipe; the fix, `pipe()`, frames each message.
 
 use std::io::Write;
 use std::os::fd::AsFd;

@@ -1,4 +1,6 @@
-//! Pitfall 6. EOF that never comes
+//! Pitfall 6, `eof-never-comes`: a reader that kept its own copy of the write end
+//! waits forever for end of stream; the fix gives each process only the ends
+//! it uses.
 
 use std::io::Write;
 use std::time::Duration;

@@ -1,4 +1,6 @@
-//! Pitfall 8. FIFO in a missing directory
+//! Pitfall 8, `fifo-missing-directory`: `mkfifo` in a directory that does not
+//! exist fails with a bare "No such file"; the fix, `Fifo`, names the
+//! missing directory and can create it.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,12 +13,12 @@ use super::kit::{Scratch, WAIT, quote, say, spawn, story, success};
 
 pub(super) fn fifo_missing_directory(out: &mut dyn Write) -> Result<(bool, bool)> {
     let scratch = Scratch::new()?;
-    let path = scratch.path("missing").join("seed.fifo");
-    let shown = Path::new("$TMP").join("missing").join("seed.fifo");
+    let path = scratch.path("missing").join("spam.fifo");
+    let shown = Path::new("$TMP").join("missing").join("spam.fifo");
     say(
         out,
         &format!(
-            "The naive code: the father calls mkfifo({}), as the seed's os.mkfifo did,",
+            "The naive code: the father calls mkfifo({}), as Python's os.mkfifo example does,",
             shown.display()
         ),
     )?;
@@ -33,7 +35,7 @@ pub(super) fn fifo_missing_directory(out: &mut dyn Write) -> Result<(bool, bool)
     story(
         out,
         &[
-            "  (The seed died here with FileNotFoundError: [Errno 2] No such file or directory.)",
+            "  (Python's example dies here with FileNotFoundError: [Errno 2] No such file or directory.)",
             "  It does not say that the missing thing is the directory, not the FIFO it was",
             "  asked to create.",
         ],

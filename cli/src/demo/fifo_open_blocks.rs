@@ -1,4 +1,6 @@
-//! Pitfall 7. FIFO open blocks; ENXIO
+//! Pitfall 7, `fifo-open-blocks`: opening a FIFO blocks until the other side
+//! opens it, and `O_NONBLOCK` gets `ENXIO`; the fix, `Fifo`, says how long to
+//! wait and what went wrong.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,7 +14,7 @@ use super::kit::{HANG, Scratch, WAIT, describe_outcome, quote, say, spawn, story
 
 pub(super) fn fifo_open_blocks(out: &mut dyn Write) -> Result<(bool, bool)> {
     let scratch = Scratch::new()?;
-    let path = scratch.path("seed.fifo");
+    let path = scratch.path("spam.fifo");
     let fifo = Fifo::create(&path)?;
     story(
         out,

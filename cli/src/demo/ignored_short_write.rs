@@ -1,4 +1,6 @@
-//! Pitfall 5. Ignored short write
+//! Pitfall 5, `ignored-short-write`: a non-blocking write took only part of a
+//! message and the writer never looked; the fix, `pipe()`'s `Sender`, writes
+//! until every byte is in.
 
 use std::io::Write;
 use std::os::fd::AsFd;

@@ -1,4 +1,6 @@
-//! Pitfall 3. Interleaved writes
+//! Pitfall 3, `interleaved-writes`: two writers of messages over `PIPE_BUF`
+//! into one pipe without a lock, one stopped half-way: the other's message
+//! lands inside; the fix, a `FifoWriter`, locks the FIFO for each frame.
 
 use std::io::Write;
 use std::os::fd::AsFd;

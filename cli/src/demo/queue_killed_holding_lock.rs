@@ -1,4 +1,6 @@
-//! Pitfall 9. A producer killed holding the queue's lock
+//! Pitfall 9, `queue-killed-holding-lock`: a producer killed holding a naive
+//! queue's lock wedges the queue (Python's way); the fix, `Queue`, has robust
+//! locks and goes on.
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};

@@ -1,4 +1,6 @@
-//! Pitfall 4. Racing readers
+//! Pitfall 4, `racing-readers`: two readers of one pipe without a lock each take
+//! part of the same message; the fix, a `Queue`, holds its consumer lock for
+//! a whole message.
 
 use std::io::Write;
 use std::os::fd::AsFd;

@@ -1,4 +1,6 @@
-//! Pitfall 2. Split reads
+//! Pitfall 2, `split-reads`: a fixed-size `read(fd, 32)` cuts long messages
+//! into pieces; the fix, `pipe()`, never cuts one, even into a buffer too
+//! small for it (`BufferTooSmall`).
 
 use std::io::Write;
 use std::os::fd::AsFd;

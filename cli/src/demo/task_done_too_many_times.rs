@@ -1,4 +1,6 @@
-//! Pitfall 10. task_done() too many times
+//! Pitfall 10, `task-done-too-many-times`: `task_done()` called more times than
+//! items were put drives a plain counter below zero; the fix, `JoinableQueue`,
+//! refuses the extra call.
 
 use std::io::Write;
 use std::time::Duration;
