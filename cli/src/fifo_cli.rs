@@ -1,4 +1,4 @@
-//! The second seed's father and son as library functions, behind
+//! The father/son FIFO example (Python's `os.mkfifo`) as library functions, behind
 //! `ipc-harness fifo listen PATH` and `ipc-harness fifo send PATH [MESSAGE...]`:
 //! two terminals, two processes that share nothing but the FIFO's path.
 //!
@@ -28,7 +28,7 @@
 //! use std::time::Duration;
 //!
 //! let dir = tempfile::tempdir()?;
-//! let path = dir.path().join("seed");
+//! let path = dir.path().join("spam");
 //! let son_path = path.clone();
 //! // The son waits (up to 10 s) until the father has created and opened
 //! // the FIFO; the father waits for the son. Neither can deadlock.

@@ -10,5 +10,8 @@
 
 pub mod bench;
 pub mod demo;
+mod fdio;
 pub mod fifo_cli;
 pub mod registry;
+pub mod regressions;
+pub mod report;

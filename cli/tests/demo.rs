@@ -9,6 +9,7 @@
 use std::sync::Mutex;
 
 use ipc_harness::harness::fork;
+use ipc_harness::harness::pitfalls::Pitfall;
 use ipc_harness::sys;
 use ipc_harness_cli::demo::{self, DemoError, DemoOutcome};
 
@@ -82,22 +83,11 @@ fn shows(name: &str, must_say: &[&str]) {
 
 #[test]
 fn list_covers_the_catalogue_in_order() {
-    let names: Vec<&str> = demo::list().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(
-        names,
-        [
-            "coalescing",
-            "split-reads",
-            "interleaved-writes",
-            "racing-readers",
-            "ignored-short-write",
-            "eof-never-comes",
-            "fifo-open-blocks",
-            "fifo-missing-directory",
-            "queue-killed-holding-lock",
-            "task-done-too-many-times",
-        ]
-    );
+    let expected: Vec<(&str, &str)> = Pitfall::ALL
+        .iter()
+        .map(|p| (p.name(), p.summary()))
+        .collect();
+    assert_eq!(demo::list(), expected);
     for (name, summary) in demo::list() {
         assert!(!summary.is_empty(), "{name}");
     }
@@ -237,9 +227,9 @@ fn run_all_runs_every_demo_in_order() {
     assert_eq!(names, listed);
     assert!(outcomes.iter().all(DemoOutcome::shown), "{outcomes:?}");
     let text = String::from_utf8(out).unwrap();
-    for (i, name) in listed.iter().enumerate() {
+    for p in Pitfall::ALL {
         assert!(
-            text.contains(&format!("== Pitfall {}: {name} ==", i + 1)),
+            text.contains(&format!("== Pitfall {}: {} ==", p.number(), p.name())),
             "{text}"
         );
     }

@@ -9,11 +9,14 @@
 //! mid-frame (why that fault is not in the FIFO's generated set).
 //! `PROPTEST_CASES` scales the campaigns.
 
+mod common;
+
 use std::time::Duration;
 
-use ipc_harness::harness::campaign::{CampaignConfig, CampaignResult, campaign, fresh_seed};
+use common::assert_caught;
+use ipc_harness::harness::campaign::{CampaignConfig, campaign, fresh_seed};
 use ipc_harness::harness::fork::serial;
-use ipc_harness::harness::pitfalls::{Pitfall, PitfallChannel};
+use ipc_harness::harness::pitfalls::{PitfallChannel, Variant};
 use ipc_harness_cli::registry;
 
 const STORM: Duration = Duration::from_micros(200);
@@ -46,7 +49,7 @@ fn every_primitive_keeps_its_promises_under_a_signal_storm() {
 #[test]
 fn a_reader_that_takes_eintr_for_eof_is_caught_by_the_storm_and_only_by_it() {
     let _serial = serial();
-    let naive = PitfallChannel(Pitfall::EintrAsEof);
+    let naive = PitfallChannel(Variant::EintrAsEof);
     // Without signals it is a correct framed reader...
     let calm = campaign(&naive, &config(8, None));
     assert!(
@@ -55,26 +58,7 @@ fn a_reader_that_takes_eintr_for_eof_is_caught_by_the_storm_and_only_by_it() {
     );
     // ...and the storm breaks it.
     let stormy = campaign(&naive, &config(16, Some(STORM)));
-    assert_caught(Pitfall::EintrAsEof, &stormy);
-}
-
-/// `result` broke a promise, with one of the violations that show `pitfall`.
-fn assert_caught(pitfall: Pitfall, result: &CampaignResult) {
-    assert!(
-        result.failure.is_some(),
-        "{} not caught:\n{result}",
-        pitfall.name()
-    );
-    let seen: Vec<&str> = result
-        .tally
-        .values()
-        .flat_map(|t| t.kinds.keys().copied())
-        .collect();
-    assert!(
-        pitfall.shows_as().iter().any(|k| seen.contains(k)),
-        "{} caught, but as {seen:?}:\n{result}",
-        pitfall.name()
-    );
+    assert_caught(Variant::EintrAsEof, &stormy);
 }
 
 #[test]
@@ -110,7 +94,7 @@ fn every_primitive_keeps_its_promises_under_kills_stops_and_early_closes() {
 #[test]
 fn a_queue_with_a_plain_lock_is_caught_by_kill_faults_and_only_by_them() {
     let _serial = serial();
-    let naive = PitfallChannel(Pitfall::NonRobustLock);
+    let naive = PitfallChannel(Variant::NonRobustLock);
     // Without faults it is a correct queue...
     let calm = campaign(&naive, &config(8, None));
     assert!(
@@ -123,7 +107,7 @@ fn a_queue_with_a_plain_lock_is_caught_by_kill_faults_and_only_by_them() {
     cfg.shrink = false;
     cfg.run.deadline = Duration::from_secs(2);
     let killed = campaign(&naive, &cfg);
-    assert_caught(Pitfall::NonRobustLock, &killed);
+    assert_caught(Variant::NonRobustLock, &killed);
 }
 
 /// Why the fault generator never kills a FIFO writer mid-frame while

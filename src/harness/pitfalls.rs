@@ -1,27 +1,38 @@
-//! Deliberately broken transports, one per pitfall of the catalogue. Each
-//! *claims* the promises of a real message transport, so the harness must
-//! catch it breaking them; `tests/pitfalls.rs` proves it does, every time.
+//! The pitfalls catalogue, and the deliberately broken transports that
+//! show its pitfalls to the harness.
 //!
-//! | pitfall | naive code | what the oracle finds |
-//! |---|---|---|
-//! | [`Pitfall::Coalescing`] | one `read(fd, 65536)` per message | `Merged` |
-//! | [`Pitfall::SplitReads`] | one `read(fd, 32)` per message | `Split` |
-//! | [`Pitfall::InterleavedWrites`] | many writers framing > `PIPE_BUF` without a lock | `Corrupted` (torn frames) |
-//! | [`Pitfall::RacingReaders`] | many readers of one framed pipe (or queue) without a lock | `Corrupted`, `Lost`, `Duplicated`, ... |
-//! | [`Pitfall::IgnoredShortWrite`] | a non-blocking writer that drops `write`'s count | `Corrupted`, `Lost` |
-//! | [`Pitfall::EofNeverComes`] | a reader that kept its own copy of the write end | `Hang` |
-//! | [`Pitfall::UnsharedTaskCounter`] | a joinable queue whose task counter each process keeps for itself | `TaskAccounting` |
-//! | [`Pitfall::EintrAsEof`] | a reader that takes `EINTR` for end of stream (caught under a signal storm) | `Lost`, `UnexpectedError` |
-//! | [`Pitfall::NonRobustLock`] | a queue (one pipe) whose readers and writers take a plain lock, Python's way (caught under kill faults) | `Hang`, torn frames (`UnexpectedError`, `Corrupted`) |
+//! [`Pitfall`] is the catalogue: ten numbered ways that IPC code goes wrong,
+//! each with a name (the `ipc-harness demo` that shows it) and a one-line
+//! summary. The pitfalls guide ([`crate::guide`]) explains each one.
 //!
-//! Not in [`Pitfall::ALL`] (the ones a plain campaign of [`PitfallChannel`]
-//! catches, in `tests/pitfalls.rs`): [`Pitfall::UnsharedTaskCounter`] is a
-//! flag of the primitive itself, checked through
+//! [`Variant`] is a naive transport: code with one of those pitfalls in it
+//! that *claims* the promises of a real message transport, so the harness
+//! must catch it breaking them.
+//!
+//! | variant | pitfall | naive code | what the oracle finds |
+//! |---|---|---|---|
+//! | [`Variant::Coalescing`] | 1 | one `read(fd, 65536)` per message | `Merged` |
+//! | [`Variant::SplitReads`] | 2 | one `read(fd, 32)` per message | `Split` |
+//! | [`Variant::InterleavedWrites`] | 3 | many writers framing > `PIPE_BUF` without a lock | `Corrupted` (torn frames) |
+//! | [`Variant::RacingReaders`] | 4 | many readers of one framed pipe (or queue) without a lock | `Corrupted`, `Lost`, `Duplicated`, ... |
+//! | [`Variant::IgnoredShortWrite`] | 5 | a non-blocking writer that drops `write`'s count | `Corrupted`, `Lost` |
+//! | [`Variant::EofNeverComes`] | 6 | a reader that kept its own copy of the write end | `Hang` |
+//! | [`Variant::NonRobustLock`] | 9 | a queue (one pipe) whose readers and writers take a plain lock, Python's way (caught under kill faults) | `Hang`, torn frames (`UnexpectedError`, `Corrupted`) |
+//! | [`Variant::UnsharedTaskCounter`] | 10 | a joinable queue whose task counter each process keeps for itself | `TaskAccounting` |
+//! | [`Variant::EintrAsEof`] | none | a reader that takes `EINTR` for end of stream (caught under a signal storm) | `Lost`, `UnexpectedError` |
+//!
+//! Pitfalls 7 and 8 (opening a FIFO, naming its path) are not about a
+//! message stream: no transport shows them, their demos do.
+//! [`Variant::EintrAsEof`] is not one of the ten: it is the lesson of the
+//! harness's signal storm, kept beside the catalogue's variants.
+//!
+//! [`Variant::PLAIN`] are the variants that a plain campaign of
+//! [`PitfallChannel`] catches. [`Variant::UnsharedTaskCounter`] is a flag
+//! of the primitive itself, checked through
 //! [`JoinableChannel`](crate::harness::transports::JoinableChannel) (as the
 //! queue's own racing readers are through `QueueChannel`);
-//! [`Pitfall::EintrAsEof`] and [`Pitfall::NonRobustLock`] are correct until a
-//! fault strikes (a signal storm, a kill), so `tests/faults.rs` shows each
-//! passing without its fault and caught with it.
+//! [`Variant::EintrAsEof`] and [`Variant::NonRobustLock`] are correct until a
+//! fault strikes (a signal storm, a kill), so each is caught only with it.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -33,51 +44,65 @@ use crate::harness::transports::{RAW_READ, RawReader, RawWriter};
 use crate::pipe::{Receiver, Sender};
 use crate::sys::{self, Readiness, WriteKind};
 
-/// The pitfalls of the catalogue that a transport can show.
+/// The pitfalls catalogue, in order: pitfall `n` is `ALL[n - 1]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pitfall {
     /// 1. Two writes read as one: `b"Spam 004Spam 000"`.
     Coalescing,
     /// 2. A fixed-size read cuts a long message: `os.read(fd, 32)`.
     SplitReads,
-    /// 3. Two writers of frames over `PIPE_BUF` without a lock.
+    /// 3. Two writers of messages over `PIPE_BUF` without a lock.
     InterleavedWrites,
-    /// 4. Two readers of one stream without a lock split frames.
+    /// 4. Two readers of one stream without a lock split messages.
     RacingReaders,
     /// 5. A non-blocking write's short count is ignored.
     IgnoredShortWrite,
     /// 6. The reader kept its own copy of the write end: end of stream
     ///    never comes.
     EofNeverComes,
-    /// 10. A joinable queue's task counter is a plain variable in each
-    ///     process (copied by `fork`), not shared: `task_done` in a worker
-    ///     is refused, a join returns early or never.
-    UnsharedTaskCounter,
-    /// A framed pipe reader whose read loop takes `EINTR` for end of
-    /// stream: right until a signal arrives while it waits. Caught under
-    /// the harness's signal storm ([`RunOptions::signal_storm`](crate::harness::scenario::RunOptions)).
-    EintrAsEof,
-    /// 9. A queue built Python's way: one pipe, a lock for its writers and
-    ///    one for its readers, each a plain semaphore (here a token byte in
-    ///    a pipe). A process killed while holding one never gives it back:
-    ///    every process that wants it waits forever. Caught under the
-    ///    harness's kill faults
-    ///    ([`CampaignConfig::faults`](crate::harness::campaign::CampaignConfig)).
-    NonRobustLock,
+    /// 7. Opening a FIFO blocks until the other side opens it; with
+    ///    `O_NONBLOCK`, a writer gets `ENXIO`.
+    FifoOpenBlocks,
+    /// 8. `mkfifo` in a directory that does not exist.
+    FifoMissingDirectory,
+    /// 9. A producer killed holding the queue's lock.
+    QueueKilledHoldingLock,
+    /// 10. `task_done()` called more times than items were put.
+    TaskDoneTooManyTimes,
 }
 
 impl Pitfall {
-    /// Every pitfall, in catalogue order.
-    pub const ALL: [Pitfall; 6] = [
+    /// The whole catalogue, in order.
+    pub const ALL: [Pitfall; 10] = [
         Pitfall::Coalescing,
         Pitfall::SplitReads,
         Pitfall::InterleavedWrites,
         Pitfall::RacingReaders,
         Pitfall::IgnoredShortWrite,
         Pitfall::EofNeverComes,
+        Pitfall::FifoOpenBlocks,
+        Pitfall::FifoMissingDirectory,
+        Pitfall::QueueKilledHoldingLock,
+        Pitfall::TaskDoneTooManyTimes,
     ];
 
-    /// A short name, e.g. `coalescing`, for the command line.
+    /// Its number in the catalogue, 1 to 10.
+    pub fn number(self) -> u8 {
+        match self {
+            Pitfall::Coalescing => 1,
+            Pitfall::SplitReads => 2,
+            Pitfall::InterleavedWrites => 3,
+            Pitfall::RacingReaders => 4,
+            Pitfall::IgnoredShortWrite => 5,
+            Pitfall::EofNeverComes => 6,
+            Pitfall::FifoOpenBlocks => 7,
+            Pitfall::FifoMissingDirectory => 8,
+            Pitfall::QueueKilledHoldingLock => 9,
+            Pitfall::TaskDoneTooManyTimes => 10,
+        }
+    }
+
+    /// Its name, e.g. `coalescing`: the `ipc-harness demo` that shows it.
     pub fn name(self) -> &'static str {
         match self {
             Pitfall::Coalescing => "coalescing",
@@ -86,70 +111,40 @@ impl Pitfall {
             Pitfall::RacingReaders => "racing-readers",
             Pitfall::IgnoredShortWrite => "ignored-short-write",
             Pitfall::EofNeverComes => "eof-never-comes",
-            Pitfall::UnsharedTaskCounter => "unshared-task-counter",
-            Pitfall::EintrAsEof => "eintr-as-eof",
-            Pitfall::NonRobustLock => "non-robust-lock",
+            Pitfall::FifoOpenBlocks => "fifo-open-blocks",
+            Pitfall::FifoMissingDirectory => "fifo-missing-directory",
+            Pitfall::QueueKilledHoldingLock => "queue-killed-holding-lock",
+            Pitfall::TaskDoneTooManyTimes => "task-done-too-many-times",
         }
     }
 
-    /// What the naive code does, in one line.
+    /// What goes wrong, in one line.
     pub fn summary(self) -> &'static str {
         match self {
-            Pitfall::Coalescing => {
-                "unframed writes, one read(fd, 65536) per message: writes come back glued together"
-            }
-            Pitfall::SplitReads => {
-                "unframed writes, one read(fd, 32) per message: long messages come back in pieces"
-            }
+            Pitfall::Coalescing => "two writes come back as one read: \"Spam 004Spam 000\"",
+            Pitfall::SplitReads => "a fixed-size read(fd, 32) cuts a long message into pieces",
             Pitfall::InterleavedWrites => {
-                "several writers send frames over PIPE_BUF into one pipe without a lock: frames tear"
+                "two writers of messages over PIPE_BUF, no lock: one message holds both"
             }
             Pitfall::RacingReaders => {
-                "several readers take frames from one pipe without a lock: they steal each other's bytes"
+                "two readers of one pipe, no lock: each takes part of the same message"
             }
             Pitfall::IgnoredShortWrite => {
-                "a non-blocking writer ignores how much write() took: the rest of each frame is dropped"
+                "a non-blocking write took only part of a message and nobody looked"
             }
             Pitfall::EofNeverComes => {
-                "the reader keeps its own copy of the write end: it waits forever for an end of stream"
+                "the reader kept a copy of the write end: end of stream never comes"
             }
-            Pitfall::UnsharedTaskCounter => {
-                "each process counts its own tasks: a worker's task_done is refused, a join returns early"
+            Pitfall::FifoOpenBlocks => {
+                "opening a FIFO blocks until the other side opens; O_NONBLOCK gets ENXIO"
             }
-            Pitfall::EintrAsEof => {
-                "a reader takes EINTR for end of stream: the first signal while it waits ends it early"
+            Pitfall::FifoMissingDirectory => {
+                "mkfifo in a directory that does not exist: a bare \"No such file\""
             }
-            Pitfall::NonRobustLock => {
-                "a queue's readers and writers share plain locks: a process killed holding one wedges the rest"
+            Pitfall::QueueKilledHoldingLock => {
+                "a producer killed holding the queue's lock: Python's Queue deadlocks, ours goes on"
             }
-        }
-    }
-
-    /// The violation kinds that show this pitfall; the harness must find
-    /// at least one of them.
-    pub fn shows_as(self) -> &'static [&'static str] {
-        match self {
-            Pitfall::Coalescing => &["Merged"],
-            Pitfall::SplitReads => &["Split"],
-            Pitfall::InterleavedWrites => &["Corrupted", "Merged", "Split", "UnexpectedError"],
-            // Readers stealing each other's bytes break everything at once.
-            Pitfall::RacingReaders => &[
-                "Corrupted",
-                "Lost",
-                "Duplicated",
-                "Merged",
-                "Split",
-                "Reordered",
-                "UnexpectedError",
-                "Hang",
-            ],
-            Pitfall::IgnoredShortWrite => &["Corrupted", "Lost", "UnexpectedError"],
-            Pitfall::EofNeverComes => &["Hang"],
-            Pitfall::UnsharedTaskCounter => &["TaskAccounting"],
-            Pitfall::EintrAsEof => &["Lost", "UnexpectedError"],
-            // A process killed holding a lock wedges the others; a writer
-            // killed mid-frame also leaves a torn frame behind.
-            Pitfall::NonRobustLock => &["Hang", "UnexpectedError", "Corrupted"],
+            Pitfall::TaskDoneTooManyTimes => "task_done() called more times than items were put",
         }
     }
 
@@ -159,9 +154,148 @@ impl Pitfall {
     }
 }
 
-/// A pitfall as a transport the harness can check.
+/// A naive transport: code with a pitfall in it, for the harness to catch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    /// Pitfall 1: two writes read as one: `b"Spam 004Spam 000"`.
+    Coalescing,
+    /// Pitfall 2: a fixed-size read cuts a long message: `os.read(fd, 32)`.
+    SplitReads,
+    /// Pitfall 3: two writers of frames over `PIPE_BUF` without a lock.
+    InterleavedWrites,
+    /// Pitfall 4: two readers of one stream without a lock split frames.
+    RacingReaders,
+    /// Pitfall 5: a non-blocking write's short count is ignored.
+    IgnoredShortWrite,
+    /// Pitfall 6: the reader kept its own copy of the write end: end of
+    /// stream never comes.
+    EofNeverComes,
+    /// Pitfall 10's transport form: a joinable queue's task counter is a
+    /// plain variable in each process (copied by `fork`), not shared:
+    /// `task_done` in a worker is refused, a join returns early or never.
+    UnsharedTaskCounter,
+    /// Not in the catalogue: a framed pipe reader whose read loop takes
+    /// `EINTR` for end of stream: right until a signal arrives while it
+    /// waits. Caught under the harness's signal storm
+    /// ([`RunOptions::signal_storm`](crate::harness::scenario::RunOptions)).
+    EintrAsEof,
+    /// Pitfall 9's transport form: a queue built Python's way: one pipe, a
+    /// lock for its writers and one for its readers, each a plain semaphore
+    /// (here a token byte in a pipe). A process killed while holding one
+    /// never gives it back: every process that wants it waits forever.
+    /// Caught under the harness's kill faults
+    /// ([`CampaignConfig::faults`](crate::harness::campaign::CampaignConfig)).
+    NonRobustLock,
+}
+
+impl Variant {
+    /// The variants that a plain campaign of [`PitfallChannel`] catches,
+    /// in catalogue order.
+    pub const PLAIN: [Variant; 6] = [
+        Variant::Coalescing,
+        Variant::SplitReads,
+        Variant::InterleavedWrites,
+        Variant::RacingReaders,
+        Variant::IgnoredShortWrite,
+        Variant::EofNeverComes,
+    ];
+
+    /// A short name, e.g. `coalescing`, for the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Coalescing => "coalescing",
+            Variant::SplitReads => "split-reads",
+            Variant::InterleavedWrites => "interleaved-writes",
+            Variant::RacingReaders => "racing-readers",
+            Variant::IgnoredShortWrite => "ignored-short-write",
+            Variant::EofNeverComes => "eof-never-comes",
+            Variant::UnsharedTaskCounter => "unshared-task-counter",
+            Variant::EintrAsEof => "eintr-as-eof",
+            Variant::NonRobustLock => "non-robust-lock",
+        }
+    }
+
+    /// What the naive code does, in one line.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Variant::Coalescing => {
+                "unframed writes, one read(fd, 65536) per message: writes come back glued together"
+            }
+            Variant::SplitReads => {
+                "unframed writes, one read(fd, 32) per message: long messages come back in pieces"
+            }
+            Variant::InterleavedWrites => {
+                "several writers send frames over PIPE_BUF into one pipe without a lock: frames tear"
+            }
+            Variant::RacingReaders => {
+                "several readers take frames from one pipe without a lock: they steal each other's bytes"
+            }
+            Variant::IgnoredShortWrite => {
+                "a non-blocking writer ignores how much write() took: the rest of each frame is dropped"
+            }
+            Variant::EofNeverComes => {
+                "the reader keeps its own copy of the write end: it waits forever for an end of stream"
+            }
+            Variant::UnsharedTaskCounter => {
+                "each process counts its own tasks: a worker's task_done is refused, a join returns early"
+            }
+            Variant::EintrAsEof => {
+                "a reader takes EINTR for end of stream: the first signal while it waits ends it early"
+            }
+            Variant::NonRobustLock => {
+                "a queue's readers and writers share plain locks: a process killed holding one wedges the rest"
+            }
+        }
+    }
+
+    /// The violation kinds that show this pitfall; the harness must find
+    /// at least one of them.
+    pub fn shows_as(self) -> &'static [&'static str] {
+        match self {
+            Variant::Coalescing => &["Merged"],
+            Variant::SplitReads => &["Split"],
+            Variant::InterleavedWrites => &["Corrupted", "Merged", "Split", "UnexpectedError"],
+            // Readers stealing each other's bytes break everything at once.
+            Variant::RacingReaders => &[
+                "Corrupted",
+                "Lost",
+                "Duplicated",
+                "Merged",
+                "Split",
+                "Reordered",
+                "UnexpectedError",
+                "Hang",
+            ],
+            Variant::IgnoredShortWrite => &["Corrupted", "Lost", "UnexpectedError"],
+            Variant::EofNeverComes => &["Hang"],
+            Variant::UnsharedTaskCounter => &["TaskAccounting"],
+            Variant::EintrAsEof => &["Lost", "UnexpectedError"],
+            // A process killed holding a lock wedges the others; a writer
+            // killed mid-frame also leaves a torn frame behind.
+            Variant::NonRobustLock => &["Hang", "UnexpectedError", "Corrupted"],
+        }
+    }
+
+    /// The catalogue's pitfall this variant shows; `None` for
+    /// [`EintrAsEof`](Variant::EintrAsEof), which is not one of the ten.
+    pub fn pitfall(self) -> Option<Pitfall> {
+        match self {
+            Variant::Coalescing => Some(Pitfall::Coalescing),
+            Variant::SplitReads => Some(Pitfall::SplitReads),
+            Variant::InterleavedWrites => Some(Pitfall::InterleavedWrites),
+            Variant::RacingReaders => Some(Pitfall::RacingReaders),
+            Variant::IgnoredShortWrite => Some(Pitfall::IgnoredShortWrite),
+            Variant::EofNeverComes => Some(Pitfall::EofNeverComes),
+            Variant::NonRobustLock => Some(Pitfall::QueueKilledHoldingLock),
+            Variant::UnsharedTaskCounter => Some(Pitfall::TaskDoneTooManyTimes),
+            Variant::EintrAsEof => None,
+        }
+    }
+}
+
+/// A naive variant as a transport the harness can check.
 #[derive(Debug, Clone, Copy)]
-pub struct PitfallChannel(pub Pitfall);
+pub struct PitfallChannel(pub Variant);
 
 /// The producer end of a pitfall transport.
 #[derive(Debug)]
@@ -413,25 +547,25 @@ impl Channel for PitfallChannel {
             // Messages well under the 64 KiB read and never empty, so what
             // shows is the coalescing itself, not a long message cut by the
             // buffer or a 0-byte message that a stream cannot carry.
-            Pitfall::Coalescing => Promises::MESSAGES
+            Variant::Coalescing => Promises::MESSAGES
                 .single_producer()
                 .single_consumer()
                 .max_message(RAW_READ / 4)
                 .min_message(1),
             // Messages longer than the 32-byte read, so every one is cut.
-            Pitfall::SplitReads => Promises::MESSAGES
+            Variant::SplitReads => Promises::MESSAGES
                 .single_producer()
                 .single_consumer()
                 .min_message(64),
-            Pitfall::InterleavedWrites => Promises::MESSAGES.single_consumer(),
-            Pitfall::RacingReaders => Promises::MESSAGES.single_producer(),
-            Pitfall::IgnoredShortWrite | Pitfall::EofNeverComes => {
+            Variant::InterleavedWrites => Promises::MESSAGES.single_consumer(),
+            Variant::RacingReaders => Promises::MESSAGES.single_producer(),
+            Variant::IgnoredShortWrite | Variant::EofNeverComes => {
                 Promises::MESSAGES.single_producer().single_consumer()
             }
-            Pitfall::UnsharedTaskCounter => Promises::MESSAGES.with_tasks(),
-            Pitfall::EintrAsEof => Promises::MESSAGES.single_producer().single_consumer(),
+            Variant::UnsharedTaskCounter => Promises::MESSAGES.with_tasks(),
+            Variant::EintrAsEof => Promises::MESSAGES.single_producer().single_consumer(),
             // What the crate's Queue promises.
-            Pitfall::NonRobustLock => Promises::MESSAGES.sends_block_without_consumers(),
+            Variant::NonRobustLock => Promises::MESSAGES.sends_block_without_consumers(),
         }
     }
 
@@ -440,7 +574,7 @@ impl Channel for PitfallChannel {
         producers: usize,
         consumers: usize,
     ) -> Result<Ends<PitfallProducer, PitfallConsumer>> {
-        if self.0 == Pitfall::UnsharedTaskCounter {
+        if self.0 == Variant::UnsharedTaskCounter {
             return Err(Error::io(
                 "open the unshared-task-counter pitfall (check it through JoinableChannel)",
                 std::io::Error::from(std::io::ErrorKind::Unsupported),
@@ -449,10 +583,10 @@ impl Channel for PitfallChannel {
         let (r, w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
         let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("dup", e));
         let ends = match self.0 {
-            Pitfall::Coalescing | Pitfall::SplitReads => {
+            Variant::Coalescing | Variant::SplitReads => {
                 // The coalescing reader works a little between reads, so
                 // writes pile up in the pipe, as they do in real programs.
-                let (buf, pause) = if self.0 == Pitfall::Coalescing {
+                let (buf, pause) = if self.0 == Variant::Coalescing {
                     (RAW_READ, Duration::from_millis(1))
                 } else {
                     (32, Duration::ZERO)
@@ -462,19 +596,19 @@ impl Channel for PitfallChannel {
                     consumers: vec![PitfallConsumer::Raw(RawReader::new(r, buf), pause)],
                 }
             }
-            Pitfall::InterleavedWrites => Ends {
+            Variant::InterleavedWrites => Ends {
                 producers: (0..producers)
                     .map(|_| Ok(PitfallProducer::Framed(Sender::from_fd(dup(&w)?))))
                     .collect::<Result<_>>()?,
                 consumers: vec![PitfallConsumer::Framed(Receiver::from_fd(r))],
             },
-            Pitfall::RacingReaders => Ends {
+            Variant::RacingReaders => Ends {
                 producers: vec![PitfallProducer::Framed(Sender::from_fd(w))],
                 consumers: (0..consumers)
                     .map(|_| Ok(PitfallConsumer::Framed(Receiver::from_fd(dup(&r)?))))
                     .collect::<Result<_>>()?,
             },
-            Pitfall::IgnoredShortWrite => {
+            Variant::IgnoredShortWrite => {
                 // A one-page pipe, so any frame over 4 KiB is a short write.
                 sys::set_pipe_capacity(w.as_fd(), 4096)
                     .map_err(|e| Error::io("F_SETPIPE_SZ", e))?;
@@ -484,18 +618,18 @@ impl Channel for PitfallChannel {
                     consumers: vec![PitfallConsumer::Framed(Receiver::from_fd(r))],
                 }
             }
-            Pitfall::EofNeverComes => {
+            Variant::EofNeverComes => {
                 let kept = dup(&w)?;
                 Ends {
                     producers: vec![PitfallProducer::Framed(Sender::from_fd(w))],
                     consumers: vec![PitfallConsumer::HoldingWriteEnd(Receiver::from_fd(r), kept)],
                 }
             }
-            Pitfall::EintrAsEof => Ends {
+            Variant::EintrAsEof => Ends {
                 producers: vec![PitfallProducer::Framed(Sender::from_fd(w))],
                 consumers: vec![PitfallConsumer::EintrAsEof(r)],
             },
-            Pitfall::NonRobustLock => {
+            Variant::NonRobustLock => {
                 let (writers, readers) = (TokenLock::new()?, TokenLock::new()?);
                 Ends {
                     producers: (0..producers)
@@ -518,7 +652,7 @@ impl Channel for PitfallChannel {
                         .collect::<Result<_>>()?,
                 }
             }
-            Pitfall::UnsharedTaskCounter => unreachable!("refused above"),
+            Variant::UnsharedTaskCounter => unreachable!("refused above"),
         };
         Ok(ends)
     }

@@ -1,0 +1,259 @@
+//! The throughput and round-trip cases: which transport, which topology,
+//! and how each is named in the tables and the JSON.
+
+/// One throughput case: a transport and a topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Case {
+    /// `pipe2`, default capacity, fixed-size `write`/`read` (no framing).
+    RawPipe,
+    /// `pipe2` raised to 1 MiB with `F_SETPIPE_SZ`, no framing.
+    RawPipe1M,
+    /// `socketpair(AF_UNIX, SOCK_STREAM)`, no framing.
+    RawSocket,
+    /// [`pipe()`](ipc_harness::pipe()), `recv_bytes_into` a reused buffer.
+    Pipe,
+    /// [`pipe()`](ipc_harness::pipe()), `recv_bytes` (a new `Vec` per message).
+    PipeAlloc,
+    /// [`duplex()`](ipc_harness::duplex()), `recv_bytes_into` a reused buffer.
+    Duplex,
+    /// [`Fifo`](ipc_harness::fifo::Fifo), framed, `recv_bytes_into`.
+    Fifo,
+    /// [`Fifo`](ipc_harness::fifo::Fifo) in [small-messages mode](ipc_harness::fifo::FifoOptions::small_messages)
+    /// (no lock per send; messages of at most
+    /// [`SMALL_MESSAGE_MAX`](ipc_harness::fifo::SMALL_MESSAGE_MAX) bytes, so run at
+    /// those sizes only).
+    FifoSmall,
+    /// [`Queue`](ipc_harness::queue::Queue), 1 producer x 1 consumer.
+    Queue1x1,
+    /// [`Queue`](ipc_harness::queue::Queue), 2 producers x 2 consumers.
+    Queue2x2,
+    /// [`JoinableQueue`](ipc_harness::JoinableQueue), 1 x 1, `task_done` per item,
+    /// the producer joins at the end.
+    Joinable1x1,
+    /// [`Queue`](ipc_harness::queue::Queue), 8 producers x 8 consumers (the scaling run).
+    Queue8x8,
+    /// [`JoinableQueue`](ipc_harness::JoinableQueue), 8 x 8, `task_done` per item,
+    /// every producer joins at the end (the scaling run).
+    Joinable8x8,
+    /// [`Fifo`](ipc_harness::fifo::Fifo), framed, 8 writers (each opening the path) x 1 reader (the
+    /// scaling run: a FIFO has one reader by design).
+    Fifo8x1,
+    /// `ipc-channel`'s `ipc::bytes_channel()`: `IpcBytesSender::send`,
+    /// `IpcBytesReceiver::recv` (a new `Vec` per message). A peer, with
+    /// [`Options::peers`](super::Options::peers) and the `peers` cargo feature.
+    IpcChannel,
+    /// `interprocess`'s `unnamed_pipe::pipe()`, which has no message
+    /// framing: each message goes out as one `write_all` of a 4-byte length
+    /// and the payload (built in a reused buffer), and is read back through
+    /// a 64 KiB `BufReader` with two `read_exact`s into a reused buffer, as
+    /// a user of the crate would frame it. A peer, like [`Case::IpcChannel`].
+    Interprocess,
+    /// Python `multiprocessing.Pipe()`, `send_bytes`/`recv_bytes`.
+    PyPipe,
+    /// Python `multiprocessing.Queue`, 1 x 1.
+    PyQueue1x1,
+    /// Python `multiprocessing.Queue`, 2 x 2.
+    PyQueue2x2,
+    /// Python `multiprocessing.JoinableQueue`, 1 x 1, `task_done` per item.
+    PyJoinable1x1,
+}
+
+impl Case {
+    /// The cases this crate runs itself, in table order.
+    pub const RUST: [Case; 11] = [
+        Case::RawPipe,
+        Case::RawPipe1M,
+        Case::RawSocket,
+        Case::Pipe,
+        Case::PipeAlloc,
+        Case::Duplex,
+        Case::Fifo,
+        Case::FifoSmall,
+        Case::Queue1x1,
+        Case::Queue2x2,
+        Case::Joinable1x1,
+    ];
+    /// The Python cases (with [`Options::python`](super::Options::python)).
+    pub const PYTHON: [Case; 4] = [
+        Case::PyPipe,
+        Case::PyQueue1x1,
+        Case::PyQueue2x2,
+        Case::PyJoinable1x1,
+    ];
+    /// The scaling cases (with [`Options::scaling`](super::Options::scaling)), each compared with its
+    /// 1x1 form ([`Case::scales`]) of the same round.
+    pub const SCALING: [Case; 3] = [Case::Queue8x8, Case::Joinable8x8, Case::Fifo8x1];
+    /// The other crates (with [`Options::peers`](super::Options::peers), in a build with the
+    /// `peers` feature).
+    pub const PEERS: [Case; 2] = [Case::IpcChannel, Case::Interprocess];
+    /// The raw transports: the "best raw" of a round is the fastest of these.
+    pub const RAW: [Case; 3] = [Case::RawPipe, Case::RawPipe1M, Case::RawSocket];
+
+    /// The row label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Case::RawPipe => "raw pipe (64 KiB)",
+            Case::RawPipe1M => "raw pipe (1 MiB)",
+            Case::RawSocket => "raw socketpair",
+            Case::Pipe => "pipe()",
+            Case::PipeAlloc => "pipe() recv_bytes",
+            Case::Duplex => "duplex()",
+            Case::Fifo => "Fifo",
+            Case::FifoSmall => "Fifo small_messages",
+            Case::Queue1x1 => "Queue 1x1",
+            Case::Queue2x2 => "Queue 2x2",
+            Case::Joinable1x1 => "JoinableQueue 1x1",
+            Case::Queue8x8 => "Queue 8x8",
+            Case::Joinable8x8 => "JoinableQueue 8x8",
+            Case::Fifo8x1 => "Fifo 8 writers",
+            Case::IpcChannel => "ipc-channel bytes_channel",
+            Case::Interprocess => "interprocess pipe, framed",
+            Case::PyPipe => "py Pipe() send_bytes",
+            Case::PyQueue1x1 => "py Queue 1x1",
+            Case::PyQueue2x2 => "py Queue 2x2",
+            Case::PyJoinable1x1 => "py JoinableQueue 1x1",
+        }
+    }
+
+    /// A short label for the Python cases.
+    pub(super) fn short(self) -> &'static str {
+        match self {
+            Case::PyPipe => "py Pipe",
+            Case::PyQueue1x1 | Case::PyQueue2x2 => "py Queue",
+            _ => self.label(),
+        }
+    }
+
+    /// A stable identifier for JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Case::RawPipe => "raw_pipe",
+            Case::RawPipe1M => "raw_pipe_1mib",
+            Case::RawSocket => "raw_socketpair",
+            Case::Pipe => "pipe",
+            Case::PipeAlloc => "pipe_recv_bytes",
+            Case::Duplex => "duplex",
+            Case::Fifo => "fifo",
+            Case::FifoSmall => "fifo_small_messages",
+            Case::Queue1x1 => "queue_1x1",
+            Case::Queue2x2 => "queue_2x2",
+            Case::Joinable1x1 => "joinable_1x1",
+            Case::Queue8x8 => "queue_8x8",
+            Case::Joinable8x8 => "joinable_8x8",
+            Case::Fifo8x1 => "fifo_8_writers",
+            Case::IpcChannel => "ipc_channel",
+            Case::Interprocess => "interprocess_pipe",
+            Case::PyPipe => "python_pipe",
+            Case::PyQueue1x1 => "python_queue_1x1",
+            Case::PyQueue2x2 => "python_queue_2x2",
+            Case::PyJoinable1x1 => "python_joinable_1x1",
+        }
+    }
+
+    /// Python's equivalent, the denominator of the "x Python" ratio.
+    pub fn python_peer(self) -> Option<Case> {
+        match self {
+            Case::Pipe | Case::PipeAlloc | Case::Duplex | Case::Fifo | Case::FifoSmall => {
+                Some(Case::PyPipe)
+            }
+            Case::Queue1x1 => Some(Case::PyQueue1x1),
+            Case::Queue2x2 => Some(Case::PyQueue2x2),
+            Case::Joinable1x1 => Some(Case::PyJoinable1x1),
+            _ => None,
+        }
+    }
+
+    /// For a scaling case, the 1x1 case it is compared with.
+    pub fn scales(self) -> Option<Case> {
+        match self {
+            Case::Queue8x8 => Some(Case::Queue1x1),
+            Case::Joinable8x8 => Some(Case::Joinable1x1),
+            Case::Fifo8x1 => Some(Case::Fifo),
+            _ => None,
+        }
+    }
+
+    /// How many processes send: the message count is rounded up to a
+    /// multiple of it, so every producer sends the same number.
+    pub fn producers(self) -> usize {
+        match self {
+            Case::Queue2x2 | Case::PyQueue2x2 => 2,
+            Case::Queue8x8 | Case::Joinable8x8 | Case::Fifo8x1 => 8,
+            _ => 1,
+        }
+    }
+
+    /// True for the Python cases.
+    pub fn is_python(self) -> bool {
+        Case::PYTHON.contains(&self)
+    }
+
+    /// Whether the case can carry messages of `size` bytes.
+    pub fn carries(self, size: usize) -> bool {
+        self != Case::FifoSmall || size <= ipc_harness::fifo::SMALL_MESSAGE_MAX
+    }
+}
+
+/// One round-trip case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LatencyCase {
+    /// Two raw pipes, one each way.
+    RawPipe,
+    /// One raw `SOCK_STREAM` socketpair (the transport under `duplex()`).
+    RawSocket,
+    /// Two [`pipe()`](ipc_harness::pipe())s.
+    Pipe,
+    /// One [`duplex()`](ipc_harness::duplex()).
+    Duplex,
+    /// Two [`Queue`](ipc_harness::queue::Queue)s.
+    Queue,
+    /// Two `ipc-channel` bytes channels (a peer, with the `peers` feature).
+    IpcChannel,
+    /// Python `Pipe()`.
+    PyPipe,
+    /// Two Python `Queue`s.
+    PyQueue,
+}
+
+impl LatencyCase {
+    /// The cases this crate runs itself.
+    pub const RUST: [LatencyCase; 5] = [
+        LatencyCase::RawPipe,
+        LatencyCase::RawSocket,
+        LatencyCase::Pipe,
+        LatencyCase::Duplex,
+        LatencyCase::Queue,
+    ];
+    /// The Python cases.
+    pub const PYTHON: [LatencyCase; 2] = [LatencyCase::PyPipe, LatencyCase::PyQueue];
+    /// The peers' cases (with [`Options::peers`](super::Options::peers) and the `peers` feature).
+    pub const PEERS: [LatencyCase; 1] = [LatencyCase::IpcChannel];
+
+    /// The row label.
+    pub fn label(self) -> &'static str {
+        match self {
+            LatencyCase::RawPipe => "raw pipes",
+            LatencyCase::RawSocket => "raw socketpair",
+            LatencyCase::Pipe => "pipe()",
+            LatencyCase::Duplex => "duplex()",
+            LatencyCase::Queue => "Queue",
+            LatencyCase::IpcChannel => "ipc-channel",
+            LatencyCase::PyPipe => "py Pipe()",
+            LatencyCase::PyQueue => "py Queue",
+        }
+    }
+
+    /// A stable identifier for JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            LatencyCase::RawPipe => "raw_pipes",
+            LatencyCase::RawSocket => "raw_socketpair",
+            LatencyCase::Pipe => "pipe",
+            LatencyCase::Duplex => "duplex",
+            LatencyCase::Queue => "queue",
+            LatencyCase::IpcChannel => "ipc_channel",
+            LatencyCase::PyPipe => "python_pipe",
+            LatencyCase::PyQueue => "python_queue",
+        }
+    }
+}
