@@ -55,7 +55,7 @@ pub enum Pitfall {
     UnsharedTaskCounter,
     /// A framed pipe reader whose read loop takes `EINTR` for end of
     /// stream: right until a signal arrives while it waits. Caught under
-    /// the harness's signal storm ([`RunOptions::signal_storm`](crate::harness::scenario::RunOptions)).
+    /// the harness's signal storm ([`RunOptions::signal_storm`](crate::harness::run::RunOptions)).
     EintrAsEof,
     /// 9. A queue built Python's way: one pipe, a lock for its writers and
     ///    one for its readers, each a plain semaphore (here a token byte in
