@@ -17,7 +17,7 @@ use ipc_harness::codec::{decode_value, encode_value};
 use ipc_harness::harness::fork::{self, Outcome};
 use ipc_harness::harness::payload::{ID_LEN, MsgId, Verdict, make, verify};
 use ipc_harness::harness::sizes::{boundary_sizes, size_plan};
-use ipc_harness::queue::{KillPoint, Queue, QueueLock, set_kill_point};
+use ipc_harness::queue::{KillPoint, Queue, set_kill_point};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
@@ -519,50 +519,6 @@ fn a_put_timing_out_mid_message_leaves_nothing_behind() {
         s.spawn(|| q.put_bytes(&big).unwrap());
         assert_eq!(q.get_bytes().unwrap(), big);
     });
-}
-
-/// Each process caches the other side's stream position (`tail` for its
-/// puts, `head` for its gets) to save a cross-CPU read per message. A process
-/// that sat out while others moved both positions many rings along holds
-/// stale copies: its put must still wait for room (not overwrite messages
-/// nobody took) and its get must still read from the real tail.
-#[test]
-fn a_process_that_sat_out_while_others_wrapped_the_ring() {
-    let _g = fork::serial();
-    let q = Queue::builder().ring_bytes(256).build().unwrap();
-    q.put_bytes(&[1; 8]).unwrap();
-    q.put_bytes(&[2; 8]).unwrap();
-    assert_eq!(q.get_bytes().unwrap(), [1; 8]);
-    // Records are 24 + 40 bytes: the child moves the positions 20 records
-    // (five rings) along, then leaves three records (192 of 256 bytes) in.
-    let child = {
-        let q = q.clone();
-        fork::spawn(move || {
-            let mut got = q.get_bytes().unwrap();
-            for i in 0..20u8 {
-                q.put_bytes(&[i; 40]).unwrap();
-                got.extend(q.get_bytes().unwrap());
-            }
-            for i in 100..103u8 {
-                q.put_bytes(&[i; 40]).unwrap();
-            }
-            got
-        })
-        .unwrap()
-    };
-    let mut expect = vec![2u8; 8];
-    (0..20u8).for_each(|i| expect.extend([i; 40]));
-    assert_eq!(child.wait(WAIT).unwrap().expect_success(), expect);
-    // 64 bytes free; a 100-byte message needs a first record of 24 + 64.
-    assert!(matches!(
-        q.put_bytes_timeout(&[9; 100], Duration::from_millis(50)),
-        Err(Error::Timeout)
-    ));
-    for i in 100..103u8 {
-        assert_eq!(q.get_bytes().unwrap(), [i; 40]);
-    }
-    assert!(matches!(q.try_get_bytes(), Err(Error::Empty)));
-    assert_eq!(q.lost_to_dead_members(), 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -1159,129 +1115,6 @@ fn run_consumer_kill(point: KillPoint) {
 fn a_killed_consumer_breaks_nobody() {
     for point in KillPoint::ALL.into_iter().filter(|p| !p.is_producer()) {
         run_consumer_kill(point);
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Wake-ups lost to killed lock waiters
-// ---------------------------------------------------------------------------
-
-/// Waits (at most `WAIT`) until `ready()`.
-fn wait_for(what: &str, ready: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < WAIT, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// True while `pid` sleeps in `futex` on the word at `addr`, from the
-/// system call number and first argument in `/proc/PID/syscall`.
-fn sleeps_on(pid: i32, addr: usize) -> bool {
-    let Ok(line) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
-        return false;
-    };
-    let mut fields = line.split_whitespace();
-    let nr = fields.next().and_then(|n| n.parse::<i64>().ok());
-    let arg0 = fields
-        .next()
-        .and_then(|a| usize::from_str_radix(a.trim_start_matches("0x"), 16).ok());
-    nr == Some(libc::SYS_futex) && arg0 == Some(addr)
-}
-
-/// Waits until process `holder` holds the `which` lock of `q`.
-fn wait_until_held(q: &Queue, which: QueueLock, holder: i32) {
-    let lock = q.lock_for_tests(which);
-    wait_for("the holder holds the lock", || {
-        lock.owner_tid() == holder as u32
-    });
-}
-
-/// Puts the `which` lock of `q` in the state a killed waiter can leave it
-/// in (found by the fault harness: `SIGKILL consumer 2 400-700 us into its
-/// receive #0`, with 3 other consumers): another process holds the lock
-/// and `waiter` sleeps in the kernel waiting for it, but the lock word no
-/// longer says that anyone waits. In the real race, an unlock cleared the
-/// word and woke one waiter, which was SIGKILLed before it could take the
-/// lock, and another process took the free lock first (without the flag,
-/// since it never waited); the kernel's rescue for a killed waiter (wake
-/// another if the lock is free) then found an owner and did nothing.
-fn lose_the_wake_up_of(q: &Queue, which: QueueLock, waiter: i32) {
-    let lock = q.lock_for_tests(which);
-    wait_for("the waiter sleeps on the lock", || {
-        sleeps_on(waiter, lock.word_addr())
-    });
-    assert!(
-        lock.lose_wake_up(),
-        "a waiter sleeps, so the lock word said so"
-    );
-}
-
-/// A consumer waiting for the consumer lock whose wake-up was lost still
-/// takes the lock once it is free, and its message. Before locks waited in
-/// bounded slices it slept in `futex` until its timeout (forever for
-/// `get_bytes`), although the lock was free and the message waiting.
-#[test]
-fn a_lost_lock_wake_up_does_not_strand_a_waiting_consumer() {
-    let _g = fork::serial();
-    let q = Queue::new().unwrap();
-    let get = |q: &Queue| {
-        let q = q.clone();
-        fork::spawn(move || q.get_bytes().unwrap()).unwrap()
-    };
-    // Holds the consumer lock while it waits on the empty queue.
-    let holder = get(&q);
-    wait_until_held(&q, QueueLock::Consumer, holder.pid());
-    let waiter = get(&q);
-    lose_the_wake_up_of(&q, QueueLock::Consumer, waiter.pid());
-    q.put_bytes(b"first").unwrap();
-    q.put_bytes(b"second").unwrap();
-    let reports = fork::wait_all(vec![holder, waiter], WAIT).unwrap();
-    assert_eq!(reports[0].outcome, Outcome::Exited(0), "{:?}", reports[0]);
-    assert_eq!(
-        reports[1].outcome,
-        Outcome::Exited(0),
-        "the waiter never took the free lock: {:?}",
-        reports[1]
-    );
-    assert_eq!(reports[0].output, b"first");
-    assert_eq!(reports[1].output, b"second");
-    assert!(q.is_empty());
-}
-
-/// The same for a producer waiting for the producer lock while another
-/// producer holds it, waiting for ring room.
-#[test]
-fn a_lost_lock_wake_up_does_not_strand_a_waiting_producer() {
-    let _g = fork::serial();
-    let q = Queue::builder().ring_bytes(4096).build().unwrap();
-    let put = |q: &Queue, msg: Vec<u8>| {
-        let q = q.clone();
-        fork::spawn(move || {
-            q.put_bytes(&msg).unwrap();
-            Vec::new()
-        })
-        .unwrap()
-    };
-    // Holds the producer lock while it waits for room: nobody takes yet.
-    let big = vec![7u8; 3 * 4096];
-    let holder = put(&q, big.clone());
-    wait_until_held(&q, QueueLock::Producer, holder.pid());
-    let waiter = put(&q, b"second".to_vec());
-    lose_the_wake_up_of(&q, QueueLock::Producer, waiter.pid());
-    let first = q.get_bytes_timeout(WAIT);
-    let second = q.get_bytes_timeout(WAIT);
-    // Reaped before any assertion, so a failure leaks no child.
-    let reports = fork::wait_all(vec![holder, waiter], Duration::from_secs(5)).unwrap();
-    assert!(first.unwrap() == big, "the holder's message, whole");
-    assert_eq!(
-        second.map_err(|e| e.to_string()),
-        Ok(b"second".to_vec()),
-        "the waiter never took the free lock: {:?}",
-        reports[1]
-    );
-    for r in reports {
-        assert_eq!(r.outcome, Outcome::Exited(0), "{r:?}");
     }
 }
 
