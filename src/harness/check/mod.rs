@@ -2,7 +2,7 @@
 //! [`Violation`] of the semantics contract.
 //!
 //! Each receive is taken apart into the messages it holds
-//! ([`payload::verify`]): a receive holding two messages is `Merged`, one
+//! ([`payload::verify`](super::payload::verify)): a receive holding two messages is `Merged`, one
 //! holding part of a message is `Split` (and the consumer's next receive
 //! is checked for the rest of it, so a byte stream that splits a message
 //! still delivers it once), bytes that are no message are `Corrupted`.
