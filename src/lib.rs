@@ -60,7 +60,7 @@
 //! [`harness::channel::Channel`] for your transport — how to open it before
 //! fork, what a producer's end does to send, what a consumer's end does to
 //! receive, and what it promises — then run
-//! [`harness::scenario::run`] on one scenario or
+//! [`harness::run::run`] on one scenario or
 //! [`harness::campaign::campaign`] on many generated ones. Each producer and
 //! consumer runs in its own forked process; the oracle
 //! ([`harness::check`]) judges what they report and names every message

@@ -16,7 +16,8 @@ use ipc_harness::harness::channel::Property;
 use ipc_harness::harness::check::check;
 use ipc_harness::harness::fork::{self, Child};
 use ipc_harness::harness::proptest_config;
-use ipc_harness::harness::scenario::{Pacing, ProducerPlan, Scenario, run};
+use ipc_harness::harness::run::run;
+use ipc_harness::harness::scenario::{Pacing, ProducerPlan, Scenario};
 use ipc_harness::harness::trace::{
     ConsumerTrace, ProducerTrace, SendOutcome, SendRecord, StreamEnd, TaskTrace, Traces,
 };

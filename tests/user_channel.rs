@@ -9,7 +9,8 @@ use std::time::Instant;
 use ipc_harness::harness::channel::{Channel, Consumer, Ends, Producer, Promises};
 use ipc_harness::harness::fork::serial;
 use ipc_harness::harness::proptest_config;
-use ipc_harness::harness::scenario::{Limits, run, scenarios};
+use ipc_harness::harness::run::run;
+use ipc_harness::harness::scenario::{Limits, scenarios};
 use ipc_harness::{Error, Result};
 use proptest::test_runner::TestRunner;
 

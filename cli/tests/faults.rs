@@ -120,7 +120,8 @@ fn a_queue_with_a_plain_lock_is_caught_by_kill_faults_and_only_by_them() {
 #[test]
 fn a_fifo_writer_killed_mid_frame_tears_the_stream_for_the_others() {
     use ipc_harness::harness::fault::{Fault, FaultKind, Target};
-    use ipc_harness::harness::scenario::{Pacing, ProducerPlan, RunOptions, Scenario, run_with};
+    use ipc_harness::harness::run::{RunOptions, run_with};
+    use ipc_harness::harness::scenario::{Pacing, ProducerPlan, Scenario};
     use ipc_harness::harness::transports::FifoChannel;
 
     let _serial = serial();
@@ -194,7 +195,8 @@ fn tiny_capacity_shrinks_pipes_and_sockets() {
 #[test]
 fn kill_inside_strikes_at_the_queues_own_kill_point() {
     use ipc_harness::harness::fault::{Fault, FaultKind, Target};
-    use ipc_harness::harness::scenario::{RunOptions, Scenario, run_with};
+    use ipc_harness::harness::run::{RunOptions, run_with};
+    use ipc_harness::harness::scenario::Scenario;
     use ipc_harness::harness::transports::QueueChannel;
 
     let _serial = serial();

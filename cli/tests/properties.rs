@@ -10,7 +10,8 @@
 use ipc_harness::harness::channel::Channel;
 use ipc_harness::harness::fork::serial;
 use ipc_harness::harness::proptest_config;
-use ipc_harness::harness::scenario::{Limits, run, scenarios};
+use ipc_harness::harness::run::run;
+use ipc_harness::harness::scenario::{Limits, scenarios};
 use ipc_harness::harness::transports::{
     DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel, RawKind,
 };

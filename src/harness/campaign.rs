@@ -13,7 +13,8 @@ use proptest::strategy::Strategy;
 use super::channel::{Channel, Promises, Property};
 use super::check::Accounting;
 use super::fault::FaultRules;
-use super::scenario::{Limits, RunOptions, Scenario, run_with, scenarios, scenarios_with_faults};
+use super::run::{RunOptions, run_with};
+use super::scenario::{Limits, Scenario, scenarios, scenarios_with_faults};
 
 /// How to run a campaign.
 #[derive(Debug, Clone)]

@@ -11,7 +11,8 @@
 //! # Checking your own transport
 //! ```
 //! use ipc_harness::harness::channel::{Channel, Consumer, Ends, Producer, Promises};
-//! use ipc_harness::harness::scenario::{Scenario, run};
+//! use ipc_harness::harness::run::run;
+//! use ipc_harness::harness::scenario::Scenario;
 //! use ipc_harness::{Receiver, Result, Sender};
 //! use std::time::Instant;
 //!

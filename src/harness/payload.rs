@@ -41,10 +41,47 @@ fn key(producer: u16, seq: u32) -> u8 {
     (h >> 56) as u8
 }
 
-fn fill_content(out: &mut [u8], start: usize, key: u8) {
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = ((start + i) % 251) as u8 ^ key;
+/// The content pattern's length: byte `i` is `(i % PERIOD) as u8 ^ key`.
+const PERIOD: usize = 251;
+
+/// One period of the content pattern for `key`.
+fn period(key: u8) -> [u8; PERIOD] {
+    let mut p = [0u8; PERIOD];
+    for (j, b) in p.iter_mut().enumerate() {
+        *b = j as u8 ^ key;
     }
+    p
+}
+
+/// Calls `f` on consecutive runs of `len` bytes of the pattern for `key`,
+/// starting at content offset `start`, with the offset of each run from
+/// the first: a copy per run instead of a division per byte. Stops early
+/// if `f` returns false, and says whether it did not.
+fn pattern_runs(
+    len: usize,
+    start: usize,
+    key: u8,
+    mut f: impl FnMut(usize, &[u8]) -> bool,
+) -> bool {
+    let p = period(key);
+    let mut phase = start % PERIOD;
+    let mut done = 0;
+    while done < len {
+        let n = (PERIOD - phase).min(len - done);
+        if !f(done, &p[phase..phase + n]) {
+            return false;
+        }
+        done += n;
+        phase = 0;
+    }
+    true
+}
+
+fn fill_content(out: &mut [u8], start: usize, key: u8) {
+    pattern_runs(out.len(), start, key, |at, run| {
+        out[at..at + run.len()].copy_from_slice(run);
+        true
+    });
 }
 
 /// The message `id` of `len` bytes.
@@ -168,10 +205,9 @@ pub fn is_small_prefix(bytes: &[u8]) -> bool {
 }
 
 fn content_ok(bytes: &[u8], start: usize, key: u8) -> bool {
-    bytes
-        .iter()
-        .enumerate()
-        .all(|(i, &b)| b == ((start + i) % 251) as u8 ^ key)
+    pattern_runs(bytes.len(), start, key, |at, run| {
+        bytes[at..at + run.len()] == *run
+    })
 }
 
 #[cfg(test)]
@@ -182,6 +218,25 @@ mod tests {
         producer: 1,
         seq: 7,
     };
+
+    #[test]
+    fn the_pattern_is_byte_i_mod_251_xor_key_from_any_start() {
+        for start in [0, 1, 16, 250, 251, 252, 1000] {
+            for len in [0, 1, 250, 251, 252, 600] {
+                let key = (start + len) as u8;
+                let want: Vec<u8> = (0..len).map(|i| ((start + i) % 251) as u8 ^ key).collect();
+                let mut got = vec![0u8; len];
+                fill_content(&mut got, start, key);
+                assert_eq!(got, want, "start {start} len {len}");
+                assert!(content_ok(&want, start, key));
+                if len > 0 {
+                    let mut bad = want.clone();
+                    bad[len - 1] ^= 1;
+                    assert!(!content_ok(&bad, start, key));
+                }
+            }
+        }
+    }
 
     #[test]
     fn whole_small_split_merged_corrupt() {

@@ -177,7 +177,7 @@ pub enum Variant {
     /// Not in the catalogue: a framed pipe reader whose read loop takes
     /// `EINTR` for end of stream: right until a signal arrives while it
     /// waits. Caught under the harness's signal storm
-    /// ([`RunOptions::signal_storm`](crate::harness::scenario::RunOptions)).
+    /// ([`RunOptions::signal_storm`](crate::harness::run::RunOptions)).
     EintrAsEof,
     /// Pitfall 9's transport form: a queue built Python's way: one pipe, a
     /// lock for its writers and one for its readers, each a plain semaphore
