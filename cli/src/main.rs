@@ -195,14 +195,16 @@ fn main() -> ExitCode {
             print!("{}", ipc_harness::probe::probe());
             ExitCode::SUCCESS
         }
-        Command::Fifo(cmd) => match cmd.run(&mut std::io::stdout().lock(), std::io::stdin().lock())
-        {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ipc-harness: {}", ipc_harness::error::chain(&e));
-                ExitCode::FAILURE
+        Command::Fifo(cmd) => {
+            let asked = cmd.clone();
+            match cmd.run(&mut std::io::stdout().lock(), std::io::stdin().lock()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ipc-harness: {}", asked.describe(&e));
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 
