@@ -85,7 +85,7 @@ pub enum Error {
 
     /// A value could not be encoded or decoded by the serde codec.
     #[cfg(feature = "serde")]
-    #[error("could not {action} a value with postcard")]
+    #[error("could not {action} a value with postcard: {source}")]
     Codec {
         /// `"encode"` or `"decode"`.
         action: &'static str,
@@ -94,8 +94,10 @@ pub enum Error {
         source: postcard::Error,
     },
 
-    /// The operating system refused; `context` names the operation.
-    #[error("{context} failed")]
+    /// The operating system refused; `context` names the operation, and the
+    /// display ends with the OS error: `pipe2 failed: Too many open files
+    /// (os error 24)` (also the [`source`](std::error::Error::source)).
+    #[error("{context} failed: {source}")]
     Io {
         /// What the crate was doing, e.g. `"pipe2"` or `"write to pipe"`.
         context: &'static str,
@@ -194,8 +196,9 @@ pub enum Error {
     },
 
     /// The operating system refused an operation on a path; `context` names
-    /// the operation, e.g. `"open"`.
-    #[error("could not {context} {}", path.display())]
+    /// the operation, e.g. `"open"`; the display ends with the OS error
+    /// (also the [`source`](std::error::Error::source)).
+    #[error("could not {context} {}: {source}", path.display())]
     PathIo {
         /// What the crate was doing, as a verb phrase: `"open"`, `"remove"`.
         context: &'static str,
@@ -297,13 +300,18 @@ impl Error {
 }
 
 /// `e` and each of its sources, joined by ": ", for a one-line message such
-/// as `write failed: Broken pipe (os error 32)`.
+/// as `write failed: Broken pipe (os error 32)`. A source whose text the
+/// message already ends with (as this crate's errors end with their OS
+/// error) is not repeated.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         source = inner.source();
     }
     s
@@ -320,12 +328,57 @@ mod tests {
     use super::*;
     use std::error::Error as _;
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("listen failed")]
+    struct Outer(#[source] Error);
+
+    #[test]
+    fn chain_adds_each_source_not_already_shown() {
+        let inner = Error::io("write", io::Error::from_raw_os_error(libc::EPIPE));
+        assert_eq!(
+            chain(&Outer(inner)),
+            "listen failed: write failed: Broken pipe (os error 32)"
+        );
+        let plain = io::Error::other("disk on fire");
+        assert_eq!(chain(&plain), "disk on fire");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn a_codec_error_shows_the_codecs_error_once() {
+        let e = Error::Codec {
+            action: "decode",
+            source: postcard::Error::DeserializeUnexpectedEnd,
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("could not decode a value with postcard: "),
+            "{text}"
+        );
+        assert_eq!(chain(&e), text);
+    }
+
     #[test]
     fn display_reads_as_a_sentence_and_keeps_the_os_error() {
         let e = Error::io("pipe2", io::Error::from_raw_os_error(libc::EMFILE));
-        assert_eq!(e.to_string(), "pipe2 failed");
+        assert_eq!(
+            e.to_string(),
+            "pipe2 failed: Too many open files (os error 24)"
+        );
         let src = e.source().expect("the OS error is the source");
         assert!(src.to_string().contains("Too many open files"), "{src}");
+        // Walking the sources does not say it twice.
+        assert_eq!(chain(&e), e.to_string());
+        let e = Error::path_io(
+            "open",
+            "/tmp/spam",
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        assert_eq!(
+            e.to_string(),
+            "could not open /tmp/spam: Permission denied (os error 13)"
+        );
+        assert_eq!(chain(&e), e.to_string());
         let e = Error::Truncated {
             expected: 10,
             got: 3,

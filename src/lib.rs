@@ -20,12 +20,18 @@
 //!
 //! | primitive | kernel object | boundaries | order | many writers | many readers |
 //! |---|---|---|---|---|---|
-//! | [`pipe()`] | `pipe2` | kept | kept | frames ≤ `PIPE_BUF` only | no |
+//! | [`pipe()`] | `pipe2` | kept | kept | no: one writer[^pipe-writers] | no |
 //! | [`duplex()`] | `socketpair(SOCK_STREAM)` | kept | kept, per direction | no | no |
 //! | [`Fifo`] | `mkfifo` | kept | kept, per writer | yes (`flock`) | no |
 //! | [`Queue`] | shared-memory ring + robust locks | kept | per producer | yes | yes |
 //! | [`JoinableQueue`] | a `Queue` + shared task counters | kept | per producer | yes | yes |
 //! | [`raw::RawPipe`] | `pipe2` | **none** | bytes only | writes ≤ `PIPE_BUF` | no |
+//!
+//! [^pipe-writers]: What [`pipe()`] promises, and the harness checks, is one
+//!     process sending and one receiving. Two writers sharing a [`Sender`]
+//!     across `fork` keep boundaries only while every frame is at most
+//!     `PIPE_BUF` bytes (the kernel's atomic write), which nothing enforces:
+//!     for many writers use a [`Fifo`] or a [`Queue`].
 //!
 //! ## Hello, pipe
 //! ```

@@ -212,6 +212,82 @@ impl FifoCommand {
     }
 }
 
+impl FifoCommand {
+    /// The one-line message for `e`, an error from [`FifoCommand::run`] on
+    /// this command: the error and its sources
+    /// ([`chain`](ipc_harness::error::chain)), with what to do next where
+    /// the error alone does not say it:
+    ///
+    /// - `send` into a directory that does not exist, or to a path with
+    ///   nothing at it: `send` creates neither; `listen` does (the
+    ///   directory with `--parents`), so start it first.
+    /// - A framed `listen` that read a length header which looks like text
+    ///   (e.g. `not `, 1852797984 bytes): the sender sent lines; use
+    ///   `--lines` on both sides.
+    pub fn describe(&self, e: &Error) -> String {
+        let text = ipc_harness::error::chain(e);
+        match (self, e) {
+            (FifoCommand::Send(a), Error::NoSuchDirectory { path }) => format!(
+                "the directory {} does not exist, so there is no FIFO at {} to send to; `fifo send` creates neither: start `ipc-harness fifo listen {} --parents{}` first (it creates both), then send",
+                parent_or_dot(path).display(),
+                path.display(),
+                shell_word(path),
+                if a.lines { " --lines" } else { "" },
+            ),
+            (FifoCommand::Send(a), Error::NotFound { path }) => format!(
+                "{text}: `fifo send` does not create the FIFO; `ipc-harness fifo listen {}{}` does: start it first, then send",
+                shell_word(path),
+                if a.lines { " --lines" } else { "" },
+            ),
+            (FifoCommand::Listen(a), _) if !a.lines => match text_header(e) {
+                Some(header) => format!(
+                    "{text}; the 4-byte length header reads as text ({header:?}), so the sender is probably sending lines: use --lines on both sides (`ipc-harness fifo listen --lines {path}` and `ipc-harness fifo send --lines {path} ...`), or on neither",
+                    path = shell_word(&a.path),
+                ),
+                None => text,
+            },
+            _ => text,
+        }
+    }
+}
+
+/// The length a framed receiver read from a header, if `e` reports one
+/// (a message cut short, or over the limit), as the 4 bytes it came from,
+/// when those bytes are printable ASCII text: a line, not a header.
+fn text_header(e: &Error) -> Option<String> {
+    let len = match e {
+        Error::Truncated { expected, .. } => *expected,
+        Error::TooLarge { len, .. } => *len,
+        _ => return None,
+    };
+    let bytes = u32::try_from(len).ok()?.to_be_bytes();
+    bytes
+        .iter()
+        .all(|&b| b.is_ascii_graphic() || b" \t\r\n".contains(&b))
+        .then(|| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn parent_or_dot(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// `path` as one shell word: as it is when it needs no quoting, else in
+/// single quotes.
+fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%,=".contains(&b));
+    if plain {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 enum Inbox {
     Frames(FifoReader),
     Lines(LineReader),
@@ -463,6 +539,40 @@ mod tests {
         assert!(parse(&["send", "/tmp/f", "--timeout", "-1"]).is_err());
         assert!(parse(&["send", "/tmp/f", "--timeout", "1", "--nonblock"]).is_err());
         assert!(parse(&["listen"]).is_err(), "PATH is required");
+    }
+
+    #[test]
+    fn a_length_header_that_reads_as_text_is_told_apart() {
+        let truncated = |expected| Error::Truncated { expected, got: 7 };
+        let header = |b: &[u8; 4]| u64::from(u32::from_be_bytes(*b));
+        assert_eq!(
+            text_header(&truncated(header(b"not "))).as_deref(),
+            Some("not ")
+        );
+        assert_eq!(
+            text_header(&truncated(header(b"ab\nc"))).as_deref(),
+            Some("ab\nc")
+        );
+        let too_large = Error::TooLarge {
+            len: header(b"Spam"),
+            max: 1 << 20,
+        };
+        assert_eq!(text_header(&too_large).as_deref(), Some("Spam"));
+        // Lengths a frame could well have are not text.
+        assert_eq!(text_header(&truncated(10_000)), None);
+        assert_eq!(text_header(&truncated(header(b"\0\0\x01\0"))), None);
+        assert_eq!(text_header(&truncated(1 << 40)), None);
+        assert_eq!(text_header(&Error::Closed), None);
+    }
+
+    #[test]
+    fn paths_in_suggested_commands_are_one_shell_word() {
+        assert_eq!(
+            shell_word(Path::new("/tmp/spam-1.fifo")),
+            "/tmp/spam-1.fifo"
+        );
+        assert_eq!(shell_word(Path::new("/tmp/my fifo")), "'/tmp/my fifo'");
+        assert_eq!(shell_word(Path::new("/tmp/it's")), "'/tmp/it'\\''s'");
     }
 
     #[test]

@@ -28,15 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the property campaign over every transport and print what held.
-    #[command(after_help = "Examples:
-  ipc-harness check                          # every primitive and raw transport
-  ipc-harness check --include-pitfalls       # and show each pitfall being caught
-  ipc-harness check --primitive 'pipe()' --cases 500
-  ipc-harness check --seed 42                # replay the same scenarios
-  ipc-harness check --signal-storm 200       # every process interrupted every 200 us
-  ipc-harness check --format json > check.json
-
-Exit status: 0 every promise held, 1 a promise was broken, 2 bad usage.")]
+    #[command(after_help = check_after_help(), after_long_help = check_after_long_help())]
     Check(CheckArgs),
     /// Run a pitfall's naive code for real, explain what happened, then run the fix.
     #[command(after_help = "Examples:
@@ -70,6 +62,33 @@ struct DemoArgs {
     /// Run every demo, in catalogue order.
     #[arg(long)]
     all: bool,
+}
+
+const CHECK_EXAMPLES: &str = "Examples:
+  ipc-harness check                          # every primitive and raw transport
+  ipc-harness check --include-pitfalls       # and show each pitfall being caught
+  ipc-harness check --primitive pipe --cases 500
+  ipc-harness check --primitive queue --primitive coalescing
+  ipc-harness check --seed 42                # replay the same scenarios
+  ipc-harness check --signal-storm 200       # every process interrupted every 200 us
+  ipc-harness check --format json > check.json";
+
+const CHECK_EXIT_STATUS: &str =
+    "Exit status: 0 when every primitive and raw transport kept its promises
+and every pitfall checked was caught; 1 when a promise was broken, or a
+pitfall was not caught (pitfalls are meant to break: catching them is
+the harness working); 2 bad usage. The verdict line says which.";
+
+fn check_after_help() -> String {
+    format!("{CHECK_EXAMPLES}\n\n{CHECK_EXIT_STATUS}")
+}
+
+/// `check --help`: also every name `--primitive` takes, from the registry.
+fn check_after_long_help() -> String {
+    format!(
+        "Names for --primitive (a short name or the full name, any case):\n{}\n{CHECK_EXAMPLES}\n\n{CHECK_EXIT_STATUS}",
+        registry::names_table()
+    )
 }
 
 fn demo(args: DemoArgs) -> ExitCode {
@@ -107,7 +126,9 @@ enum Format {
 
 #[derive(clap::Args)]
 struct CheckArgs {
-    /// Check only this transport (repeatable); see the table for names.
+    /// Check only this transport (repeatable): a short name such as `pipe`,
+    /// `queue` or `coalescing`, or the full name shown in the table, in any
+    /// case (`--help` lists them all).
     #[arg(long = "primitive", value_name = "NAME")]
     primitives: Vec<String>,
     /// Scenarios per transport.
@@ -139,7 +160,8 @@ struct CheckArgs {
     /// 10m, 1h), then print the figures. Exit 1 if any promise broke.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     soak: Option<Duration>,
-    /// Also run the deliberately broken pitfall variants (they must fail).
+    /// Also run the deliberately broken pitfall variants: each must be
+    /// caught breaking its promises, or the check fails.
     #[arg(long)]
     include_pitfalls: bool,
     /// Output format.
@@ -173,14 +195,16 @@ fn main() -> ExitCode {
             print!("{}", ipc_harness::probe::probe());
             ExitCode::SUCCESS
         }
-        Command::Fifo(cmd) => match cmd.run(&mut std::io::stdout().lock(), std::io::stdin().lock())
-        {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("ipc-harness: {}", ipc_harness::error::chain(&e));
-                ExitCode::FAILURE
+        Command::Fifo(cmd) => {
+            let asked = cmd.clone();
+            match cmd.run(&mut std::io::stdout().lock(), std::io::stdin().lock()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ipc-harness: {}", asked.describe(&e));
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 
@@ -208,20 +232,16 @@ fn check(args: CheckArgs) -> ExitCode {
         entries = registry::primitives();
     }
     if !args.primitives.is_empty() {
-        let all_names: Vec<String> = registry::all(true).iter().map(|e| e.name.clone()).collect();
-        for wanted in &args.primitives {
-            if !all_names.contains(wanted) {
+        match registry::select(args.primitives.iter().map(String::as_str)) {
+            Ok(chosen) => entries = chosen,
+            Err(unknown) => {
                 eprintln!(
-                    "ipc-harness: no transport named {wanted:?}; known: {}",
-                    all_names.join(", ")
+                    "ipc-harness: no transport named {unknown:?}; --primitive takes a short name or the full name, any case:\n{}",
+                    registry::names_table()
                 );
                 return ExitCode::from(2);
             }
         }
-        entries = registry::all(true)
-            .into_iter()
-            .filter(|e| args.primitives.contains(&e.name))
-            .collect();
     }
     let seed = args.seed.unwrap_or_else(fresh_seed);
     let mut config = CampaignConfig::new(args.cases, seed);
@@ -305,10 +325,9 @@ fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    // Pitfall rows break promises by design: with --include-pitfalls the
-    // expected exit status is 1, and a pitfall the harness missed is
-    // printed as MISSED.
-    let broken = results.iter().any(|(_, r)| !r.promises_held());
+    // Pitfall rows break promises by design: the verdict (and the exit
+    // status, from the same value) asks that each be caught.
+    let verdict = report::Verdict::of(&results);
     let out = &mut std::io::stdout().lock();
     let written = match args.format {
         Format::Text => report::text(
@@ -324,10 +343,10 @@ fn check(args: CheckArgs) -> ExitCode {
         eprintln!("ipc-harness: writing the report: {e}");
         return ExitCode::FAILURE;
     }
-    if broken {
-        ExitCode::from(1)
-    } else {
+    if verdict.passed() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -26,8 +26,12 @@ pub enum Kind {
 
 /// One checkable transport.
 pub struct Entry {
-    /// Its name, as `--primitive` takes it.
+    /// Its name, as `--primitive` takes it (and as the table shows it).
     pub name: String,
+    /// Short names `--primitive` also takes, e.g. `pipe` or `coalescing`
+    /// (matched without regard to case; one alias may name several entries,
+    /// as `duplex` names both directions).
+    pub aliases: Vec<&'static str>,
     /// What sort it is.
     pub kind: Kind,
     /// What it promises.
@@ -52,6 +56,7 @@ impl Entry {
     fn new<C: Channel + 'static>(kind: Kind, channel: C) -> Entry {
         Entry {
             name: channel.name(),
+            aliases: Vec::new(),
             kind,
             promises: channel.promises(),
             requires: None,
@@ -60,16 +65,37 @@ impl Entry {
         }
     }
 
+    /// This entry, also known by `aliases`.
+    fn alias(mut self, aliases: &[&'static str]) -> Entry {
+        self.aliases.extend_from_slice(aliases);
+        self
+    }
+
+    /// Whether `wanted` names this entry: its full name or one of its
+    /// aliases, in any case.
+    pub fn answers_to(&self, wanted: &str) -> bool {
+        let wanted = wanted.trim();
+        self.name.eq_ignore_ascii_case(wanted)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(wanted))
+    }
+
     /// Why this entry cannot run on this kernel, if it cannot.
     pub fn skip_reason(&self) -> Option<String> {
         self.requires.and_then(ipc_harness::probe::require)
     }
 
     /// A pitfall variant's entry: its transport, tuned with `tuning`.
+    /// Its aliases are the variant's name and, when it differs, the name of
+    /// the catalogue pitfall it shows (`unshared-task-counter` and
+    /// `task-done-too-many-times`).
     fn pitfall<C: Channel + 'static>(variant: Variant, channel: C, tuning: Tuning) -> Entry {
+        let mut aliases = vec![variant.name()];
+        if let Some(p) = variant.pitfall().filter(|p| p.name() != variant.name()) {
+            aliases.push(p.name());
+        }
         Entry {
             tuning,
-            ..Entry::new(Kind::Pitfall(variant), channel)
+            ..Entry::new(Kind::Pitfall(variant), channel).alias(&aliases)
         }
     }
 
@@ -132,11 +158,13 @@ impl Tuning {
 /// The crate's primitives.
 pub fn primitives() -> Vec<Entry> {
     vec![
-        Entry::new(Kind::Primitive, PipeChannel),
-        Entry::new(Kind::Primitive, DuplexChannel { reversed: false }),
-        Entry::new(Kind::Primitive, DuplexChannel { reversed: true }),
-        Entry::new(Kind::Primitive, FifoChannel),
-        Entry::new(Kind::Primitive, QueueChannel::DEFAULT),
+        Entry::new(Kind::Primitive, PipeChannel).alias(&["pipe"]),
+        Entry::new(Kind::Primitive, DuplexChannel { reversed: false })
+            .alias(&["duplex", "duplex-ab"]),
+        Entry::new(Kind::Primitive, DuplexChannel { reversed: true })
+            .alias(&["duplex", "duplex-ba"]),
+        Entry::new(Kind::Primitive, FifoChannel).alias(&["fifo"]),
+        Entry::new(Kind::Primitive, QueueChannel::DEFAULT).alias(&["queue"]),
         Entry::new(
             Kind::Primitive,
             QueueChannel {
@@ -144,8 +172,9 @@ pub fn primitives() -> Vec<Entry> {
                 ring_bytes: Some(4096),
                 racing_readers: false,
             },
-        ),
-        Entry::new(Kind::Primitive, JoinableChannel::DEFAULT),
+        )
+        .alias(&["queue-bounded"]),
+        Entry::new(Kind::Primitive, JoinableChannel::DEFAULT).alias(&["joinable"]),
     ]
 }
 
@@ -154,7 +183,14 @@ pub fn raw() -> Vec<Entry> {
     RawChannel::ALL
         .into_iter()
         .map(|c| {
-            let mut e = Entry::new(Kind::Raw, c);
+            let alias = match c.0 {
+                RawKind::Pipe => "raw-pipe",
+                RawKind::PacketPipe => "packet-pipe",
+                RawKind::Stream => "stream",
+                RawKind::SeqPacket => "seqpacket",
+                RawKind::Datagram => "dgram",
+            };
+            let mut e = Entry::new(Kind::Raw, c).alias(&[alias]);
             e.requires = match c.0 {
                 RawKind::PacketPipe => Some(Feature::PacketPipes),
                 RawKind::SeqPacket => Some(Feature::SeqPacket),
@@ -183,6 +219,7 @@ pub fn pitfalls() -> Vec<Entry> {
                 ..Tuning::PITFALL
             },
         ),
+        // `racing-readers` names both racing-readers entries.
         Entry::pitfall(
             Variant::RacingReaders,
             QueueChannel {
@@ -190,7 +227,8 @@ pub fn pitfalls() -> Vec<Entry> {
                 ..QueueChannel::DEFAULT
             },
             Tuning::PITFALL,
-        ),
+        )
+        .alias(&["racing-readers-queue"]),
         Entry::pitfall(
             Variant::UnsharedTaskCounter,
             JoinableChannel {
@@ -241,4 +279,44 @@ pub fn all(include_pitfalls: bool) -> Vec<Entry> {
         v.extend(pitfalls());
     }
     v
+}
+
+/// The entries `wanted` names (full names or aliases, any case; see
+/// [`Entry::answers_to`]), in registry order, each once; or the first name
+/// that names none.
+pub fn select<'a>(wanted: impl IntoIterator<Item = &'a str>) -> Result<Vec<Entry>, String> {
+    let everything = all(true);
+    let mut chosen = vec![false; everything.len()];
+    for w in wanted {
+        let mut found = false;
+        for (i, e) in everything.iter().enumerate() {
+            if e.answers_to(w) {
+                chosen[i] = true;
+                found = true;
+            }
+        }
+        if !found {
+            return Err(w.to_string());
+        }
+    }
+    Ok(everything
+        .into_iter()
+        .zip(chosen)
+        .filter_map(|(e, c)| c.then_some(e))
+        .collect())
+}
+
+/// Every name `--primitive` takes, one entry a line: its aliases, then its
+/// full name (quoted, as a shell needs it), e.g.
+/// `  pipe                   'pipe()'`.
+pub fn names_table() -> String {
+    let everything = all(true);
+    let rows: Vec<(String, String)> = everything
+        .iter()
+        .map(|e| (e.aliases.join(", "), format!("'{}'", e.name)))
+        .collect();
+    let w = rows.iter().map(|(a, _)| a.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(a, n)| format!("  {a:w$}  {n}\n"))
+        .collect()
 }

@@ -121,35 +121,114 @@ pub fn text(
             _ => {}
         }
     }
-    let primitives = results
-        .iter()
-        .filter(|(e, _)| e.kind == Kind::Primitive)
-        .count();
-    let ok = results
-        .iter()
-        .filter(|(e, _)| !matches!(e.kind, Kind::Pitfall(_)))
-        .all(|(_, r)| r.promises_held());
     writeln!(out)?;
-    if ok {
-        writeln!(
+    let verdict = Verdict::of(results);
+    write!(out, "{verdict}; {:.1}s.", elapsed.as_secs_f64())?;
+    if verdict.passed() && !include_pitfalls && verdict.pitfalls == 0 {
+        write!(
             out,
-            "verdict: every promise held ({primitives} primitive(s), {} transports, {:.1}s).{}",
-            results.len(),
-            elapsed.as_secs_f64(),
-            if include_pitfalls {
-                ""
-            } else {
-                " Add --include-pitfalls to see the harness catch each naive variant."
-            }
-        )?;
-    } else {
-        writeln!(
-            out,
-            "verdict: a promise was BROKEN (see above); {:.1}s",
-            elapsed.as_secs_f64()
+            " Add --include-pitfalls to see the harness catch each naive variant."
         )?;
     }
+    writeln!(out)?;
     Ok(())
+}
+
+/// What a `check` comes to: every primitive and raw transport must keep
+/// its promises, and every pitfall must be caught (its promises broken:
+/// the naive code is meant to fail). The exit status is 0 exactly when
+/// [`Verdict::passed`], and the verdict line (its `Display`) says which
+/// rows decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Primitives checked.
+    pub primitives: usize,
+    /// Raw transports checked.
+    pub raw: usize,
+    /// Pitfall entries checked.
+    pub pitfalls: usize,
+    /// Primitives and raw transports that broke a promise, by name.
+    pub broken: Vec<String>,
+    /// Pitfall entries the harness did not catch, by name.
+    pub missed: Vec<String>,
+}
+
+impl Verdict {
+    /// The verdict on `results`.
+    pub fn of(results: &[(Entry, CampaignResult)]) -> Verdict {
+        let mut v = Verdict {
+            primitives: 0,
+            raw: 0,
+            pitfalls: 0,
+            broken: Vec::new(),
+            missed: Vec::new(),
+        };
+        for (entry, result) in results {
+            match entry.kind {
+                Kind::Primitive => v.primitives += 1,
+                Kind::Raw => v.raw += 1,
+                Kind::Pitfall(_) => v.pitfalls += 1,
+            }
+            let held = result.promises_held();
+            match entry.kind {
+                Kind::Primitive | Kind::Raw if !held => v.broken.push(entry.name.clone()),
+                Kind::Pitfall(_) if held => v.missed.push(entry.name.clone()),
+                _ => {}
+            }
+        }
+        v
+    }
+
+    /// Every promise held and every pitfall was caught: exit status 0.
+    pub fn passed(&self) -> bool {
+        self.broken.is_empty() && self.missed.is_empty()
+    }
+}
+
+/// `verdict: PASS: every promise held (2 primitives, 1 raw transport) and
+/// every pitfall was caught (1 of 1)`, or `verdict: FAIL: ...` naming what
+/// broke and what was missed. No trailing period: the caller adds the time.
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let checked = format!(
+            "{}, {}",
+            plural(self.primitives, "primitive", "primitives"),
+            plural(self.raw, "raw transport", "raw transports")
+        );
+        let caught = self.pitfalls - self.missed.len();
+        let mut parts = Vec::new();
+        if self.broken.is_empty() {
+            if self.primitives + self.raw > 0 {
+                parts.push(format!("every promise held ({checked})"));
+            }
+        } else {
+            parts.push(format!(
+                "a promise was BROKEN by {} (see above; {checked} checked)",
+                self.broken.join(", ")
+            ));
+        }
+        if self.pitfalls > 0 {
+            if self.missed.is_empty() {
+                parts.push(format!(
+                    "every pitfall was caught ({caught} of {})",
+                    self.pitfalls
+                ));
+            } else {
+                parts.push(format!(
+                    "the harness MISSED {} ({caught} of {} pitfalls caught)",
+                    self.missed.join(", "),
+                    self.pitfalls
+                ));
+            }
+        }
+        if parts.is_empty() {
+            parts.push("nothing was checked".into());
+        }
+        let outcome = if self.passed() { "PASS" } else { "FAIL" };
+        write!(f, "verdict: {outcome}: {}", parts.join(" and "))
+    }
 }
 
 /// A table cell: `pass`, `FAIL Merged+Split`, `n/p`, `n/p! Lost`.

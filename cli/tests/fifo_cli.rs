@@ -208,3 +208,110 @@ fn send_refuses_a_shared_fifo_unless_allowed() {
     assert_eq!(fifo_cli::send(&path, &sopts, ["Spam 000"]).unwrap(), 1);
     assert_eq!(reader.recv_bytes().unwrap(), b"Spam 000");
 }
+
+// ---------------------------------------------------------------------------
+// What the binary says when a FIFO command fails: what to do next
+// ---------------------------------------------------------------------------
+
+fn binary() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ipc-harness"))
+}
+
+fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn send_into_a_missing_directory_says_to_start_listen_with_parents() {
+    // Other tests here reap every child: hold off while ours run.
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let path = dir.path().join("no").join("such").join("fifo");
+    let o = binary()
+        .args(["fifo", "send", path.to_str().unwrap(), "Spam 000"])
+        .output()
+        .unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "start `ipc-harness fifo listen {} --parents` first",
+            path.display()
+        )),
+        "{err}"
+    );
+    // Not advice `send` cannot follow.
+    assert!(!err.contains("ask for missing parents"), "{err}");
+}
+
+#[test]
+fn send_to_a_path_with_nothing_there_says_that_listen_creates_it() {
+    // Other tests here reap every child: hold off while ours run.
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let path = dir.path().join("spam");
+    let o = binary()
+        .args([
+            "fifo",
+            "send",
+            "--lines",
+            path.to_str().unwrap(),
+            "Spam 000",
+        ])
+        .output()
+        .unwrap();
+    let err = stderr_of(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "`ipc-harness fifo listen {} --lines` does: start it first",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn lines_sent_to_a_framed_listener_get_a_hint_to_use_lines_on_both_sides() {
+    // Other tests here reap every child: hold off while ours run.
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let path = dir.path().join("spam");
+    let p = path.to_str().unwrap();
+    let listener = binary()
+        .args(["fifo", "listen", p])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "the listener made no FIFO");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = binary()
+        .args([
+            "fifo",
+            "send",
+            "--lines",
+            "--timeout",
+            "10",
+            p,
+            "not a frame",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr_of(&sent));
+    let heard = listener.wait_with_output().unwrap();
+    let err = stderr_of(&heard);
+    assert_eq!(heard.status.code(), Some(1), "{err}");
+    assert!(err.contains("of 1852797984 bytes"), "{err}");
+    assert!(err.contains(r#"reads as text ("not ")"#), "{err}");
+    assert!(
+        err.contains(&format!(
+            "use --lines on both sides (`ipc-harness fifo listen --lines {p}` and `ipc-harness fifo send --lines {p} ...`)"
+        )),
+        "{err}"
+    );
+}

@@ -1,6 +1,6 @@
 //! [`FifoWriter`]: the write end of a FIFO, safe for many writers.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -36,23 +36,23 @@ pub struct FifoWriter {
 // locked writer used in a process other than the one that opened it first
 // reopens the FIFO (same inode, via /proc/self/fd/N) and locks its own
 // description: a writer inherited across fork still excludes its parent.
+// The new description is put under the writer's fd number (dup3), so the
+// number `as_fd` hands out stays the writer's for its whole life.
 // Within one process, the mutex serializes threads.
 #[derive(Debug)]
 enum WriterEnd {
     /// Every frame or line under an exclusive `flock`, taken per send.
-    Locked(Mutex<WriteEnd>),
+    Locked {
+        fd: OwnedFd,
+        /// The process whose open file description `fd` is; held while
+        /// sending.
+        owner: Mutex<Pid>,
+    },
     /// [`FifoOptions::small_messages`]: every frame or line is one write of
     /// at most `PIPE_BUF` bytes, which the kernel keeps whole; the fd holds
     /// a shared `flock` for its whole life, which keeps out writers of the
     /// locked kind.
     Small(OwnedFd),
-}
-
-#[derive(Debug)]
-struct WriteEnd {
-    fd: OwnedFd,
-    /// The process whose open file description `fd` is.
-    owner: Pid,
 }
 
 impl FifoWriter {
@@ -75,10 +75,10 @@ impl FifoWriter {
             });
         }
         Ok(FifoWriter {
-            end: WriterEnd::Locked(Mutex::new(WriteEnd {
+            end: WriterEnd::Locked {
                 fd,
-                owner: sys::cached_pid(),
-            })),
+                owner: Mutex::new(sys::cached_pid()),
+            },
             path: path.into(),
             max: frame::UNLIMITED,
         })
@@ -96,7 +96,7 @@ impl FifoWriter {
     pub fn set_max_message_size(&mut self, max: u64) {
         self.max = match self.end {
             WriterEnd::Small(_) => max.min(SMALL_MESSAGE_MAX as u64),
-            WriterEnd::Locked(_) => max,
+            WriterEnd::Locked { .. } => max,
         };
     }
 
@@ -110,32 +110,35 @@ impl FifoWriter {
     pub fn into_fd(self) -> OwnedFd {
         match self.end {
             WriterEnd::Small(fd) => fd,
-            WriterEnd::Locked(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()).fd,
+            WriterEnd::Locked { fd, .. } => fd,
         }
     }
 
     /// Runs `write` on the fd, holding the writers' lock unless in
     /// small-messages mode (where `write` is one atomic write).
     fn locked<T>(&self, write: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
-        let m = match &self.end {
+        let (fd, owner) = match &self.end {
             WriterEnd::Small(fd) => return write(fd.as_fd()),
-            WriterEnd::Locked(m) => m,
+            WriterEnd::Locked { fd, owner } => (fd, owner),
         };
-        let mut end = m.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut owner = owner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let me = sys::cached_pid();
-        if end.owner != me {
+        if *owner != me {
             // Inherited across fork: the open file description (and with it
-            // any flock) is shared with the parent. Get one of our own.
-            let fd = match sysfifo::reopen_nonblocking(end.fd.as_fd(), Access::Write) {
+            // any flock) is shared with the parent. Get one of our own, under
+            // the same fd number.
+            let new = match sysfifo::reopen_nonblocking(fd.as_fd(), Access::Write) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(Error::Closed),
                 Err(e) => return Err(Error::path_io("reopen", &self.path, e)),
             };
-            clear_nonblocking(fd.as_fd(), &self.path)?;
-            end.fd = fd;
-            end.owner = me;
+            clear_nonblocking(new.as_fd(), &self.path)?;
+            replace_description(fd, new).map_err(|e| Error::path_io("reopen", &self.path, e))?;
+            *owner = me;
         }
-        let fd = end.fd.as_fd();
+        let fd = fd.as_fd();
         sysfifo::lock_exclusive(fd).map_err(|e| Error::path_io("lock", &self.path, e))?;
         let result = write(fd);
         let unlocked = sysfifo::unlock(fd).map_err(|e| Error::path_io("unlock", &self.path, e));
@@ -177,5 +180,49 @@ impl FifoWriter {
             sys::write_all_vectored(fd, WriteKind::Pipe, &[line, newline])
                 .map_err(frame::write_error)
         })
+    }
+}
+
+/// Makes `fd`'s number refer to `new`'s open file description (closing
+/// `new`'s number), close-on-exec: `dup3`, which swaps the description
+/// atomically, so the number is never closed or free for another open.
+#[allow(unsafe_code)]
+fn replace_description(fd: &OwnedFd, new: OwnedFd) -> std::io::Result<()> {
+    loop {
+        // SAFETY: both numbers are open fds this writer owns (`fd` lives as
+        // long as the writer, `new` until the end of this function); dup3
+        // only changes what `fd`'s number refers to, and `fd` stays its
+        // owner. No memory is involved.
+        let r = unsafe { libc::dup3(new.as_raw_fd(), fd.as_raw_fd(), libc::O_CLOEXEC) };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// The writer's fd: the same number for the writer's whole life. A locked
+/// writer (the default) used in a process other than the one that opened
+/// it, as after `fork`, gets an open file description of its own on its
+/// first send, for its lock (see the [module docs](crate::fifo)); the new
+/// description is put under this same number (`dup3`), so the fd stays
+/// valid, stays the write end of the same FIFO, blocking and
+/// close-on-exec, and a poll on it keeps working. Writing to it directly
+/// bypasses the writers' lock.
+impl AsFd for FifoWriter {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.end {
+            WriterEnd::Small(fd) | WriterEnd::Locked { fd, .. } => fd.as_fd(),
+        }
+    }
+}
+
+/// The number of [`FifoWriter`]'s [`AsFd`] fd, with the same guarantees.
+impl AsRawFd for FifoWriter {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
     }
 }
