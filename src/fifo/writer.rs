@@ -135,7 +135,8 @@ impl FifoWriter {
                 Err(e) => return Err(Error::path_io("reopen", &self.path, e)),
             };
             clear_nonblocking(new.as_fd(), &self.path)?;
-            replace_description(fd, new).map_err(|e| Error::path_io("reopen", &self.path, e))?;
+            sys::replace_description(fd, new)
+                .map_err(|e| Error::path_io("reopen", &self.path, e))?;
             *owner = me;
         }
         let fd = fd.as_fd();
@@ -180,27 +181,6 @@ impl FifoWriter {
             sys::write_all_vectored(fd, WriteKind::Pipe, &[line, newline])
                 .map_err(frame::write_error)
         })
-    }
-}
-
-/// Makes `fd`'s number refer to `new`'s open file description (closing
-/// `new`'s number), close-on-exec: `dup3`, which swaps the description
-/// atomically, so the number is never closed or free for another open.
-#[allow(unsafe_code)]
-fn replace_description(fd: &OwnedFd, new: OwnedFd) -> std::io::Result<()> {
-    loop {
-        // SAFETY: both numbers are open fds this writer owns (`fd` lives as
-        // long as the writer, `new` until the end of this function); dup3
-        // only changes what `fd`'s number refers to, and `fd` stays its
-        // owner. No memory is involved.
-        let r = unsafe { libc::dup3(new.as_raw_fd(), fd.as_raw_fd(), libc::O_CLOEXEC) };
-        if r >= 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! File descriptors: pipes, socket pairs, and the flags and capacity of an fd.
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 
@@ -90,4 +90,24 @@ pub fn open_fds() -> io::Result<Vec<RawFd>> {
     });
     fds.sort_unstable();
     Ok(fds)
+}
+
+/// Makes `fd`'s number refer to `new`'s open file description (closing
+/// `new`'s number), close-on-exec: `dup3`, which swaps the description
+/// atomically, so the number is never closed or free for another open.
+pub fn replace_description(fd: &OwnedFd, new: OwnedFd) -> io::Result<()> {
+    loop {
+        // SAFETY: both numbers are open fds the caller owns (`fd` is borrowed
+        // for the call, `new` is owned until the end of this function); dup3
+        // only changes what `fd`'s number refers to, and `fd` stays its
+        // owner. No memory is involved.
+        let r = unsafe { libc::dup3(new.as_raw_fd(), fd.as_raw_fd(), libc::O_CLOEXEC) };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
 }
