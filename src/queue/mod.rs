@@ -152,7 +152,7 @@ pub const TASK_SLOTS: usize = 256;
 // `kill_point` but they compile to nothing, and nothing outside the crate
 // can name a kill point or reach a lock.
 #[cfg(feature = "test-hooks")]
-pub use hooks::{KillPoint, QueueLock, set_kill_point};
+pub use hooks::{KillPoint, QueueLock, set_kill_point, set_len_pause};
 
 /// Options for a [`Queue`]; start with [`Queue::builder`].
 #[derive(Debug, Clone)]
@@ -161,6 +161,7 @@ pub struct QueueBuilder {
     max_message: u64,
     ring_bytes: usize,
     racing_readers: bool,
+    two_load_len: bool,
     pub(crate) tasks: bool,
     pub(crate) local_tasks_pitfall: bool,
 }
@@ -215,6 +216,7 @@ impl QueueBuilder {
                 max_items: self.max_items,
                 max_message: self.max_message,
                 racing: self.racing_readers,
+                two_load_len: self.two_load_len,
                 tasks: self.tasks,
                 local_tasks_pitfall: self.local_tasks_pitfall,
                 local_tasks: AtomicU64::new(0),
@@ -253,6 +255,8 @@ pub(crate) struct Inner {
     max_items: u64,
     max_message: u64,
     racing: bool,
+    /// The two-load `len` pitfall (`QueueBuilder::two_load_len_pitfall`).
+    two_load_len: bool,
     /// Count tasks (a `JoinableQueue`): charge gets to the holder table.
     tasks: bool,
     /// The per-process task counter pitfall (`local_tasks` instead of the
@@ -295,6 +299,7 @@ impl Queue {
             max_message: u64::MAX,
             ring_bytes: DEFAULT_RING_BYTES,
             racing_readers: false,
+            two_load_len: false,
             tasks: false,
             local_tasks_pitfall: false,
         }
@@ -321,12 +326,11 @@ impl Queue {
         self.inner.max_message
     }
 
-    /// Messages put (completely) and not yet taken, across all processes.
+    /// Messages put (completely) and not yet taken, across all processes:
+    /// a value that was exact at one instant during the call, so never more
+    /// than [`max_items`](Self::max_items) (see `Inner::len` for why).
     pub fn len(&self) -> usize {
-        let h = self.inner.header();
-        let taken = h.cons.taken.load(Acquire);
-        let published = h.prod.published.load(Acquire);
-        published.saturating_sub(taken) as usize
+        self.inner.len()
     }
 
     /// True if no message is waiting.
@@ -520,9 +524,46 @@ impl Inner {
         }
     }
 
+    // Why `len` is exact. `published` and `taken` only grow. One load of
+    // each, one after the other, is not a snapshot: a process descheduled
+    // between them answered 2 on a queue bounded to 1 (it read `taken`,
+    // others then put and took, and it read a `published` far ahead of the
+    // `taken` it had). So `len` reads `taken` (t1), `published` (p), and
+    // `taken` again (t2), and retries until t1 == t2:
+    // - Exact at an instant: `taken` only grows, so it held t1 during the
+    //   whole interval between its two loads, in particular when `published`
+    //   was read: `p - t1` was the count at that instant.
+    // - Never above the bound: the producer that published p checked, under
+    //   the producer lock, that `p - 1 - t' < max_items` for a `taken` t' it
+    //   read before publishing. Our load of p synchronizes with that publish
+    //   (release/acquire), so our later load t2 is not older than t': t1 =
+    //   t2 >= t' >= p - max_items.
+    // - `taken` may pass `published` by one for the few instructions between
+    //   a producer's commit of `head` and of `published` (a consumer can take
+    //   the message in between; one producer commits at a time, by one). The
+    //   message is then both put and taken: the exact count is 0, which the
+    //   saturating subtraction answers.
+    // - Progress: lock-free, never waits on anyone. A retry means a message
+    //   was taken during the call; it takes no lock and sleeps never.
     fn len(&self) -> usize {
         let h = self.header();
-        let taken = h.cons.taken.load(Acquire);
-        h.prod.published.load(Acquire).saturating_sub(taken) as usize
+        if cfg!(feature = "test-hooks") && self.two_load_len {
+            // The pitfall: two loads, no snapshot.
+            let taken = h.cons.taken.load(Acquire);
+            hooks::len_pause();
+            return h.prod.published.load(Acquire).saturating_sub(taken) as usize;
+        }
+        let mut taken = h.cons.taken.load(SeqCst);
+        // The test hook widens the window once per call (a retry without it
+        // then has its usual few nanoseconds).
+        hooks::len_pause();
+        loop {
+            let published = h.prod.published.load(SeqCst);
+            let again = h.cons.taken.load(SeqCst);
+            if again == taken {
+                return published.saturating_sub(taken) as usize;
+            }
+            taken = again;
+        }
     }
 }
