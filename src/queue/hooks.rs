@@ -44,6 +44,12 @@ pub enum KillPoint {
     /// table but not yet to the total of tasks done (not in [`ALL`](Self::ALL),
     /// which lists the points of plain queue operations).
     TaskDoneMidCommit,
+    /// [`Queue::shutdown`] has stored the shut-down state and woken
+    /// nobody yet (not in [`ALL`](Self::ALL)).
+    ShutdownStored,
+    /// An immediate [`Queue::shutdown`] has discarded one message, under
+    /// the consumer lock, and not yet the others (not in [`ALL`](Self::ALL)).
+    ShutdownMidDrain,
 }
 
 #[cfg(feature = "test-hooks")]

@@ -149,7 +149,9 @@ impl Inner {
         // Each loss is counted once even if a repairer dies mid-repair: the
         // swaps clear the evidence before the count goes up.
         if c.cur_seq.load(Acquire) != 0 {
-            if c.discard.swap(1, SeqCst) == 0 {
+            // (A message an immediate shutdown was discarding, `discard ==
+            // 2`, is no loss: it stays discarded.)
+            if c.discard.compare_exchange(0, 1, SeqCst, SeqCst).is_ok() {
                 h.config.lost_by_consumers.fetch_add(1, SeqCst);
                 if self.tasks {
                     // The dead consumer was inside a message: its task can

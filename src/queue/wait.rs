@@ -145,6 +145,10 @@ impl Inner {
         deadline: Option<Instant>,
         ready: &dyn Fn() -> bool,
     ) -> Result<()> {
+        // A shut-down queue has no room for anyone (`shutdown.rs`).
+        if self.shutdown_state() != 0 {
+            return Err(Error::ShutDown);
+        }
         let left = match deadline {
             None => POLL,
             Some(d) => {
@@ -155,7 +159,12 @@ impl Inner {
                 (d - now).min(POLL)
             }
         };
-        Self::wait_on(&self.header().not_full, left, ready);
+        // Shutdown is part of the condition: a shutdown that lands while
+        // this waiter spins (not yet counted in `waiters`) must not leave it
+        // to sleep a whole `POLL`.
+        Self::wait_on(&self.header().not_full, left, || {
+            ready() || self.shutdown_state() != 0
+        });
         Ok(())
     }
 }
