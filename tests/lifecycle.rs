@@ -484,3 +484,103 @@ fn a_process_killed_inside_shutdown() {
         assert!(q.task_holders().is_empty(), "{case}");
     }
 }
+
+/// How the last consumer goes away. (Dropping its handle is not here: a
+/// forked child holds a copy of every handle its parent had, in memory it
+/// never frees, so only `close_consumer`, `close`, exit or death make a
+/// child stop being a consumer.)
+#[derive(Debug, Clone, Copy)]
+enum Leaves {
+    CloseConsumer,
+    Close,
+    Exits,
+    IsKilled,
+}
+
+/// No consumer left: a put waiting for room on a full queue (in another
+/// process) gets Closed once the last consumer goes, whichever way it goes;
+/// from then on every put gets Closed at once, `try_put` too (not Full).
+/// What was put stays put.
+#[test]
+fn puts_get_closed_once_every_consumer_is_gone() {
+    use Leaves::*;
+    for how in [CloseConsumer, Close, Exits, IsKilled] {
+        let _g = fork::serial();
+        let q = Queue::bounded(1).unwrap();
+        let go = Queue::new().unwrap();
+        let consumer = {
+            let (q, go) = (q.clone(), go.clone());
+            fork::spawn(move || {
+                q.close_producer();
+                go.close_producer();
+                let _ = go.get_bytes(); // "go"
+                match how {
+                    CloseConsumer => q.close_consumer(),
+                    Close => q.close(),
+                    Exits => return Vec::new(),
+                    IsKilled => {}
+                }
+                let _ = go.get_bytes(); // "release" (or killed waiting)
+                Vec::new()
+            })
+            .unwrap()
+        };
+        q.close_consumer(); // this process only produces
+        let putter = {
+            let q = q.clone();
+            fork::spawn(move || vec![code(&q.put_bytes(b"1")), code(&q.put_bytes(b"2"))]).unwrap()
+        };
+        // Let the second put wait for room (if it has not yet, it gets
+        // Closed all the same).
+        std::thread::sleep(Duration::from_millis(50));
+        if let IsKilled = how {
+            consumer.signal(libc::SIGKILL).unwrap();
+        } else {
+            go.put_bytes(b"go").unwrap();
+        }
+        let case = format!("{how:?}");
+        assert_eq!(
+            codes(&putter.wait(WAIT).unwrap().expect_success()),
+            "oC",
+            "{case}"
+        );
+        let after = [
+            code(&q.put_bytes(b"3")),
+            code(&q.try_put_bytes(b"4")),
+            code(&q.put_bytes_timeout(b"5", WAIT)),
+        ];
+        assert_eq!(codes(&after), "CCC", "{case}");
+        assert_eq!(q.len(), 1, "{case}");
+        go.put_bytes(b"release").unwrap();
+        let outcome = consumer.wait(WAIT).unwrap().outcome;
+        let expected = match how {
+            IsKilled => Outcome::Signaled(libc::SIGKILL),
+            _ => Outcome::Exited(0),
+        };
+        assert_eq!(outcome, expected, "{case}");
+    }
+}
+
+/// A consumer's handle after `close_consumer()`: its gets say Closed, its
+/// puts still work; while another process may still consume, a full
+/// queue's `try_put` says Full, not Closed.
+#[test]
+fn close_consumer_in_one_process() {
+    let _g = fork::serial();
+    let q = Queue::bounded(1).unwrap();
+    let other = {
+        let q = q.clone();
+        fork::spawn(move || {
+            q.close_consumer();
+            vec![
+                code(&q.get_bytes()),
+                code(&q.try_get_bytes()),
+                code(&q.put_bytes(b"x")),
+                code(&q.try_put_bytes(b"y")),
+            ]
+        })
+        .unwrap()
+    };
+    assert_eq!(codes(&other.wait(WAIT).unwrap().expect_success()), "CCoF");
+    assert_eq!(q.get_bytes().unwrap(), b"x");
+}

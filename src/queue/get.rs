@@ -17,7 +17,7 @@ const SHUTDOWN_RECHECK: Duration = Duration::from_millis(1);
 
 impl Inner {
     pub(super) fn get(&self, deadline: Option<Instant>, nonblocking: bool) -> Result<Vec<u8>> {
-        if self.closed.load(Relaxed) {
+        if self.closed.load(Relaxed) || self.get_closed.load(Relaxed) {
             return Err(Error::Closed);
         }
         self.map_in();

@@ -26,6 +26,9 @@ shm_safe! {
         /// 0 running, `SHUT` shut down, `SHUT_IMMEDIATE` shut down and
         /// emptied (`shutdown.rs`); only grows, one atomic store.
         pub(super) shutdown: AtomicU64,
+        /// 1 once a process saw that no consumer is left (`wait.rs`); it
+        /// never comes back.
+        pub(super) no_consumers: AtomicU64,
     }
 }
 

@@ -66,6 +66,19 @@
 //!   (within ~10 ms). So a process that only consumes should call
 //!   `close_producer()` first, and so should the parent once it has forked
 //!   its producers (see the example).
+//! - **No consumer left.** Symmetrically, every process that holds the
+//!   queue starts as a potential consumer, and stops being one when it calls
+//!   [`close_consumer`](Queue::close_consumer) or [`close`](Queue::close),
+//!   drops its last handle, exits, or is killed (a forked child of a process
+//!   that still is one is one too). Once no process is a consumer, a put
+//!   that would wait (a full bounded queue, or no ring room) gets
+//!   [`Error::Closed`] instead of waiting forever, including a put already
+//!   waiting (within ~10 ms); from the first such refusal on, every put in
+//!   every process gets [`Error::Closed`] at once. A put that has room
+//!   before anyone noticed still succeeds (checking on every put would cost
+//!   every put a system call): at most the queue's capacity (its bound or
+//!   its ring) is put after the last consumer left, and nobody takes it. So
+//!   a process that only produces should call `close_consumer()` first.
 //! - After [`close`](Queue::close), this process's puts and gets return
 //!   [`Error::Closed`] (Python raises `ValueError: Queue is closed`).
 //!
@@ -257,6 +270,8 @@ impl QueueBuilder {
         })
         .map_err(|e| Error::io("mmap shared queue", e))?;
         let (watch, token) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
+        let (consumers_watch, consumer_token) =
+            sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
         // A record carries at most a quarter of the ring (see `ring.rs`).
         let max_payload = (ring_len / 4).clamp(1, 1 << 30);
         Ok(Queue {
@@ -266,6 +281,9 @@ impl QueueBuilder {
                 put_closed: AtomicBool::new(false),
                 producer_token: Mutex::new(Some(token)),
                 producers_watch: watch,
+                get_closed: AtomicBool::new(false),
+                consumer_token: Mutex::new(Some(consumer_token)),
+                consumers_watch,
                 ring_len: ring_len as u64,
                 max_payload,
                 max_items: self.max_items,
@@ -305,6 +323,13 @@ pub(crate) struct Inner {
     producer_token: Mutex<Option<OwnedFd>>,
     /// Read end: `POLLHUP` once no process holds a write end.
     producers_watch: OwnedFd,
+    /// This process will get no more.
+    get_closed: AtomicBool,
+    /// Write end of the consumers pipe: this process may still get (see
+    /// `Inner::consumers_gone`).
+    consumer_token: Mutex<Option<OwnedFd>>,
+    /// Read end: `POLLHUP` once no process holds a write end.
+    consumers_watch: OwnedFd,
     ring_len: u64,
     max_payload: usize,
     max_items: u64,
@@ -460,12 +485,52 @@ impl Queue {
         token.take();
     }
 
+    /// This process will get no more: it stops counting as a consumer, so
+    /// producers can see [`Error::Closed`] once every consumer is gone (see
+    /// [Closed](self#contract)). Its later gets return [`Error::Closed`];
+    /// puts work as before. The counterpart of
+    /// [`close_producer`](Self::close_producer).
+    ///
+    /// ```
+    /// use ipc_harness::{Error, Queue, harness::fork};
+    /// use std::time::Duration;
+    ///
+    /// # let _serial = fork::serial(); // doctests run on threads: see harness::fork
+    /// let q = Queue::bounded(1)?;
+    /// let consumer = {
+    ///     let q = q.clone();
+    ///     fork::spawn(move || {
+    ///         q.close_producer();
+    ///         let first = q.get_bytes().unwrap();
+    ///         first // and exits: no consumer is left
+    ///     })?
+    /// };
+    /// q.close_consumer(); // this process only produces
+    /// q.put_bytes(b"one")?;
+    /// assert_eq!(consumer.wait(Duration::from_secs(10))?.expect_success(), b"one");
+    /// q.put_bytes(b"two")?; // fits: the queue holds one
+    /// // Full, and nobody will ever take from it: Closed, not a hang.
+    /// assert!(matches!(q.put_bytes(b"three"), Err(Error::Closed)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn close_consumer(&self) {
+        self.inner.get_closed.store(true, SeqCst);
+        let mut token = self
+            .inner
+            .consumer_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        token.take();
+    }
+
     /// Closes the queue in this process: later puts and gets here return
-    /// [`Error::Closed`], and it stops counting as a producer. Other
-    /// processes are unaffected. Everything already put stays in the queue.
+    /// [`Error::Closed`], and it stops counting as a producer and as a
+    /// consumer. Other processes are unaffected. Everything already put
+    /// stays in the queue.
     pub fn close(&self) {
         self.inner.closed.store(true, SeqCst);
         self.close_producer();
+        self.close_consumer();
     }
 
     /// Shuts the queue down, for every process (CPython 3.13's

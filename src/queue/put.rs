@@ -22,6 +22,10 @@ impl Inner {
         if self.shutdown_state() != 0 {
             return Err(Error::ShutDown);
         }
+        // Someone saw that no consumer is left (`wait.rs`).
+        if self.header().config.no_consumers.load(Relaxed) != 0 {
+            return Err(Error::Closed);
+        }
         crate::frame::check_len(msg.len() as u64, self.max_message)?;
         self.map_in();
         let h = self.header();
@@ -42,7 +46,13 @@ impl Inner {
             };
             while !has_slot() {
                 if nonblocking {
-                    return Err(Error::Full);
+                    // Full for good if nobody is left to take (a `poll`,
+                    // only on this path).
+                    return Err(if self.consumers_gone() {
+                        Error::Closed
+                    } else {
+                        Error::Full
+                    });
                 }
                 self.wait_producer(deadline, &has_slot)?;
             }
