@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use ipc_harness::harness::fork::{self, Outcome};
-use ipc_harness::queue::{KillPoint, Queue, set_kill_point, set_len_pause};
+use ipc_harness::queue::{KillPoint, Queue, QueueLock, set_kill_point, set_len_pause};
 use ipc_harness::{Error, JoinableQueue};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -583,4 +583,77 @@ fn close_consumer_in_one_process() {
     };
     assert_eq!(codes(&other.wait(WAIT).unwrap().expect_success()), "CCoF");
     assert_eq!(q.get_bytes().unwrap(), b"x");
+}
+
+/// A child holds one of `q`'s locks (as a process in the middle of a put or
+/// a get would) for `hold`, then releases it. Returns once it holds it.
+fn hold_lock(q: &Queue, which: QueueLock, hold: Duration) -> fork::Child {
+    let ready = Queue::new().unwrap();
+    let child = {
+        let (q, ready) = (q.clone(), ready.clone());
+        fork::spawn(move || {
+            let lock = q.lock_for_tests(which);
+            lock.lock(None).unwrap();
+            ready.put_bytes(b"held").unwrap();
+            std::thread::sleep(hold);
+            lock.unlock().unwrap();
+            Vec::new()
+        })
+        .unwrap()
+    };
+    ready.close_producer();
+    assert_eq!(ready.get_bytes().unwrap(), b"held");
+    child
+}
+
+/// Non-blocking and timed calls beside a lock held by another process:
+/// a zero timeout is never weaker than `try_*` (it waits, as they do, for a
+/// holder that is moving a message: here one that lets go after 50 ms), and
+/// `try_put` beside a put waiting on a full queue says Full instead of
+/// waiting for it.
+#[test]
+fn zero_timeouts_and_try_calls_beside_a_held_lock() {
+    let _g = fork::serial();
+    let q = Queue::bounded(2).unwrap();
+    q.put_bytes(b"a").unwrap();
+    q.put_bytes(b"b").unwrap();
+    let mut results = Vec::new();
+    // A get beside a consumer that holds the lock, with messages waiting.
+    let holder = hold_lock(&q, QueueLock::Consumer, Duration::from_millis(50));
+    results.push(code(&q.get_bytes_timeout(Duration::ZERO)));
+    holder.wait(WAIT).unwrap().expect_success();
+    let holder = hold_lock(&q, QueueLock::Consumer, Duration::from_millis(50));
+    results.push(code(&q.try_get_bytes()));
+    holder.wait(WAIT).unwrap().expect_success();
+    // A put beside a producer that holds the lock, with a slot free.
+    let holder = hold_lock(&q, QueueLock::Producer, Duration::from_millis(50));
+    results.push(code(&q.put_bytes_timeout(b"c", Duration::ZERO)));
+    holder.wait(WAIT).unwrap().expect_success();
+    let holder = hold_lock(&q, QueueLock::Producer, Duration::from_millis(50));
+    results.push(code(&q.try_put_bytes(b"d")));
+    holder.wait(WAIT).unwrap().expect_success();
+    assert_eq!(codes(&results), "oooo");
+    // Full: a put in another process waits for a slot, holding the lock;
+    // try_put and a zero timeout answer at once (Full, Timeout).
+    let waiting = {
+        let q = q.clone();
+        fork::spawn(move || vec![code(&q.put_bytes(b"e"))]).unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let answers = {
+        let q = q.clone();
+        fork::run(Duration::from_secs(5), move || {
+            vec![
+                code(&q.try_put_bytes(b"f")),
+                code(&q.put_bytes_timeout(b"g", Duration::ZERO)),
+            ]
+        })
+        .unwrap()
+    };
+    assert_eq!(answers.outcome, Outcome::Exited(0));
+    assert_eq!(codes(&answers.output), "FT");
+    assert_eq!(q.get_bytes().unwrap(), b"c");
+    assert_eq!(codes(&waiting.wait(WAIT).unwrap().expect_success()), "o");
+    let rest: Vec<Vec<u8>> = (0..2).map(|_| q.get_bytes().unwrap()).collect();
+    assert_eq!(rest, [b"d".to_vec(), b"e".to_vec()]);
 }

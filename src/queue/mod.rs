@@ -91,9 +91,11 @@
 //!   [`put_bytes_timeout`](Queue::put_bytes_timeout) gives up with
 //!   [`Error::Timeout`]; if it gives up inside a long message, nothing of
 //!   that message is delivered. [`try_put_bytes`](Queue::try_put_bytes)
-//!   refuses with [`Error::Full`] only when a bounded queue is full
-//!   ([`is_full`](Queue::is_full)); it may still wait for ring room that
-//!   consumers are freeing.
+//!   refuses with [`Error::Full`] when a bounded queue is full
+//!   ([`is_full`](Queue::is_full)), or when another put holds the lock and
+//!   the ring has no room for the start of its message; it may still wait
+//!   for ring room that consumers are freeing (see
+//!   [below](#non-blocking-and-timed-calls-beside-another-process)).
 //! - [`get_bytes`](Queue::get_bytes) waits while the queue is empty, until
 //!   a message comes or no producer is left ([`Error::Closed`]).
 //!   [`get_bytes_timeout`](Queue::get_bytes_timeout) gives up with
@@ -102,6 +104,36 @@
 //!   timeout, because the rest is streaming in (it stops if the producer
 //!   dies or gives up). [`try_get_bytes`](Queue::try_get_bytes) returns
 //!   [`Error::Empty`] at once if no message is waiting.
+//!
+//! # Non-blocking and timed calls beside another process
+//! Another process may hold the lock a call needs (a consumer in the middle
+//! of a get, a producer in the middle of a put). What the calls then do:
+//! - [`try_get_bytes`](Queue::try_get_bytes) answers [`Error::Empty`] at
+//!   once if no whole message is waiting (`len() == 0` at that instant).
+//!   Otherwise it waits for the holder, re-checking every 1 ms, and answers
+//!   `Empty` as soon as no message is waiting any more: it waits only for a
+//!   holder that is taking a message, at worst as long as that message's
+//!   transfer (for a message larger than the ring, as long as its producer
+//!   streams it).
+//! - [`try_put_bytes`](Queue::try_put_bytes) answers [`Error::Full`] at
+//!   once if a bounded queue is full, or if the ring has no room for the
+//!   start of its message (the holder is then waiting for consumers, not
+//!   writing). Otherwise it waits for the holder the same way, re-checking
+//!   every 1 ms, at worst as long as the holder's message takes to write:
+//!   no longer than `try_get_bytes` may wait. (Once it holds the lock, a
+//!   message longer than the free ring still streams, waiting for ring room
+//!   as described above.)
+//! - A timed call ([`get_bytes_timeout`](Queue::get_bytes_timeout),
+//!   [`put_bytes_timeout`](Queue::put_bytes_timeout)) waits for the lock
+//!   until its deadline; a deadline that has passed (a zero timeout) then
+//!   gets the `try_*` rule above. So a zero timeout is never weaker than
+//!   `try_*` at the lock: it succeeds where `try_*` would, answering
+//!   [`Error::Timeout`] where `try_*` answers `Empty` or `Full`. One
+//!   exception, for puts of a message that does not fit the free ring: a
+//!   timed put gives up at its deadline (nothing delivered), where
+//!   `try_put_bytes` keeps streaming.
+//! - Either kind answers [`Error::ShutDown`] and [`Error::Closed`] as a
+//!   blocking call does (see [Shutdown](#shutdown)).
 //!
 //! # Shutdown
 //! [`shutdown`](Queue::shutdown) is CPython 3.13's `Queue.shutdown`, for
@@ -583,8 +615,11 @@ impl Queue {
     }
 
     /// Puts one message if a message slot is free, else [`Error::Full`]
-    /// (only bounded queues are ever full). It may still wait for ring
-    /// space that consumers are freeing (see [Blocking](self#blocking)).
+    /// (only bounded queues are ever full, or a ring with no room while
+    /// another put holds the lock). It may still wait for ring space that
+    /// consumers are freeing, and for another put that is writing (see
+    /// [Blocking](self#blocking) and the [worst-case
+    /// waits](self#non-blocking-and-timed-calls-beside-another-process)).
     ///
     /// ```
     /// use ipc_harness::{Error, Queue};

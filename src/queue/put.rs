@@ -30,8 +30,13 @@ impl Inner {
         self.map_in();
         let h = self.header();
         let p = &h.prod;
-        let Some(_guard) = self.lock_producer(deadline)? else {
-            return Err(Error::Timeout);
+        let first_record = (RECORD_HEADER_LEN + msg.len().min(self.max_payload)) as u64;
+        let Some(_guard) = self.lock_producer_for_put(deadline, nonblocking, first_record)? else {
+            return Err(if nonblocking {
+                Error::Full
+            } else {
+                Error::Timeout
+            });
         };
         kill_point(KillPoint::ProducerLocked);
         // A shutdown that waited for this lock (see `shutdown.rs`).
