@@ -76,6 +76,12 @@ pub enum Error {
     #[error("task_done() called more times than items were put")]
     TaskDoneTooManyTimes,
 
+    /// The queue was shut down ([`Queue::shutdown`](crate::Queue::shutdown),
+    /// by any process): a put is refused, and a get found nothing left to
+    /// take (Python 3.13's `queue.ShutDown`).
+    #[error("the queue is shut down")]
+    ShutDown,
+
     /// A path that should be a FIFO is something else.
     #[error("{} is not a FIFO", path.display())]
     NotAFifo {

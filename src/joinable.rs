@@ -58,6 +58,12 @@
 //!   further processes still count as unfinished tasks, just not attributed
 //!   to a pid.
 //!
+//! - [`shutdown`](Queue::shutdown) (through `Deref`) shuts the queue down
+//!   for every process; an immediate one discards what is left and counts
+//!   the discarded tasks as done, so a blocked [`join`](JoinableQueue::join)
+//!   returns once the tasks gets returned are done (see the queue's
+//!   [Shutdown](crate::queue#shutdown)).
+//!
 //! # Deaths
 //! A death never applies half a change to the counts, and the report says
 //! who holds what:

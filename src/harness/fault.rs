@@ -29,7 +29,8 @@
 //!
 //! The faults a channel is given depend on what it promises
 //! ([`Promises`]): a channel whose producers would block forever once every
-//! consumer is gone (a queue) never loses all its consumers; one where a
+//! consumer is gone never loses all its consumers (a queue does not block
+//! then: its puts get `Closed`, so it may lose them all); one where a
 //! writer killed mid-message tears the stream for the others (a FIFO with
 //! several writers) never has a writer killed mid-message. Both limits are
 //! promises of their own, stated in the channel's docs, and a test shows

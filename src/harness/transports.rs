@@ -394,9 +394,13 @@ impl QueueChannel {
     };
 }
 
-/// A queue handle used by a producer process.
+/// A queue handle used by a producer process: it stops counting as a
+/// consumer on its first send (in its own process, after the fork).
 #[derive(Debug)]
-pub struct QueueProducer(Queue);
+pub struct QueueProducer {
+    queue: Queue,
+    declared: bool,
+}
 
 /// A queue handle used by a consumer process: it stops counting as a
 /// producer on its first receive (in its own process, after the fork).
@@ -426,9 +430,19 @@ fn arm_queue_kill_point(point: u8, producer: bool) -> bool {
     true
 }
 
+/// A producer's send: on the first, the process stops counting as a
+/// consumer (so that `Closed` can come once the consumers are gone).
+fn producer_put(queue: &Queue, declared: &mut bool, msg: &[u8]) -> Result<()> {
+    if !*declared {
+        queue.close_consumer();
+        *declared = true;
+    }
+    queue.put_bytes(msg)
+}
+
 impl Producer for QueueProducer {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.0.put_bytes(msg)
+        producer_put(&self.queue, &mut self.declared, msg)
     }
 
     fn arm_kill_point(&mut self, point: u8) -> bool {
@@ -475,10 +489,12 @@ impl Channel for QueueChannel {
         name
     }
 
-    /// A put waits for ring room even when no consumer is left, as
-    /// Python's does: the fault generator spares the last consumer.
+    /// Once every consumer is gone, a put that would wait for a slot or for
+    /// ring room gets `Closed` (each producer declares on its first send
+    /// that it will not consume), so the fault generator may remove every
+    /// consumer.
     fn promises(&self) -> Promises {
-        Promises::MESSAGES.sends_block_without_consumers()
+        Promises::MESSAGES
     }
 
     fn open(
@@ -500,7 +516,10 @@ impl Channel for QueueChannel {
         let queue = builder.build()?;
         Ok(Ends {
             producers: (0..producers)
-                .map(|_| QueueProducer(queue.clone()))
+                .map(|_| QueueProducer {
+                    queue: queue.clone(),
+                    declared: false,
+                })
                 .collect(),
             consumers: (0..consumers)
                 .map(|_| QueueConsumer {
@@ -534,9 +553,13 @@ impl JoinableChannel {
     };
 }
 
-/// A joinable queue handle used by a producer process.
+/// A joinable queue handle used by a producer process: it stops counting
+/// as a consumer on its first send.
 #[derive(Debug)]
-pub struct JoinableProducer(JoinableQueue);
+pub struct JoinableProducer {
+    queue: JoinableQueue,
+    declared: bool,
+}
 
 /// A joinable queue handle used by a consumer process: it stops counting as
 /// a producer on its first receive, marks each message done after taking
@@ -549,7 +572,7 @@ pub struct JoinableConsumer {
 
 impl Producer for JoinableProducer {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.0.put_bytes(msg)
+        producer_put(&self.queue, &mut self.declared, msg)
     }
 
     fn arm_kill_point(&mut self, point: u8) -> bool {
@@ -596,9 +619,8 @@ impl Channel for JoinableChannel {
     }
 
     fn promises(&self) -> Promises {
-        Promises::MESSAGES
-            .with_tasks()
-            .sends_block_without_consumers()
+        // Sends fail without consumers, as `QueueChannel`'s do.
+        Promises::MESSAGES.with_tasks()
     }
 
     fn open(
@@ -617,7 +639,10 @@ impl Channel for JoinableChannel {
         let queue = builder.build()?;
         Ok(Ends {
             producers: (0..producers)
-                .map(|_| JoinableProducer(queue.clone()))
+                .map(|_| JoinableProducer {
+                    queue: queue.clone(),
+                    declared: false,
+                })
                 .collect(),
             consumers: (0..consumers)
                 .map(|_| JoinableConsumer {

@@ -1,18 +1,23 @@
 //! A get: the consumer side of the ring.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::hooks::{KillPoint, kill_point};
 use super::ring::{FIRST, LAST};
+use super::shutdown::SHUT_IMMEDIATE;
 use super::wait::POLL;
 use super::{Inner, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::sys;
 
+/// How often a get on a shut-down, empty queue re-checks for a put still in
+/// progress.
+const SHUTDOWN_RECHECK: Duration = Duration::from_millis(1);
+
 impl Inner {
     pub(super) fn get(&self, deadline: Option<Instant>, nonblocking: bool) -> Result<Vec<u8>> {
-        if self.closed.load(Relaxed) {
+        if self.closed.load(Relaxed) || self.get_closed.load(Relaxed) {
             return Err(Error::Closed);
         }
         self.map_in();
@@ -21,9 +26,13 @@ impl Inner {
         }
         let h = self.header();
         let c = &h.cons;
+        if nonblocking && self.shutdown_state() != 0 && self.len() == 0 {
+            // Answered without the consumer lock: its holder may be waiting.
+            return Err(self.nothing_to_take()?);
+        }
         let Some(_guard) = self.lock_consumer(deadline, nonblocking)? else {
             return Err(if nonblocking {
-                Error::Empty
+                self.nothing_to_take()?
             } else {
                 Error::Timeout
             });
@@ -33,13 +42,17 @@ impl Inner {
         }
         kill_point(KillPoint::ConsumerLocked);
         if nonblocking && self.len() == 0 && c.cur_seq.load(Relaxed) == 0 {
-            return Err(Error::Empty);
+            return Err(self.nothing_to_take()?);
         }
         let mut buf = Vec::new();
         // Started when a message first stalls (not on every get: reading
         // the clock is a measurable part of a same-core round trip).
         let mut last_probe: Option<Instant> = None;
         loop {
+            if self.shutdown_state() == SHUT_IMMEDIATE {
+                self.drain_locked()?;
+                return Err(Error::ShutDown);
+            }
             let tail = c.tail.load(Relaxed);
             let mut head = self.head_seen.load(Acquire);
             if head <= tail {
@@ -73,13 +86,30 @@ impl Inner {
                         last_probe = Some(Instant::now());
                         continue;
                     }
-                    Self::wait_on(&h.not_empty, POLL, || h.prod.head.load(Acquire) != tail);
+                    Self::wait_on(&h.not_empty, POLL, || {
+                        h.prod.head.load(Acquire) != tail || self.shutdown_state() == SHUT_IMMEDIATE
+                    });
+                    continue;
+                }
+                if self.shutdown_state() != 0 {
+                    // Empty and shut down: ShutDown once no put is in
+                    // progress (it may still publish; see `shutdown.rs`).
+                    if self.probe_producer()? && h.prod.head.load(Acquire) == tail {
+                        return Err(Error::ShutDown);
+                    }
+                    if nonblocking {
+                        return Err(Error::Empty);
+                    }
+                    Self::wait_on(&h.not_empty, SHUTDOWN_RECHECK, || {
+                        h.prod.head.load(Acquire) != tail
+                    });
                     continue;
                 }
                 if nonblocking {
                     return Err(Error::Empty);
                 }
-                let ready = || h.prod.head.load(Acquire) != tail;
+                // (A shutdown too: see `wait_producer`.)
+                let ready = || h.prod.head.load(Acquire) != tail || self.shutdown_state() != 0;
                 // Spin before the closed check: its `poll` is a system call
                 // a busy queue should not pay on every get.
                 if Self::spin(&h.not_empty, &ready) {
@@ -165,6 +195,18 @@ impl Inner {
         }
     }
 
+    /// What a non-blocking get that found no message answers: `ShutDown` if
+    /// the queue is shut down and no put is in progress (whose message may
+    /// yet come: `Empty` then), else `Empty`.
+    fn nothing_to_take(&self) -> Result<Error> {
+        Ok(match self.shutdown_state() {
+            0 => Error::Empty,
+            SHUT_IMMEDIATE => Error::ShutDown,
+            _ if self.probe_producer()? => Error::ShutDown,
+            _ => Error::Empty,
+        })
+    }
+
     /// The racing-readers pitfall: no consumer lock, private progress.
     fn get_racing(&self, deadline: Option<Instant>, nonblocking: bool) -> Result<Vec<u8>> {
         let h = self.header();
@@ -175,6 +217,9 @@ impl Inner {
             let tail = c.tail.load(Acquire);
             let head = h.prod.head.load(Acquire);
             if head <= tail {
+                if !started && self.shutdown_state() != 0 {
+                    return Err(Error::ShutDown);
+                }
                 if nonblocking && !started {
                     return Err(Error::Empty);
                 }

@@ -44,6 +44,12 @@ pub enum KillPoint {
     /// table but not yet to the total of tasks done (not in [`ALL`](Self::ALL),
     /// which lists the points of plain queue operations).
     TaskDoneMidCommit,
+    /// [`Queue::shutdown`] has stored the shut-down state and woken
+    /// nobody yet (not in [`ALL`](Self::ALL)).
+    ShutdownStored,
+    /// An immediate [`Queue::shutdown`] has discarded one message, under
+    /// the consumer lock, and not yet the others (not in [`ALL`](Self::ALL)).
+    ShutdownMidDrain,
 }
 
 #[cfg(feature = "test-hooks")]
@@ -116,8 +122,42 @@ fn kill_point_slow() {
     }
 }
 
+/// Tests only: every `len()` (and `is_empty`, `is_full`) in this process
+/// sleeps `pause` between its first two loads, to widen the window a
+/// descheduled caller has there. `Duration::ZERO` turns it off.
+#[cfg(feature = "test-hooks")]
+pub fn set_len_pause(pause: Duration) {
+    LEN_PAUSE_US.store(pause.as_micros().min(u32::MAX as u128) as u32, SeqCst);
+}
+
+#[cfg(feature = "test-hooks")]
+static LEN_PAUSE_US: AtomicU32 = AtomicU32::new(0);
+
+#[cfg(feature = "test-hooks")]
+#[inline]
+pub(super) fn len_pause() {
+    let us = LEN_PAUSE_US.load(Relaxed);
+    if us != 0 {
+        std::thread::sleep(Duration::from_micros(u64::from(us)));
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(super) fn len_pause() {}
+
 #[cfg(feature = "test-hooks")]
 impl QueueBuilder {
+    /// The two-load `len` pitfall: `len()` reads the taken counter, then the
+    /// published one, with no snapshot, so a caller descheduled between the
+    /// loads can answer more than the bound. Broken on purpose, for the
+    /// tests that prove a linearizability checker catches it (only with the
+    /// `test-hooks` feature).
+    pub fn two_load_len_pitfall(mut self, on: bool) -> Self {
+        self.two_load_len = on;
+        self
+    }
+
     /// The racing-readers pitfall: consumers take records without the
     /// consumer lock. Broken on purpose, for the tests that prove the
     /// oracle catches it (only with the `test-hooks` feature).

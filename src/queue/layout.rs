@@ -23,6 +23,12 @@ shm_safe! {
         pub(super) max_message: AtomicU64,
         pub(super) lost_by_producers: AtomicU64,
         pub(super) lost_by_consumers: AtomicU64,
+        /// 0 running, `SHUT` shut down, `SHUT_IMMEDIATE` shut down and
+        /// emptied (`shutdown.rs`); only grows, one atomic store.
+        pub(super) shutdown: AtomicU64,
+        /// 1 once a process saw that no consumer is left (`wait.rs`); it
+        /// never comes back.
+        pub(super) no_consumers: AtomicU64,
     }
 }
 
@@ -62,8 +68,11 @@ shm_safe! {
         pub(super) taken: AtomicU64,
         /// The message being taken, 0 if none.
         pub(super) cur_seq: AtomicU64,
-        /// 1 if the rest of `cur_seq` is to be skipped (its taker died).
+        /// 1 if the rest of `cur_seq` is to be skipped (its taker died), 2
+        /// if an immediate shutdown is discarding it (`shutdown.rs`).
         pub(super) discard: AtomicU64,
+        /// Messages an immediate shutdown discarded (also counted in `taken`).
+        pub(super) discarded: AtomicU64,
         /// A whole message taken by the lock holder, not yet handed to its caller.
         pub(super) delivering: AtomicU64,
         pub(super) phase: AtomicU64,
@@ -72,6 +81,7 @@ shm_safe! {
         pub(super) p_cur_seq: AtomicU64,
         pub(super) p_discard: AtomicU64,
         pub(super) p_delivering: AtomicU64,
+        pub(super) p_discarded: AtomicU64,
         /// The pid of the consumer lock's holder (to charge a message it dies
         /// inside to it, for `JoinableQueue`).
         pub(super) holder_pid: AtomicU64,

@@ -79,6 +79,53 @@ impl Inner {
         self.take(lock, lock.lock(deadline), Self::repair_producer)
     }
 
+    /// The producer lock for a put of a message whose first record is
+    /// `need` bytes. Blocking: waits until `deadline`; a deadline that runs
+    /// out (or is zero) then gets the non-blocking rule, so a timed put is
+    /// never weaker than `try_put`. Non-blocking: while another put holds
+    /// the lock, waits for it (in 1 ms slices) only while the queue has a
+    /// slot and the ring has room for `need` bytes, i.e. while the holder is
+    /// writing rather than waiting: `None` (`Full`) as soon as it has not.
+    pub(super) fn lock_producer_for_put(
+        &self,
+        deadline: Option<Instant>,
+        nonblocking: bool,
+        need: u64,
+    ) -> Result<Option<Guard<'_>>> {
+        let lock = &self.header().prod_lock.lock;
+        if !nonblocking {
+            match lock.lock(deadline) {
+                Ok(Locked::TimedOut) if deadline.is_some() => {}
+                got => return self.take(lock, got, Self::repair_producer),
+            }
+        }
+        let got = loop {
+            match lock.try_lock() {
+                Ok(Locked::Busy) => {}
+                got => break got,
+            }
+            if self.no_room_now(need) {
+                return Ok(None);
+            }
+            match lock.lock(Some(Instant::now() + Duration::from_millis(1))) {
+                Ok(Locked::TimedOut | Locked::Busy) => continue,
+                got => break got,
+            }
+        };
+        self.take(lock, got, Self::repair_producer)
+    }
+
+    /// True if a bounded queue is full, or the ring has not `need` free
+    /// bytes, at one instant (`tail` is read first: `head` only grows, so
+    /// the difference is never below the true one).
+    fn no_room_now(&self, need: u64) -> bool {
+        let h = self.header();
+        let tail = h.cons.tail.load(Acquire);
+        let head = h.prod.head.load(Acquire);
+        (self.max_items != 0 && self.len() as u64 >= self.max_items)
+            || self.ring_len.saturating_sub(head.saturating_sub(tail)) < need
+    }
+
     /// Takes the producer lock if it is free, repairs it if its owner died,
     /// and releases it. True if it was free (no put in progress).
     pub(super) fn probe_producer(&self) -> Result<bool> {
@@ -133,7 +180,14 @@ impl Inner {
                 }
             }
         } else {
-            lock.lock(deadline)
+            match lock.lock(deadline) {
+                // A deadline that ran out (or was zero) gets the
+                // non-blocking rule: never weaker than `try_get`.
+                Ok(Locked::TimedOut) if deadline.is_some() => {
+                    return self.lock_consumer(None, true);
+                }
+                got => got,
+            }
         };
         self.take(lock, got, Self::repair_consumer)
     }
@@ -149,7 +203,9 @@ impl Inner {
         // Each loss is counted once even if a repairer dies mid-repair: the
         // swaps clear the evidence before the count goes up.
         if c.cur_seq.load(Acquire) != 0 {
-            if c.discard.swap(1, SeqCst) == 0 {
+            // (A message an immediate shutdown was discarding, `discard ==
+            // 2`, is no loss: it stays discarded.)
+            if c.discard.compare_exchange(0, 1, SeqCst, SeqCst).is_ok() {
                 h.config.lost_by_consumers.fetch_add(1, SeqCst);
                 if self.tasks {
                     // The dead consumer was inside a message: its task can

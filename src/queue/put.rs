@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::hooks::{KillPoint, kill_point};
 use super::ring::{FIRST, LAST, Record};
+use super::shutdown::SHUT_IMMEDIATE;
 use super::{Inner, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 
@@ -18,14 +19,30 @@ impl Inner {
         if self.closed.load(Relaxed) || self.put_closed.load(Relaxed) {
             return Err(Error::Closed);
         }
+        if self.shutdown_state() != 0 {
+            return Err(Error::ShutDown);
+        }
+        // Someone saw that no consumer is left (`wait.rs`).
+        if self.header().config.no_consumers.load(Relaxed) != 0 {
+            return Err(Error::Closed);
+        }
         crate::frame::check_len(msg.len() as u64, self.max_message)?;
         self.map_in();
         let h = self.header();
         let p = &h.prod;
-        let Some(_guard) = self.lock_producer(deadline)? else {
-            return Err(Error::Timeout);
+        let first_record = (RECORD_HEADER_LEN + msg.len().min(self.max_payload)) as u64;
+        let Some(_guard) = self.lock_producer_for_put(deadline, nonblocking, first_record)? else {
+            return Err(if nonblocking {
+                Error::Full
+            } else {
+                Error::Timeout
+            });
         };
         kill_point(KillPoint::ProducerLocked);
+        // A shutdown that waited for this lock (see `shutdown.rs`).
+        if self.shutdown_state() != 0 {
+            return Err(Error::ShutDown);
+        }
 
         if self.max_items != 0 {
             let has_slot = || {
@@ -34,7 +51,13 @@ impl Inner {
             };
             while !has_slot() {
                 if nonblocking {
-                    return Err(Error::Full);
+                    // Full for good if nobody is left to take (a `poll`,
+                    // only on this path).
+                    return Err(if self.consumers_gone() {
+                        Error::Closed
+                    } else {
+                        Error::Full
+                    });
                 }
                 self.wait_producer(deadline, &has_slot)?;
             }
@@ -62,14 +85,24 @@ impl Inner {
                 self.tail_seen.store(tail, Release);
                 self.ring_len - (head - tail) >= need
             };
-            while !has_room() {
-                if let Err(e) = self.wait_producer(deadline, &has_room) {
-                    // Give the message up: the consumer drops what it saw.
-                    p.abandoned_seq.store(seq, Release);
-                    p.cur_seq.store(0, Release);
-                    Self::wake(&h.not_empty);
-                    return Err(e);
+            // An immediate shutdown stops a long message between records.
+            let ready = loop {
+                if self.shutdown_state() == SHUT_IMMEDIATE {
+                    break Err(Error::ShutDown);
                 }
+                if has_room() {
+                    break Ok(());
+                }
+                if let Err(e) = self.wait_producer(deadline, &has_room) {
+                    break Err(e);
+                }
+            };
+            if let Err(e) = ready {
+                // Give the message up: the consumer drops what it saw.
+                p.abandoned_seq.store(seq, Release);
+                p.cur_seq.store(0, Release);
+                Self::wake(&h.not_empty);
+                return Err(e);
             }
             let head = p.head.load(Relaxed);
             let last = off + chunk == total;

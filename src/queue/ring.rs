@@ -150,6 +150,24 @@ impl Inner {
         c.p_cur_seq.store(cur_seq, Relaxed);
         c.p_discard.store(discard, Relaxed);
         c.p_delivering.store(delivering, Relaxed);
+        c.p_discarded.store(c.discarded.load(Relaxed), Relaxed);
+        c.phase.store(1, Release);
+        kill_point(KillPoint::ConsumerMidCommit);
+        self.apply_consumer_commit();
+    }
+
+    /// The commit of an immediate shutdown's drain at a message's `LAST`
+    /// record: taken, and counted as discarded, in one commit.
+    pub(super) fn commit_consumer_discarding(&self, tail: u64, taken: u64, discarded: u64) {
+        let c = &self.header().cons;
+        c.p_slot.store(0, Relaxed);
+        c.p_slot_taken.store(0, Relaxed);
+        c.p_tail.store(tail, Relaxed);
+        c.p_taken.store(taken, Relaxed);
+        c.p_cur_seq.store(0, Relaxed);
+        c.p_discard.store(0, Relaxed);
+        c.p_delivering.store(0, Relaxed);
+        c.p_discarded.store(discarded, Relaxed);
         c.phase.store(1, Release);
         kill_point(KillPoint::ConsumerMidCommit);
         self.apply_consumer_commit();
@@ -164,6 +182,7 @@ impl Inner {
         c.cur_seq.store(c.p_cur_seq.load(Relaxed), Release);
         c.discard.store(c.p_discard.load(Relaxed), Release);
         c.delivering.store(c.p_delivering.load(Relaxed), Release);
+        c.discarded.store(c.p_discarded.load(Relaxed), Release);
         self.apply_charge(c.p_slot.load(Relaxed), c.p_slot_taken.load(Relaxed));
         c.phase.store(0, Release);
     }

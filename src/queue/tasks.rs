@@ -47,6 +47,7 @@ use super::Inner;
 use super::hooks::{KillPoint, kill_point};
 use super::layout::{TaskSlot, UNTRACKED};
 use super::locks::Guard;
+use super::shutdown::SHUT_IMMEDIATE;
 use super::wait::{POLL, Wait};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -97,6 +98,9 @@ impl Inner {
     pub(crate) fn unfinished_tasks(&self) -> u64 {
         if cfg!(feature = "test-hooks") && self.local_tasks_pitfall {
             return self.local_tasks.load(SeqCst);
+        }
+        if self.shutdown_state() == SHUT_IMMEDIATE {
+            return self.unfinished_after_immediate();
         }
         let h = self.header();
         let done = h.tasks.done.load(SeqCst);
@@ -156,7 +160,14 @@ impl Inner {
         let t = &h.tasks;
         let _guard = self.lock_tasks()?;
         let done = t.done.load(Relaxed);
-        if done >= h.prod.published.load(SeqCst) {
+        // After an immediate shutdown, only the tasks gets returned can be
+        // done (the discarded ones count as done: CPython 3.13 subtracts them).
+        let limit = if self.shutdown_state() == SHUT_IMMEDIATE {
+            self.tasks_gotten()
+        } else {
+            h.prod.published.load(SeqCst)
+        };
+        if done >= limit {
             return Err(Error::TaskDoneTooManyTimes);
         }
         let me = sys::cached_pid() as u64;
@@ -191,7 +202,7 @@ impl Inner {
         // Joiners wait for zero only. `published` only grows, so if this
         // read says the count is not zero, it was not zero when `done` was
         // stored, and the task_done that does reach zero will wake them.
-        if done + 1 >= h.prod.published.load(SeqCst) {
+        if done + 1 >= h.prod.published.load(SeqCst) || self.unfinished_tasks() == 0 {
             Self::wake(&h.joined);
         }
         Ok(())

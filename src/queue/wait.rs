@@ -64,6 +64,31 @@ impl Inner {
         )
     }
 
+    // No consumer left is the same pipe trick the other way round: each
+    // handle holds the write end of a "consumers" pipe, `close_consumer`
+    // drops it, the kernel closes it at exit or death, and `POLLHUP` on the
+    // read end says no potential consumer is left. That cannot be undone (a
+    // write end, once every copy is closed, cannot come back), so the first
+    // process to see it records it in the shared `no_consumers` word, which
+    // every put reads at its start. A put polls the pipe only before it
+    // sleeps, never on its fast path.
+
+    /// True once no process holds the consumers pipe's write end.
+    pub(super) fn consumers_gone(&self) -> bool {
+        let seen = &self.header().config.no_consumers;
+        if seen.load(Relaxed) != 0 {
+            return true;
+        }
+        let gone = matches!(
+            sys::wait_readable(self.consumers_watch.as_fd(), Some(Instant::now())),
+            Ok(Readiness::Ready)
+        );
+        if gone {
+            seen.store(1, SeqCst);
+        }
+        gone
+    }
+
     /// Waits on `w` until `ready()` or `timeout`; spins a little first.
     pub(super) fn wait_on(w: &WakeWord, timeout: Duration, ready: impl Fn() -> bool) -> Wait {
         if Self::spin(w, &ready) {
@@ -145,6 +170,10 @@ impl Inner {
         deadline: Option<Instant>,
         ready: &dyn Fn() -> bool,
     ) -> Result<()> {
+        // A shut-down queue has no room for anyone (`shutdown.rs`).
+        if self.shutdown_state() != 0 {
+            return Err(Error::ShutDown);
+        }
         let left = match deadline {
             None => POLL,
             Some(d) => {
@@ -155,7 +184,20 @@ impl Inner {
                 (d - now).min(POLL)
             }
         };
-        Self::wait_on(&self.header().not_full, left, ready);
+        // Shutdown is part of the condition: a shutdown that lands while
+        // this waiter spins (not yet counted in `waiters`) must not leave it
+        // to sleep a whole `POLL`.
+        let not_full = &self.header().not_full;
+        let ready = || ready() || self.shutdown_state() != 0;
+        // Spin before the consumers check: its `poll` is a system call a
+        // busy queue should not pay on every wait.
+        if Self::spin(not_full, &ready) {
+            return Ok(());
+        }
+        if self.consumers_gone() {
+            return Err(Error::Closed);
+        }
+        Self::sleep_on(not_full, left, ready);
         Ok(())
     }
 }
