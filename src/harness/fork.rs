@@ -22,8 +22,12 @@
 //! any fds they own. That is how a pipe's ends are divided between processes.
 //!
 //! A multi-threaded parent (`cargo test`) can also leak one test's fds into
-//! another test's child, which delays end-of-stream. Tests that fork hold
-//! [`serial()`] for their whole body.
+//! another test's child, which delays end-of-stream. Every fork here takes
+//! the fork lock ([`serial()`]), and the runner holds it from a scenario's
+//! channel `open` until the parent has dropped its ends, so the harness's
+//! own scenarios never leak into each other. A test that divides fds
+//! between processes by hand holds [`serial()`] from making them until the
+//! parent has dropped its copies.
 //!
 //! # Example
 //! ```
@@ -46,10 +50,12 @@
 //! ```
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Condvar, Mutex, Once};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -62,16 +68,82 @@ pub const PANIC_EXIT_CODE: i32 = 101;
 const TAG_OUTPUT: u8 = 0;
 const TAG_PANIC: u8 = 1;
 
-static FORK_LOCK: Mutex<()> = Mutex::new(());
+/// The fork lock: which thread holds it, and how many times over.
+struct ForkLock {
+    state: Mutex<(Option<ThreadId>, usize)>,
+    free: Condvar,
+}
 
-/// Takes the process-wide fork lock. Hold it for the whole of any test that
-/// forks or checks fd counts, so tests on other threads cannot leak fds into
-/// its children (or count its fds). A panic while holding it does not poison
-/// it for the other tests.
-pub fn serial() -> MutexGuard<'static, ()> {
-    FORK_LOCK
+static FORK_LOCK: ForkLock = ForkLock {
+    state: Mutex::new((None, 0)),
+    free: Condvar::new(),
+};
+
+/// Holds the process-wide fork lock until dropped (see [`serial()`]).
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct SerialGuard {
+    held: bool,
+    // Released on the thread that took it.
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Takes the process-wide fork lock: no other thread forks through this
+/// crate (or opens a channel in [`run`](super::run::run)) until the guard
+/// is dropped.
+///
+/// The harness takes it itself around every fork and around a scenario's
+/// channel `open` and forks, so tests that only call [`spawn`], `run` or
+/// `campaign` need nothing more. Hold it for the whole of a test that makes
+/// its own fds for its children (a pipe divided between processes by hand)
+/// or that counts fds, so tests on other threads cannot leak fds into its
+/// children (or count its fds).
+///
+/// It is reentrant: a thread that holds it may take it again (the harness
+/// does, inside a test that holds it). A panic while holding it does not
+/// poison it for the other tests. In a forked child it is a no-op: the
+/// child has one thread.
+pub fn serial() -> SerialGuard {
+    if IN_FORKED_CHILD.load(Ordering::Relaxed) {
+        return SerialGuard {
+            held: false,
+            _not_send: PhantomData,
+        };
+    }
+    let me = std::thread::current().id();
+    let mut state = FORK_LOCK
+        .state
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    while state.0.is_some_and(|owner| owner != me) {
+        state = FORK_LOCK
+            .free
+            .wait(state)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    state.0 = Some(me);
+    state.1 += 1;
+    SerialGuard {
+        held: true,
+        _not_send: PhantomData,
+    }
+}
+
+impl Drop for SerialGuard {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let mut state = FORK_LOCK
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.1 -= 1;
+        if state.1 == 0 {
+            state.0 = None;
+            FORK_LOCK.free.notify_one();
+        }
+    }
 }
 
 /// How a child ended.
@@ -157,6 +229,7 @@ where
     F: FnOnce() -> Vec<u8>,
 {
     install_panic_hook();
+    let _serial = serial();
     let (results, results_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
     let pid = sys::fork_run(move || child_main(f, results_w)).map_err(|e| Error::io("fork", e))?;
     let pidfd = match sys::pidfd_open(pid) {

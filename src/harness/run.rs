@@ -171,6 +171,12 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
     };
     let producers = scenario.producers.len();
     let consumers = scenario.consumers;
+    // From the open until the parent has dropped its ends, no other thread
+    // forks through the harness: no child of another scenario (or test)
+    // inherits this channel's fds, and this scenario's children inherit no
+    // other channel's. Released before the wait, so scenarios on other
+    // threads run while this one does.
+    let serial = fork::serial();
     let journals = match (0..producers + consumers)
         .map(|_| Journal::new())
         .collect::<std::io::Result<Vec<_>>>()
@@ -234,6 +240,7 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
     // The parent keeps no end: end of stream depends only on the children.
     let journals: Vec<Journal> = slots.journals.drain(..).flatten().collect();
     slots.clear();
+    drop(serial);
     if let Some(e) = spawn_error {
         return parent_error("fork".into(), e.to_string());
     }
