@@ -194,6 +194,10 @@ pub struct ChildReport {
     pub outcome: Outcome,
     /// The bytes its closure returned (empty unless it returned).
     pub output: Vec<u8>,
+    /// For [`Outcome::TimedOut`]: it was killed before the deadline,
+    /// because it and every other child waited for had been blocked, with
+    /// no progress, for this long.
+    pub stalled: Option<Duration>,
 }
 
 impl ChildReport {
@@ -438,6 +442,7 @@ pub fn wait_all(mut children: Vec<Child>, timeout: Duration) -> Result<Vec<Child
             pid: c.pid,
             outcome,
             output,
+            stalled: None,
         });
     }
     Ok(reports)

@@ -105,6 +105,23 @@ impl Report {
         self.violations.iter().any(|v| v.property() == property)
     }
 
+    /// The hung consumer a violation follows from, if it does: once a
+    /// consumer hangs and is killed, messages only it could have received
+    /// are `Lost`, and a join it never reached never returns. Its
+    /// receives before the hang count all the same: a message it took is
+    /// never reported lost.
+    pub fn follows_from_hang(&self, v: &Violation) -> Option<&str> {
+        if !matches!(v, Violation::Lost { .. } | Violation::TaskAccounting { .. }) {
+            return None;
+        }
+        self.violations.iter().find_map(|h| match h {
+            Violation::Hang { process, .. } if process.starts_with("consumer") => {
+                Some(process.as_str())
+            }
+            _ => None,
+        })
+    }
+
     /// Whether a violation of this kind (`"Merged"`, ...) was found.
     pub fn has(&self, kind: &str) -> bool {
         self.violations.iter().any(|v| v.kind() == kind)
@@ -133,7 +150,20 @@ impl fmt::Display for Report {
             } else {
                 "not promised"
             };
-            writeln!(f, "  - [{mark}] {v}")?;
+            match self.follows_from_hang(v) {
+                Some(hung) => writeln!(f, "  - [{mark}] {v} (follows from the hang of {hung})")?,
+                None => writeln!(f, "  - [{mark}] {v}")?,
+            }
+            if let Violation::Hang { process, .. } = v {
+                let follow = self
+                    .violations
+                    .iter()
+                    .filter(|w| self.follows_from_hang(w) == Some(process.as_str()))
+                    .count();
+                if follow > 0 {
+                    writeln!(f, "    ({follow} violation(s) below follow from this hang)")?;
+                }
+            }
         }
         if self.violations.len() > SHOWN {
             writeln!(f, "  ... and {} more", self.violations.len() - SHOWN)?;
@@ -266,6 +296,9 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
         let failure = match &r.outcome {
             Outcome::Exited(0) => None,
             _ if killed => None,
+            Outcome::TimedOut { blocked_in } if r.stalled.is_some() => {
+                Some(Failure::Stalled(blocked_in.clone()))
+            }
             Outcome::TimedOut { blocked_in } => Some(Failure::Hung(blocked_in.clone())),
             other => Some(Failure::Crashed(other.to_string())),
         };
@@ -277,6 +310,10 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
         match target {
             Target::Consumer(c) => traces.consumers.push(match failure {
                 None => ConsumerTrace::from_journal(c, &records, killed).ok_or_else(malformed),
+                // A hung consumer's journal counts like a killed one's:
+                // what it received is never reported lost.
+                Some(Failure::Hung(blocked_in)) => hung_consumer(c, &records, blocked_in, false),
+                Some(Failure::Stalled(blocked_in)) => hung_consumer(c, &records, blocked_in, true),
                 Some(f) => Err(f),
             }),
             Target::Producer(p) => traces.producers.push(match failure {
@@ -287,6 +324,27 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
     }
     let verdict = judge(scenario, &channel.promises(), &traces);
     report(verdict.violations, verdict.accounting)
+}
+
+/// The trace of consumer `c`, killed as hung: its journal read as a killed
+/// process's, its end the hang.
+fn hung_consumer(
+    c: u16,
+    records: &[(u8, Vec<u8>)],
+    blocked_in: Option<String>,
+    stalled: bool,
+) -> Result<ConsumerTrace, Failure> {
+    match ConsumerTrace::from_journal(c, records, true) {
+        Some(mut trace) => {
+            trace.end = StreamEnd::Hung {
+                blocked_in,
+                stalled,
+            };
+            Ok(trace)
+        }
+        None if stalled => Err(Failure::Stalled(blocked_in)),
+        None => Err(Failure::Hung(blocked_in)),
+    }
 }
 
 struct Slots<P, C> {
