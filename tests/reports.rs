@@ -103,3 +103,52 @@ fn what_a_hung_consumer_never_received_is_lost_because_of_the_hang() {
         "{text}"
     );
 }
+
+#[test]
+fn a_scenario_in_which_every_process_is_blocked_is_reported_before_the_deadline() {
+    let scenario = Scenario::simple(&[1, 2, 3]);
+    let start = Instant::now();
+    // The default deadline is 20 s; the stall watch sees the hang first.
+    let report = run_with(
+        &HangsAfter { then_hang: 3 },
+        &scenario,
+        RunOptions::default(),
+    );
+    eprintln!("all-blocked hang reported after {:?}", start.elapsed());
+    let hang = report
+        .violations
+        .iter()
+        .find(|v| v.kind() == "Hang")
+        .unwrap_or_else(|| panic!("no hang: {report}"));
+    assert!(
+        hang.to_string()
+            .contains("once every process of the scenario had been blocked with no progress"),
+        "{report}"
+    );
+    assert!(!report.has("Lost"), "{report}");
+}
+
+#[test]
+fn a_consumer_waiting_while_its_producer_pauses_is_not_a_hang() {
+    use ipc_harness::harness::scenario::{Pacing, ProducerPlan};
+    use ipc_harness::harness::transports::PipeChannel;
+    // Pauses three times the stall window: the consumer is blocked all
+    // along, but the producer sleeps on a timer, so it will go on.
+    let scenario = Scenario {
+        producers: vec![ProducerPlan {
+            sizes: vec![5, 6, 7],
+            pacing: Pacing::Pause {
+                every: 1,
+                micros: 600_000,
+            },
+        }],
+        consumers: 1,
+        ..Scenario::default()
+    };
+    let options = RunOptions {
+        stall: Some(Duration::from_millis(200)),
+        ..RunOptions::default()
+    };
+    let report = run_with(&PipeChannel, &scenario, options);
+    assert!(report.violations.is_empty(), "{report}");
+}

@@ -196,7 +196,7 @@ pub struct ChildReport {
     pub output: Vec<u8>,
     /// For [`Outcome::TimedOut`]: it was killed before the deadline,
     /// because it and every other child waited for had been blocked, with
-    /// no progress, for this long.
+    /// no progress, for this long (see [`WaitOptions::stall`]).
     pub stalled: Option<Duration>,
 }
 
@@ -351,8 +351,54 @@ impl Drop for Child {
 /// their results as they come (so a child returning many bytes never blocks
 /// on a full pipe). Children still running at the deadline are killed and
 /// reported as [`Outcome::TimedOut`]. Reports come back in the order given.
-pub fn wait_all(mut children: Vec<Child>, timeout: Duration) -> Result<Vec<ChildReport>> {
-    let deadline = Instant::now() + timeout;
+pub fn wait_all(children: Vec<Child>, timeout: Duration) -> Result<Vec<ChildReport>> {
+    wait_all_with(
+        children,
+        WaitOptions {
+            timeout,
+            stall: None,
+        },
+        || 0,
+    )
+}
+
+/// How [`wait_all_with`] waits.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitOptions {
+    /// Children still running this long from now are killed as hung.
+    pub timeout: Duration,
+    /// Kill them as hung earlier, once every live child (and every process
+    /// it forked) has been blocked this long: every thread asleep in a
+    /// system call other than a sleep (state `S` in `/proc/PID/task/*/stat`,
+    /// not in `nanosleep`), not woken once (its context-switch counts in
+    /// `/proc/.../status` unchanged), while the progress counter stood
+    /// still. `None` waits for the deadline.
+    ///
+    /// A process in a timed sleep (a pause between sends), runnable,
+    /// stopped or in disk wait counts as going on, as does one woken by
+    /// a timeout or a signal, so a slow but moving run is never cut short.
+    pub stall: Option<Duration>,
+}
+
+/// [`wait_all`], and with [`WaitOptions::stall`] the children are killed as
+/// hung once they are all blocked and `progress` (a counter that moves
+/// whenever they do something, such as the total size of their journals)
+/// has not moved for that long; their reports then say so in
+/// [`ChildReport::stalled`].
+pub fn wait_all_with(
+    mut children: Vec<Child>,
+    options: WaitOptions,
+    mut progress: impl FnMut() -> u64,
+) -> Result<Vec<ChildReport>> {
+    const TICK: Duration = Duration::from_millis(100);
+    let deadline = Instant::now() + options.timeout;
+    let mut stall_watch = options.stall.map(|window| StallWatch {
+        window,
+        since: Instant::now(),
+        progress: progress(),
+        snapshot: None,
+    });
+    let mut stalled = None;
     let n = children.len();
     let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); n];
     let mut results_open = vec![true; n];
@@ -376,8 +422,25 @@ pub fn wait_all(mut children: Vec<Child>, timeout: Duration) -> Result<Vec<Child
         if statuses.iter().all(Option::is_some) {
             break;
         }
-        let ready =
-            sys::poll_fds(&mut pollfds, Some(deadline)).map_err(|e| Error::io("poll", e))?;
+        let wake = match stall_watch {
+            Some(_) => deadline.min(Instant::now() + TICK),
+            None => deadline,
+        };
+        let ready = sys::poll_fds(&mut pollfds, Some(wake)).map_err(|e| Error::io("poll", e))?;
+        if ready == 0 && Instant::now() < deadline {
+            if let Some(watch) = &mut stall_watch {
+                let live: Vec<Pid> = children
+                    .iter()
+                    .zip(&statuses)
+                    .filter(|(_, st)| st.is_none())
+                    .map(|(c, _)| c.pid)
+                    .collect();
+                stalled = watch.check(progress(), &live);
+            }
+            if stalled.is_none() {
+                continue;
+            }
+        }
         if ready == 0 {
             for (i, c) in children.iter_mut().enumerate() {
                 if statuses[i].is_none() {
@@ -440,12 +503,80 @@ pub fn wait_all(mut children: Vec<Child>, timeout: Duration) -> Result<Vec<Child
         };
         reports.push(ChildReport {
             pid: c.pid,
+            stalled: stalled.filter(|_| matches!(outcome, Outcome::TimedOut { .. })),
             outcome,
             output,
-            stalled: None,
         });
     }
     Ok(reports)
+}
+
+/// Watches for every live process being blocked with no progress.
+struct StallWatch {
+    window: Duration,
+    /// Since when nothing has moved.
+    since: Instant,
+    progress: u64,
+    /// Every thread's context-switch counts, if every one was blocked.
+    snapshot: Option<Vec<(Pid, u64)>>,
+}
+
+impl StallWatch {
+    /// Takes a look; returns how long nothing has moved once that is the
+    /// whole window.
+    fn check(&mut self, progress: u64, live: &[Pid]) -> Option<Duration> {
+        let snapshot = blocked_snapshot(live);
+        if progress != self.progress || snapshot.is_none() || snapshot != self.snapshot {
+            self.progress = progress;
+            self.snapshot = snapshot;
+            self.since = Instant::now();
+            return None;
+        }
+        let still = self.since.elapsed();
+        (still >= self.window).then_some(still)
+    }
+}
+
+/// If every thread of `pids` and of their descendants is asleep in a
+/// system call other than a timed sleep: their context-switch counts.
+/// `None` if any is running, runnable, stopped, in disk wait or sleeping
+/// on a timer, or cannot be read.
+fn blocked_snapshot(pids: &[Pid]) -> Option<Vec<(Pid, u64)>> {
+    let mut todo = pids.to_vec();
+    let mut seen = Vec::new();
+    while let Some(pid) = todo.pop() {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+            if state != "S" {
+                return None;
+            }
+            let syscall = std::fs::read_to_string(dir.join("syscall")).unwrap_or_default();
+            let nr = syscall.split_whitespace().next()?.parse::<i64>().ok()?;
+            if matches!(nr, 35 | 230) {
+                return None; // nanosleep, clock_nanosleep: it will wake
+            }
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let switches: u64 = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            let tid = task.file_name().to_str()?.parse::<Pid>().ok()?;
+            seen.push((tid, switches));
+            if let Ok(children) = std::fs::read_to_string(dir.join("children")) {
+                todo.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<Pid>().ok()),
+                );
+            }
+        }
+    }
+    seen.sort_unstable();
+    Some(seen)
 }
 
 fn pollfd(fd: &OwnedFd) -> libc::pollfd {

@@ -33,10 +33,33 @@ use super::trace::{
 };
 
 /// How [`run_with`] runs a scenario.
+///
+/// ```
+/// use ipc_harness::harness::run::RunOptions;
+/// use std::time::Duration;
+///
+/// let options = RunOptions::default();
+/// assert_eq!(options.deadline, Duration::from_secs(20));
+/// assert_eq!(options.stall, Some(Duration::from_secs(1)));
+/// // A quicker verdict on a hang that the stall watch cannot see (a
+/// // process spinning, or asleep on a timer):
+/// let quick = RunOptions { deadline: Duration::from_secs(5), ..options };
+/// # let _ = quick;
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
-    /// Every process must be done by then; consumers give up waiting then.
+    /// Every process must be done by then; consumers give up waiting then,
+    /// and a process still running is killed and reported as a `Hang`.
+    /// Default: 20 s, room for multi-MiB messages on a loaded machine.
+    /// A real hang usually ends sooner, through [`stall`](Self::stall).
     pub deadline: Duration,
+    /// Report a hang before the deadline once every process of the
+    /// scenario has been blocked this long, with no journal moving (see
+    /// [`WaitOptions::stall`](super::fork::WaitOptions::stall) for what
+    /// counts as blocked: a process pausing between sends, running, or
+    /// woken by a timer or a signal does not). Default: 1 s. `None` waits
+    /// for the deadline.
+    pub stall: Option<Duration>,
     /// A signal storm: every producer and consumer process installs a
     /// handler for `SIGALRM` without `SA_RESTART` and arms a timer at this
     /// interval, so its blocking system calls keep failing with `EINTR`.
@@ -48,6 +71,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             deadline: Duration::from_secs(20),
+            stall: Some(Duration::from_secs(1)),
             signal_storm: None,
         }
     }
@@ -276,7 +300,12 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
     }
 
     // Consumers give up at the deadline; give them a moment to report.
-    let results = match fork::wait_all(children, options.deadline + Duration::from_secs(2)) {
+    let wait = fork::WaitOptions {
+        timeout: options.deadline + Duration::from_secs(2),
+        stall: options.stall,
+    };
+    let progress = || journals.iter().map(|j| j.len().unwrap_or(0)).sum::<u64>();
+    let results = match fork::wait_all_with(children, wait, progress) {
         Ok(r) => r,
         Err(e) => return parent_error("waiting for the children".into(), e.to_string()),
     };

@@ -90,7 +90,8 @@ pub enum StreamEnd {
         /// What it was blocked in when killed, from `/proc`, if known.
         blocked_in: Option<String>,
         /// It was killed before the deadline, because every process of the
-        /// scenario was blocked and no journal moved.
+        /// scenario was blocked and no journal moved (see
+        /// [`RunOptions::stall`](super::run::RunOptions::stall)).
         stalled: bool,
     },
 }
