@@ -20,6 +20,10 @@
 //! given). Values moved into the closure belong to the child: the parent's
 //! copy is dropped when [`spawn`] returns, which closes the parent's copies of
 //! any fds they own. That is how a pipe's ends are divided between processes.
+//! An end the *parent* keeps is copied into the child all the same; to send
+//! from the parent to a child (which must see end of stream once the
+//! parent is done), fork with [`spawn_keeping`], which drops the child's
+//! copy of what the parent keeps.
 //!
 //! A multi-threaded parent (`cargo test`) can also leak one test's fds into
 //! another test's child, which delays end-of-stream. Every fork here takes
@@ -250,6 +254,57 @@ where
         results,
         reaped: false,
     })
+}
+
+/// Forks like [`spawn`], and the parent keeps `keep` while the child drops
+/// its copy before running `f`: the way to send from the parent to a child.
+///
+/// A child gets a copy of every fd the parent holds. With plain [`spawn`],
+/// a child reading a pipe the parent writes still holds its own copy of
+/// the parent's [`Sender`](crate::Sender), so when the parent drops its
+/// end the child never sees [`Error::Closed`]: it hangs. Here `keep` (an
+/// end, or a tuple of ends) is dropped in the child first, and handed back
+/// to the parent with the child.
+///
+/// ```
+/// use ipc_harness::harness::fork;
+/// use ipc_harness::Error;
+/// use std::time::Duration;
+///
+/// // Under `cargo test`, keep other threads from forking while the pipe's
+/// // ends are still in this process only (see `serial`).
+/// let serial = fork::serial();
+/// let (tx, mut rx) = ipc_harness::pipe()?;
+/// let (child, tx) = fork::spawn_keeping(tx, move || {
+///     let mut got = 0u8;
+///     loop {
+///         match rx.recv_bytes() {
+///             Ok(_) => got += 1,
+///             Err(Error::Closed) => return vec![got], // the parent is done
+///             Err(_) => return Vec::new(),
+///         }
+///     }
+/// })?;
+/// drop(serial);
+/// for msg in [&b"one"[..], b"two", b"three"] {
+///     tx.send_bytes(msg)?;
+/// }
+/// drop(tx); // the last write end: the child sees `Closed`
+/// let report = child.wait(Duration::from_secs(10))?;
+/// assert_eq!(report.expect_success(), vec![3]);
+/// # Ok::<(), ipc_harness::Error>(())
+/// ```
+pub fn spawn_keeping<K, F>(keep: K, f: F) -> Result<(Child, K)>
+where
+    F: FnOnce() -> Vec<u8>,
+{
+    let mut slot = Some(keep);
+    let child = spawn(|| {
+        // The child's copy: closes the child's fds of it.
+        drop(slot.take());
+        f()
+    })?;
+    Ok((child, slot.take().expect("the parent's copy is untouched")))
 }
 
 /// Spawns `f` in a child and waits for it at most `timeout`.
@@ -786,6 +841,59 @@ mod tests {
                 .to_string()
                 .contains("no end of stream can come")
         );
+    }
+
+    #[test]
+    fn a_child_the_parent_sends_to_sees_closed_once_the_parent_drops_its_end() {
+        let serial = serial();
+        let (tx, mut rx) = crate::pipe().unwrap();
+        let (child, tx) = spawn_keeping(tx, move || {
+            let mut got = Vec::new();
+            loop {
+                match rx.recv_bytes() {
+                    Ok(m) => got.extend_from_slice(&m),
+                    Err(crate::Error::Closed) => return got,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .unwrap();
+        drop(serial);
+        tx.send_bytes(b"ab").unwrap();
+        tx.send_bytes(b"c").unwrap();
+        drop(tx);
+        let report = child.wait(Duration::from_secs(10)).unwrap();
+        assert_eq!(report.expect_success(), b"abc");
+    }
+
+    #[test]
+    fn with_plain_spawn_the_child_keeps_the_parents_sender_and_hangs() {
+        let serial = serial();
+        let (tx, mut rx) = crate::pipe().unwrap();
+        let child = spawn(move || {
+            while rx.recv_bytes().is_ok() {}
+            Vec::new()
+        })
+        .unwrap();
+        drop(serial);
+        drop(tx);
+        let report = child.wait(Duration::from_millis(300)).unwrap();
+        let Outcome::TimedOut {
+            blocked_in: Some(b),
+        } = &report.outcome
+        else {
+            panic!("expected a hang, got {}", report.outcome);
+        };
+        assert!(b.contains("(the reader itself)"), "{b}");
+    }
+
+    #[test]
+    fn serial_is_reentrant() {
+        let _outer = serial();
+        let inner = serial();
+        drop(inner);
+        let child = spawn(Vec::new).unwrap();
+        assert!(child.wait(Duration::from_secs(10)).unwrap().is_success());
     }
 
     #[test]
