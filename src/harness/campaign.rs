@@ -1,9 +1,35 @@
 //! A property campaign: many generated scenarios on one channel, a tally of
 //! which properties each broke, and, if a *promised* property broke, the
 //! minimal scenario proptest shrank it to.
+//!
+//! # Every failure replayable
+//! - The result's display prints the seed and a line to paste that replays
+//!   the campaign: the environment variable [`SEED_ENV`]
+//!   (`IPC_HARNESS_SEED=...`) overrides [`CampaignConfig::seed`].
+//! - A campaign run from a test keeps the seeds with which it broke a
+//!   promise in [`CampaignConfig::regressions`]
+//!   (`proptest-regressions/campaigns.txt` by default, when that directory
+//!   exists) and replays them first on every later run.
+//! - The minimal scenario is run again alone a few times; if it then
+//!   passes, the failure depends on timing, and the result says so and how
+//!   often it failed ([`CampaignResult::replays`]).
+//!
+//! ```
+//! use ipc_harness::harness::campaign::{CampaignConfig, campaign};
+//! use ipc_harness::harness::transports::PipeChannel;
+//!
+//! let mut config = CampaignConfig::new(4, 7);
+//! config.max_size = Some(5000);
+//! config.regressions = None; // keep no file from this example
+//! let result = campaign(&PipeChannel, &config);
+//! assert!(result.promises_held(), "{result}");
+//! assert!(result.to_string().contains("seed 7"));
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
@@ -21,7 +47,9 @@ use super::scenario::{Limits, Scenario, scenarios, scenarios_with_faults};
 pub struct CampaignConfig {
     /// Scenarios to generate (shrinking runs come on top).
     pub cases: u32,
-    /// The random seed; the same seed replays the same scenarios.
+    /// The random seed; the same seed replays the same scenarios. The
+    /// environment variable [`SEED_ENV`] (`IPC_HARNESS_SEED`), when set,
+    /// overrides it.
     pub seed: u64,
     /// Stop generating new scenarios after this long.
     pub time_budget: Option<Duration>,
@@ -37,6 +65,91 @@ pub struct CampaignConfig {
     pub faults: bool,
     /// Shrink a failure to a minimal scenario (costs extra runs).
     pub shrink: bool,
+    /// Where the seeds that broke a promise are kept, one
+    /// `channel<TAB>seed<TAB>cases` line each, replayed first (for this
+    /// channel) by every later campaign. [`CampaignConfig::new`] sets it to
+    /// [`DEFAULT_REGRESSIONS`] when called on a test thread (any thread not
+    /// named `main`, as `cargo test` runs tests on) and the directory
+    /// `proptest-regressions/` exists where it runs (the package root,
+    /// under `cargo test`); otherwise `None`, which keeps nothing.
+    pub regressions: Option<PathBuf>,
+    /// How many times a failure's minimal scenario is run again alone, to
+    /// tell a failure that replays from one that depends on timing.
+    pub replays: u32,
+}
+
+/// The environment variable that overrides [`CampaignConfig::seed`]: paste
+/// the line a failing campaign prints to replay it.
+pub const SEED_ENV: &str = "IPC_HARNESS_SEED";
+
+/// The file a campaign run from a test keeps its failing seeds in.
+pub const DEFAULT_REGRESSIONS: &str = "proptest-regressions/campaigns.txt";
+
+fn default_regressions() -> Option<PathBuf> {
+    let on_test_thread = std::thread::current().name().is_some_and(|n| n != "main");
+    let kept = Path::new(DEFAULT_REGRESSIONS);
+    (on_test_thread && kept.parent().is_some_and(Path::is_dir)).then(|| kept.to_path_buf())
+}
+
+/// The `(channel, seed, cases)` lines of the regressions file at `path`; a
+/// missing file is an empty list.
+pub fn read_regressions(path: &Path) -> Vec<(String, u64, u32)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let name = f.next()?.to_string();
+            let seed = f.next()?.trim().parse().ok()?;
+            let cases = f.next()?.trim().parse().ok()?;
+            Some((name, seed, cases))
+        })
+        .collect()
+}
+
+/// Appends `(channel, seed, cases)` to the regressions file at `path`
+/// (creating it with a header), unless the seed is there for the channel.
+fn keep_regression(path: &Path, channel: &str, seed: u64, cases: u32) -> std::io::Result<()> {
+    if read_regressions(path)
+        .iter()
+        .any(|r| r.0 == channel && r.1 == seed)
+    {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let new = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if new {
+        writeln!(
+            f,
+            "# Seeds with which a harness campaign broke a promise: channel, seed, cases.\n# Later campaigns on the channel replay them first. Commit this file."
+        )?;
+    }
+    writeln!(f, "{channel}\t{seed}\t{cases}")
+}
+
+/// How the minimal failing scenario did when run again alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replays {
+    /// Runs that broke a promise again.
+    pub failed: u32,
+    /// Runs made.
+    pub of: u32,
+}
+
+impl Replays {
+    /// It did not fail every time: the failure depends on timing (on how
+    /// the processes interleave), not on the scenario alone.
+    pub fn timing_dependent(&self) -> bool {
+        self.failed < self.of
+    }
 }
 
 impl CampaignConfig {
@@ -51,6 +164,8 @@ impl CampaignConfig {
             run: RunOptions::default(),
             faults: false,
             shrink: true,
+            regressions: default_regressions(),
+            replays: 3,
         }
     }
 
@@ -101,6 +216,12 @@ pub struct CampaignResult {
     pub promises: Promises,
     /// The seed used.
     pub seed: u64,
+    /// The seed came from a regressions file, replayed before the
+    /// campaign's own.
+    pub replayed_regression: bool,
+    /// The test that ran the campaign (its thread's name), if any: the
+    /// replay line names it.
+    pub test: Option<String>,
     /// Scenarios run, shrinking runs included.
     pub runs: u32,
     /// Runs before the first failure (or all runs if none failed): the
@@ -110,6 +231,9 @@ pub struct CampaignResult {
     pub tally: BTreeMap<Property, PropertyTally>,
     /// A broken promise: the minimal scenario and its report.
     pub failure: Option<(Scenario, String)>,
+    /// How the minimal scenario did when run again alone
+    /// ([`CampaignConfig::replays`] times); `None` without a failure.
+    pub replays: Option<Replays>,
     /// Wall time.
     pub elapsed: Duration,
     /// What became of every message, over all runs, and what the faults
@@ -118,6 +242,15 @@ pub struct CampaignResult {
 }
 
 impl CampaignResult {
+    /// The line to paste that replays this campaign, e.g.
+    /// `IPC_HARNESS_SEED=42 cargo test my_test -- --exact`.
+    pub fn replay_line(&self) -> String {
+        match &self.test {
+            Some(test) => format!("{SEED_ENV}={} cargo test {test} -- --exact", self.seed),
+            None => format!("{SEED_ENV}={} <the same command>", self.seed),
+        }
+    }
+
     /// True if every promised property held in every run.
     pub fn promises_held(&self) -> bool {
         self.failure.is_none()
@@ -146,21 +279,82 @@ impl fmt::Display for CampaignResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {} runs in {:.1?}",
-            self.channel, self.runs, self.elapsed
+            "{}: {} runs in {:.1?}, seed {}",
+            self.channel, self.runs, self.elapsed, self.seed
         )?;
+        if self.replayed_regression {
+            write!(f, " (a kept regression, replayed first)")?;
+        }
         if self.accounting.killed + self.accounting.stopped + self.accounting.closed_early > 0 {
             write!(f, "\n{}", self.accounting)?;
         }
-        if let Some((scenario, report)) = &self.failure {
-            write!(f, "\nminimal failing scenario: {scenario}\n{report}")?;
+        if let Some((_, report)) = &self.failure {
+            match self.replays {
+                Some(r) if r.timing_dependent() => write!(
+                    f,
+                    "\nminimal failing scenario; TIMING-DEPENDENT: run again alone it failed {} of {} times, so the failure depends on how the processes interleave, not on the scenario alone:",
+                    r.failed, r.of
+                )?,
+                Some(r) => write!(
+                    f,
+                    "\nminimal failing scenario (failed {} of {} times run again alone):",
+                    r.failed, r.of
+                )?,
+                None => write!(f, "\nminimal failing scenario:")?,
+            }
+            write!(f, "\n{report}")?;
+            if !report.ends_with('\n') {
+                writeln!(f)?;
+            }
+            write!(f, "replay: {}", self.replay_line())?;
         }
         Ok(())
     }
 }
 
-/// Runs a campaign of generated scenarios on `channel`.
+/// Runs a campaign of generated scenarios on `channel`: first the seeds
+/// kept for it in [`CampaignConfig::regressions`], then its own (from
+/// [`SEED_ENV`] if set, else [`CampaignConfig::seed`]). A failure's seed is
+/// kept there, and its minimal scenario is run again alone
+/// [`CampaignConfig::replays`] times.
 pub fn campaign<C: Channel>(channel: &C, config: &CampaignConfig) -> CampaignResult {
+    let start = Instant::now();
+    let name = channel.name();
+    let mut replayed_runs = 0;
+    if let Some(path) = &config.regressions {
+        for (_, seed, cases) in read_regressions(path).into_iter().filter(|r| r.0 == name) {
+            let mut replay = config.clone();
+            replay.seed = seed;
+            replay.cases = cases;
+            let mut result = campaign_once(channel, &replay);
+            replayed_runs += result.runs;
+            if !result.promises_held() {
+                result.replayed_regression = true;
+                result.elapsed = start.elapsed();
+                return result;
+            }
+        }
+    }
+    let mut config = config.clone();
+    if let Some(seed) = std::env::var(SEED_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        config.seed = seed;
+    }
+    let mut result = campaign_once(channel, &config);
+    if !result.promises_held() {
+        if let Some(path) = &config.regressions {
+            // Best effort: a read-only tree loses the seed, not the verdict.
+            let _ = keep_regression(path, &name, config.seed, config.cases);
+        }
+    }
+    result.runs += replayed_runs;
+    result.elapsed = start.elapsed();
+    result
+}
+
+fn campaign_once<C: Channel>(channel: &C, config: &CampaignConfig) -> CampaignResult {
     let promises = channel.promises();
     let limits = config.limits(&promises);
     let strategy = if config.faults {
@@ -224,14 +418,37 @@ pub fn campaign<C: Channel>(channel: &C, config: &CampaignConfig) -> CampaignRes
             format!("aborted: {}", reason.message()),
         )),
     };
+    let replays = match &failure {
+        Some((minimal, _)) if config.replays > 0 => {
+            let failed = (0..config.replays)
+                .filter(|_| {
+                    !run_with(channel, minimal, config.run)
+                        .broken_promises()
+                        .is_empty()
+                })
+                .count() as u32;
+            runs.set(runs.get() + config.replays);
+            Some(Replays {
+                failed,
+                of: config.replays,
+            })
+        }
+        _ => None,
+    };
     CampaignResult {
         channel: channel.name(),
         promises,
         seed: config.seed,
+        replayed_regression: false,
+        test: std::thread::current()
+            .name()
+            .filter(|n| *n != "main")
+            .map(str::to_string),
         runs: runs.get(),
         runs_to_failure: first_failure.get(),
         tally: tally.into_inner(),
         failure,
+        replays,
         elapsed: start.elapsed(),
         accounting: accounting.into_inner(),
     }

@@ -20,10 +20,18 @@
 //! given). Values moved into the closure belong to the child: the parent's
 //! copy is dropped when [`spawn`] returns, which closes the parent's copies of
 //! any fds they own. That is how a pipe's ends are divided between processes.
+//! An end the *parent* keeps is copied into the child all the same; to send
+//! from the parent to a child (which must see end of stream once the
+//! parent is done), fork with [`spawn_keeping`], which drops the child's
+//! copy of what the parent keeps.
 //!
 //! A multi-threaded parent (`cargo test`) can also leak one test's fds into
-//! another test's child, which delays end-of-stream. Tests that fork hold
-//! [`serial()`] for their whole body.
+//! another test's child, which delays end-of-stream. Every fork here takes
+//! the fork lock ([`serial()`]), and the runner holds it from a scenario's
+//! channel `open` until the parent has dropped its ends, so the harness's
+//! own scenarios never leak into each other. A test that divides fds
+//! between processes by hand holds [`serial()`] from making them until the
+//! parent has dropped its copies.
 //!
 //! # Example
 //! ```
@@ -46,10 +54,12 @@
 //! ```
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Condvar, Mutex, Once};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -62,16 +72,82 @@ pub const PANIC_EXIT_CODE: i32 = 101;
 const TAG_OUTPUT: u8 = 0;
 const TAG_PANIC: u8 = 1;
 
-static FORK_LOCK: Mutex<()> = Mutex::new(());
+/// The fork lock: which thread holds it, and how many times over.
+struct ForkLock {
+    state: Mutex<(Option<ThreadId>, usize)>,
+    free: Condvar,
+}
 
-/// Takes the process-wide fork lock. Hold it for the whole of any test that
-/// forks or checks fd counts, so tests on other threads cannot leak fds into
-/// its children (or count its fds). A panic while holding it does not poison
-/// it for the other tests.
-pub fn serial() -> MutexGuard<'static, ()> {
-    FORK_LOCK
+static FORK_LOCK: ForkLock = ForkLock {
+    state: Mutex::new((None, 0)),
+    free: Condvar::new(),
+};
+
+/// Holds the process-wide fork lock until dropped (see [`serial()`]).
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct SerialGuard {
+    held: bool,
+    // Released on the thread that took it.
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Takes the process-wide fork lock: no other thread forks through this
+/// crate (or opens a channel in [`run`](super::run::run)) until the guard
+/// is dropped.
+///
+/// The harness takes it itself around every fork and around a scenario's
+/// channel `open` and forks, so tests that only call [`spawn`], `run` or
+/// `campaign` need nothing more. Hold it for the whole of a test that makes
+/// its own fds for its children (a pipe divided between processes by hand)
+/// or that counts fds, so tests on other threads cannot leak fds into its
+/// children (or count its fds).
+///
+/// It is reentrant: a thread that holds it may take it again (the harness
+/// does, inside a test that holds it). A panic while holding it does not
+/// poison it for the other tests. In a forked child it is a no-op: the
+/// child has one thread.
+pub fn serial() -> SerialGuard {
+    if IN_FORKED_CHILD.load(Ordering::Relaxed) {
+        return SerialGuard {
+            held: false,
+            _not_send: PhantomData,
+        };
+    }
+    let me = std::thread::current().id();
+    let mut state = FORK_LOCK
+        .state
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    while state.0.is_some_and(|owner| owner != me) {
+        state = FORK_LOCK
+            .free
+            .wait(state)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    state.0 = Some(me);
+    state.1 += 1;
+    SerialGuard {
+        held: true,
+        _not_send: PhantomData,
+    }
+}
+
+impl Drop for SerialGuard {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let mut state = FORK_LOCK
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.1 -= 1;
+        if state.1 == 0 {
+            state.0 = None;
+            FORK_LOCK.free.notify_one();
+        }
+    }
 }
 
 /// How a child ended.
@@ -122,6 +198,10 @@ pub struct ChildReport {
     pub outcome: Outcome,
     /// The bytes its closure returned (empty unless it returned).
     pub output: Vec<u8>,
+    /// For [`Outcome::TimedOut`]: it was killed before the deadline,
+    /// because it and every other child waited for had been blocked, with
+    /// no progress, for this long (see [`WaitOptions::stall`]).
+    pub stalled: Option<Duration>,
 }
 
 impl ChildReport {
@@ -157,6 +237,7 @@ where
     F: FnOnce() -> Vec<u8>,
 {
     install_panic_hook();
+    let _serial = serial();
     let (results, results_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
     let pid = sys::fork_run(move || child_main(f, results_w)).map_err(|e| Error::io("fork", e))?;
     let pidfd = match sys::pidfd_open(pid) {
@@ -173,6 +254,57 @@ where
         results,
         reaped: false,
     })
+}
+
+/// Forks like [`spawn`], and the parent keeps `keep` while the child drops
+/// its copy before running `f`: the way to send from the parent to a child.
+///
+/// A child gets a copy of every fd the parent holds. With plain [`spawn`],
+/// a child reading a pipe the parent writes still holds its own copy of
+/// the parent's [`Sender`](crate::Sender), so when the parent drops its
+/// end the child never sees [`Error::Closed`]: it hangs. Here `keep` (an
+/// end, or a tuple of ends) is dropped in the child first, and handed back
+/// to the parent with the child.
+///
+/// ```
+/// use ipc_harness::harness::fork;
+/// use ipc_harness::Error;
+/// use std::time::Duration;
+///
+/// // Under `cargo test`, keep other threads from forking while the pipe's
+/// // ends are still in this process only (see `serial`).
+/// let serial = fork::serial();
+/// let (tx, mut rx) = ipc_harness::pipe()?;
+/// let (child, tx) = fork::spawn_keeping(tx, move || {
+///     let mut got = 0u8;
+///     loop {
+///         match rx.recv_bytes() {
+///             Ok(_) => got += 1,
+///             Err(Error::Closed) => return vec![got], // the parent is done
+///             Err(_) => return Vec::new(),
+///         }
+///     }
+/// })?;
+/// drop(serial);
+/// for msg in [&b"one"[..], b"two", b"three"] {
+///     tx.send_bytes(msg)?;
+/// }
+/// drop(tx); // the last write end: the child sees `Closed`
+/// let report = child.wait(Duration::from_secs(10))?;
+/// assert_eq!(report.expect_success(), vec![3]);
+/// # Ok::<(), ipc_harness::Error>(())
+/// ```
+pub fn spawn_keeping<K, F>(keep: K, f: F) -> Result<(Child, K)>
+where
+    F: FnOnce() -> Vec<u8>,
+{
+    let mut slot = Some(keep);
+    let child = spawn(|| {
+        // The child's copy: closes the child's fds of it.
+        drop(slot.take());
+        f()
+    })?;
+    Ok((child, slot.take().expect("the parent's copy is untouched")))
 }
 
 /// Spawns `f` in a child and waits for it at most `timeout`.
@@ -274,8 +406,54 @@ impl Drop for Child {
 /// their results as they come (so a child returning many bytes never blocks
 /// on a full pipe). Children still running at the deadline are killed and
 /// reported as [`Outcome::TimedOut`]. Reports come back in the order given.
-pub fn wait_all(mut children: Vec<Child>, timeout: Duration) -> Result<Vec<ChildReport>> {
-    let deadline = Instant::now() + timeout;
+pub fn wait_all(children: Vec<Child>, timeout: Duration) -> Result<Vec<ChildReport>> {
+    wait_all_with(
+        children,
+        WaitOptions {
+            timeout,
+            stall: None,
+        },
+        || 0,
+    )
+}
+
+/// How [`wait_all_with`] waits.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitOptions {
+    /// Children still running this long from now are killed as hung.
+    pub timeout: Duration,
+    /// Kill them as hung earlier, once every live child (and every process
+    /// it forked) has been blocked this long: every thread asleep in a
+    /// system call other than a sleep (state `S` in `/proc/PID/task/*/stat`,
+    /// not in `nanosleep`), not woken once (its context-switch counts in
+    /// `/proc/.../status` unchanged), while the progress counter stood
+    /// still. `None` waits for the deadline.
+    ///
+    /// A process in a timed sleep (a pause between sends), runnable,
+    /// stopped or in disk wait counts as going on, as does one woken by
+    /// a timeout or a signal, so a slow but moving run is never cut short.
+    pub stall: Option<Duration>,
+}
+
+/// [`wait_all`], and with [`WaitOptions::stall`] the children are killed as
+/// hung once they are all blocked and `progress` (a counter that moves
+/// whenever they do something, such as the total size of their journals)
+/// has not moved for that long; their reports then say so in
+/// [`ChildReport::stalled`].
+pub fn wait_all_with(
+    mut children: Vec<Child>,
+    options: WaitOptions,
+    mut progress: impl FnMut() -> u64,
+) -> Result<Vec<ChildReport>> {
+    const TICK: Duration = Duration::from_millis(100);
+    let deadline = Instant::now() + options.timeout;
+    let mut stall_watch = options.stall.map(|window| StallWatch {
+        window,
+        since: Instant::now(),
+        progress: progress(),
+        snapshot: None,
+    });
+    let mut stalled = None;
     let n = children.len();
     let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); n];
     let mut results_open = vec![true; n];
@@ -299,8 +477,25 @@ pub fn wait_all(mut children: Vec<Child>, timeout: Duration) -> Result<Vec<Child
         if statuses.iter().all(Option::is_some) {
             break;
         }
-        let ready =
-            sys::poll_fds(&mut pollfds, Some(deadline)).map_err(|e| Error::io("poll", e))?;
+        let wake = match stall_watch {
+            Some(_) => deadline.min(Instant::now() + TICK),
+            None => deadline,
+        };
+        let ready = sys::poll_fds(&mut pollfds, Some(wake)).map_err(|e| Error::io("poll", e))?;
+        if ready == 0 && Instant::now() < deadline {
+            if let Some(watch) = &mut stall_watch {
+                let live: Vec<Pid> = children
+                    .iter()
+                    .zip(&statuses)
+                    .filter(|(_, st)| st.is_none())
+                    .map(|(c, _)| c.pid)
+                    .collect();
+                stalled = watch.check(progress(), &live);
+            }
+            if stalled.is_none() {
+                continue;
+            }
+        }
         if ready == 0 {
             for (i, c) in children.iter_mut().enumerate() {
                 if statuses[i].is_none() {
@@ -363,11 +558,80 @@ pub fn wait_all(mut children: Vec<Child>, timeout: Duration) -> Result<Vec<Child
         };
         reports.push(ChildReport {
             pid: c.pid,
+            stalled: stalled.filter(|_| matches!(outcome, Outcome::TimedOut { .. })),
             outcome,
             output,
         });
     }
     Ok(reports)
+}
+
+/// Watches for every live process being blocked with no progress.
+struct StallWatch {
+    window: Duration,
+    /// Since when nothing has moved.
+    since: Instant,
+    progress: u64,
+    /// Every thread's context-switch counts, if every one was blocked.
+    snapshot: Option<Vec<(Pid, u64)>>,
+}
+
+impl StallWatch {
+    /// Takes a look; returns how long nothing has moved once that is the
+    /// whole window.
+    fn check(&mut self, progress: u64, live: &[Pid]) -> Option<Duration> {
+        let snapshot = blocked_snapshot(live);
+        if progress != self.progress || snapshot.is_none() || snapshot != self.snapshot {
+            self.progress = progress;
+            self.snapshot = snapshot;
+            self.since = Instant::now();
+            return None;
+        }
+        let still = self.since.elapsed();
+        (still >= self.window).then_some(still)
+    }
+}
+
+/// If every thread of `pids` and of their descendants is asleep in a
+/// system call other than a timed sleep: their context-switch counts.
+/// `None` if any is running, runnable, stopped, in disk wait or sleeping
+/// on a timer, or cannot be read.
+fn blocked_snapshot(pids: &[Pid]) -> Option<Vec<(Pid, u64)>> {
+    let mut todo = pids.to_vec();
+    let mut seen = Vec::new();
+    while let Some(pid) = todo.pop() {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+            if state != "S" {
+                return None;
+            }
+            let syscall = std::fs::read_to_string(dir.join("syscall")).unwrap_or_default();
+            let nr = syscall.split_whitespace().next()?.parse::<i64>().ok()?;
+            if matches!(nr, 35 | 230) {
+                return None; // nanosleep, clock_nanosleep: it will wake
+            }
+            let status = std::fs::read_to_string(dir.join("status")).ok()?;
+            let switches: u64 = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            let tid = task.file_name().to_str()?.parse::<Pid>().ok()?;
+            seen.push((tid, switches));
+            if let Ok(children) = std::fs::read_to_string(dir.join("children")) {
+                todo.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<Pid>().ok()),
+                );
+            }
+        }
+    }
+    seen.sort_unstable();
+    Some(seen)
 }
 
 fn pollfd(fd: &OwnedFd) -> libc::pollfd {
@@ -577,6 +841,59 @@ mod tests {
                 .to_string()
                 .contains("no end of stream can come")
         );
+    }
+
+    #[test]
+    fn a_child_the_parent_sends_to_sees_closed_once_the_parent_drops_its_end() {
+        let serial = serial();
+        let (tx, mut rx) = crate::pipe().unwrap();
+        let (child, tx) = spawn_keeping(tx, move || {
+            let mut got = Vec::new();
+            loop {
+                match rx.recv_bytes() {
+                    Ok(m) => got.extend_from_slice(&m),
+                    Err(crate::Error::Closed) => return got,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .unwrap();
+        drop(serial);
+        tx.send_bytes(b"ab").unwrap();
+        tx.send_bytes(b"c").unwrap();
+        drop(tx);
+        let report = child.wait(Duration::from_secs(10)).unwrap();
+        assert_eq!(report.expect_success(), b"abc");
+    }
+
+    #[test]
+    fn with_plain_spawn_the_child_keeps_the_parents_sender_and_hangs() {
+        let serial = serial();
+        let (tx, mut rx) = crate::pipe().unwrap();
+        let child = spawn(move || {
+            while rx.recv_bytes().is_ok() {}
+            Vec::new()
+        })
+        .unwrap();
+        drop(serial);
+        drop(tx);
+        let report = child.wait(Duration::from_millis(300)).unwrap();
+        let Outcome::TimedOut {
+            blocked_in: Some(b),
+        } = &report.outcome
+        else {
+            panic!("expected a hang, got {}", report.outcome);
+        };
+        assert!(b.contains("(the reader itself)"), "{b}");
+    }
+
+    #[test]
+    fn serial_is_reentrant() {
+        let _outer = serial();
+        let inner = serial();
+        drop(inner);
+        let child = spawn(Vec::new).unwrap();
+        assert!(child.wait(Duration::from_secs(10)).unwrap().is_success());
     }
 
     #[test]

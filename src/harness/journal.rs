@@ -49,6 +49,17 @@ impl Journal {
         }
     }
 
+    /// How many bytes have been journalled so far: it grows whenever the
+    /// writer records anything.
+    pub fn len(&self) -> io::Result<u64> {
+        Ok(nix::sys::stat::fstat(self.fd.as_fd())?.st_size as u64)
+    }
+
+    /// Whether nothing has been journalled yet.
+    pub fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
     /// Every whole record, in order, as `(tag, body)`.
     pub fn records(&self) -> io::Result<Vec<(u8, Vec<u8>)>> {
         let size = nix::sys::stat::fstat(self.fd.as_fd())?.st_size as usize;

@@ -33,10 +33,33 @@ use super::trace::{
 };
 
 /// How [`run_with`] runs a scenario.
+///
+/// ```
+/// use ipc_harness::harness::run::RunOptions;
+/// use std::time::Duration;
+///
+/// let options = RunOptions::default();
+/// assert_eq!(options.deadline, Duration::from_secs(20));
+/// assert_eq!(options.stall, Some(Duration::from_secs(1)));
+/// // A quicker verdict on a hang that the stall watch cannot see (a
+/// // process spinning, or asleep on a timer):
+/// let quick = RunOptions { deadline: Duration::from_secs(5), ..options };
+/// # let _ = quick;
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
-    /// Every process must be done by then; consumers give up waiting then.
+    /// Every process must be done by then; consumers give up waiting then,
+    /// and a process still running is killed and reported as a `Hang`.
+    /// Default: 20 s, room for multi-MiB messages on a loaded machine.
+    /// A real hang usually ends sooner, through [`stall`](Self::stall).
     pub deadline: Duration,
+    /// Report a hang before the deadline once every process of the
+    /// scenario has been blocked this long, with no journal moving (see
+    /// [`WaitOptions::stall`](super::fork::WaitOptions::stall) for what
+    /// counts as blocked: a process pausing between sends, running, or
+    /// woken by a timer or a signal does not). Default: 1 s. `None` waits
+    /// for the deadline.
+    pub stall: Option<Duration>,
     /// A signal storm: every producer and consumer process installs a
     /// handler for `SIGALRM` without `SA_RESTART` and arms a timer at this
     /// interval, so its blocking system calls keep failing with `EINTR`.
@@ -48,6 +71,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             deadline: Duration::from_secs(20),
+            stall: Some(Duration::from_secs(1)),
             signal_storm: None,
         }
     }
@@ -105,6 +129,23 @@ impl Report {
         self.violations.iter().any(|v| v.property() == property)
     }
 
+    /// The hung consumer a violation follows from, if it does: once a
+    /// consumer hangs and is killed, messages only it could have received
+    /// are `Lost`, and a join it never reached never returns. Its
+    /// receives before the hang count all the same: a message it took is
+    /// never reported lost.
+    pub fn follows_from_hang(&self, v: &Violation) -> Option<&str> {
+        if !matches!(v, Violation::Lost { .. } | Violation::TaskAccounting { .. }) {
+            return None;
+        }
+        self.violations.iter().find_map(|h| match h {
+            Violation::Hang { process, .. } if process.starts_with("consumer") => {
+                Some(process.as_str())
+            }
+            _ => None,
+        })
+    }
+
     /// Whether a violation of this kind (`"Merged"`, ...) was found.
     pub fn has(&self, kind: &str) -> bool {
         self.violations.iter().any(|v| v.kind() == kind)
@@ -133,7 +174,20 @@ impl fmt::Display for Report {
             } else {
                 "not promised"
             };
-            writeln!(f, "  - [{mark}] {v}")?;
+            match self.follows_from_hang(v) {
+                Some(hung) => writeln!(f, "  - [{mark}] {v} (follows from the hang of {hung})")?,
+                None => writeln!(f, "  - [{mark}] {v}")?,
+            }
+            if let Violation::Hang { process, .. } = v {
+                let follow = self
+                    .violations
+                    .iter()
+                    .filter(|w| self.follows_from_hang(w) == Some(process.as_str()))
+                    .count();
+                if follow > 0 {
+                    writeln!(f, "    ({follow} violation(s) below follow from this hang)")?;
+                }
+            }
         }
         if self.violations.len() > SHOWN {
             writeln!(f, "  ... and {} more", self.violations.len() - SHOWN)?;
@@ -171,6 +225,12 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
     };
     let producers = scenario.producers.len();
     let consumers = scenario.consumers;
+    // From the open until the parent has dropped its ends, no other thread
+    // forks through the harness: no child of another scenario (or test)
+    // inherits this channel's fds, and this scenario's children inherit no
+    // other channel's. Released before the wait, so scenarios on other
+    // threads run while this one does.
+    let serial = fork::serial();
     let journals = match (0..producers + consumers)
         .map(|_| Journal::new())
         .collect::<std::io::Result<Vec<_>>>()
@@ -234,12 +294,18 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
     // The parent keeps no end: end of stream depends only on the children.
     let journals: Vec<Journal> = slots.journals.drain(..).flatten().collect();
     slots.clear();
+    drop(serial);
     if let Some(e) = spawn_error {
         return parent_error("fork".into(), e.to_string());
     }
 
     // Consumers give up at the deadline; give them a moment to report.
-    let results = match fork::wait_all(children, options.deadline + Duration::from_secs(2)) {
+    let wait = fork::WaitOptions {
+        timeout: options.deadline + Duration::from_secs(2),
+        stall: options.stall,
+    };
+    let progress = || journals.iter().map(|j| j.len().unwrap_or(0)).sum::<u64>();
+    let results = match fork::wait_all_with(children, wait, progress) {
         Ok(r) => r,
         Err(e) => return parent_error("waiting for the children".into(), e.to_string()),
     };
@@ -259,6 +325,9 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
         let failure = match &r.outcome {
             Outcome::Exited(0) => None,
             _ if killed => None,
+            Outcome::TimedOut { blocked_in } if r.stalled.is_some() => {
+                Some(Failure::Stalled(blocked_in.clone()))
+            }
             Outcome::TimedOut { blocked_in } => Some(Failure::Hung(blocked_in.clone())),
             other => Some(Failure::Crashed(other.to_string())),
         };
@@ -270,6 +339,10 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
         match target {
             Target::Consumer(c) => traces.consumers.push(match failure {
                 None => ConsumerTrace::from_journal(c, &records, killed).ok_or_else(malformed),
+                // A hung consumer's journal counts like a killed one's:
+                // what it received is never reported lost.
+                Some(Failure::Hung(blocked_in)) => hung_consumer(c, &records, blocked_in, false),
+                Some(Failure::Stalled(blocked_in)) => hung_consumer(c, &records, blocked_in, true),
                 Some(f) => Err(f),
             }),
             Target::Producer(p) => traces.producers.push(match failure {
@@ -280,6 +353,27 @@ pub fn run_with<C: Channel>(channel: &C, scenario: &Scenario, options: RunOption
     }
     let verdict = judge(scenario, &channel.promises(), &traces);
     report(verdict.violations, verdict.accounting)
+}
+
+/// The trace of consumer `c`, killed as hung: its journal read as a killed
+/// process's, its end the hang.
+fn hung_consumer(
+    c: u16,
+    records: &[(u8, Vec<u8>)],
+    blocked_in: Option<String>,
+    stalled: bool,
+) -> Result<ConsumerTrace, Failure> {
+    match ConsumerTrace::from_journal(c, records, true) {
+        Some(mut trace) => {
+            trace.end = StreamEnd::Hung {
+                blocked_in,
+                stalled,
+            };
+            Ok(trace)
+        }
+        None if stalled => Err(Failure::Stalled(blocked_in)),
+        None => Err(Failure::Hung(blocked_in)),
+    }
 }
 
 struct Slots<P, C> {

@@ -84,6 +84,16 @@ pub enum StreamEnd {
     Killed,
     /// A fault made the consumer close its end early.
     ClosedEarly,
+    /// It never ended its stream: the runner killed it as hung. What it
+    /// received before is still in its trace.
+    Hung {
+        /// What it was blocked in when killed, from `/proc`, if known.
+        blocked_in: Option<String>,
+        /// It was killed before the deadline, because every process of the
+        /// scenario was blocked and no journal moved (see
+        /// [`RunOptions::stall`](super::run::RunOptions::stall)).
+        stalled: bool,
+    },
 }
 
 impl fmt::Display for StreamEnd {
@@ -95,6 +105,13 @@ impl fmt::Display for StreamEnd {
             StreamEnd::Error(e) => write!(f, "error: {e}"),
             StreamEnd::Killed => write!(f, "killed by a fault"),
             StreamEnd::ClosedEarly => write!(f, "closed its end early"),
+            StreamEnd::Hung {
+                blocked_in: Some(b),
+                ..
+            } => write!(f, "hung, blocked in {b}"),
+            StreamEnd::Hung {
+                blocked_in: None, ..
+            } => write!(f, "hung"),
         }
     }
 }
@@ -148,6 +165,10 @@ impl ConsumerTrace {
 pub enum Failure {
     /// It hung past its deadline and was killed; what it was blocked in.
     Hung(Option<String>),
+    /// It was killed before its deadline because every process of the
+    /// scenario was blocked and no journal moved; what it
+    /// was blocked in.
+    Stalled(Option<String>),
     /// It crashed, panicked or exited badly; the outcome in words.
     Crashed(String),
 }
@@ -248,6 +269,7 @@ impl ConsumerLog<'_> {
             StreamEnd::Error(e) => (3, e),
             StreamEnd::Killed => (4, ""),
             StreamEnd::ClosedEarly => (5, ""),
+            StreamEnd::Hung { .. } => (6, ""),
         };
         self.0.record(STREAM_END, &[&[code], text.as_bytes()]);
     }
@@ -365,6 +387,10 @@ impl ConsumerTrace {
                         2 => StreamEnd::Broken(text(&body[1..])),
                         3 => StreamEnd::Error(text(&body[1..])),
                         4 => StreamEnd::Killed,
+                        6 => StreamEnd::Hung {
+                            blocked_in: None,
+                            stalled: false,
+                        },
                         _ => StreamEnd::ClosedEarly,
                     };
                 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::pieces::{Pending, Piece, take_apart};
-use super::sends::{FaultsSeen, Sent, process_failure};
+use super::sends::{FaultsSeen, Sent, hang, process_failure};
 use super::{Accounting, MsgRef, Violation};
 use crate::harness::payload::MsgId;
 use crate::harness::trace::{ConsumerTrace, Failure, StreamEnd, TaskTrace};
@@ -262,7 +262,7 @@ fn check_tasks(consumer: u16, gets: u64, tasks: &TaskTrace, violations: &mut Vec
 }
 
 /// Decides whether the stream's end is allowed: `Closed`, a kill or an
-/// early close are; a timeout is a `Hang`; a broken stream is expected
+/// early close are; a timeout or a hang is a `Hang`; a broken stream is expected
 /// only where a dead writer can tear a frame; any other error is not.
 fn stream_end(
     process: String,
@@ -283,5 +283,14 @@ fn stream_end(
             error: e.clone(),
         }),
         StreamEnd::Killed | StreamEnd::ClosedEarly => {}
+        StreamEnd::Hung {
+            blocked_in,
+            stalled,
+        } => violations.push(hang(
+            &process,
+            "while receiving",
+            blocked_in.as_deref(),
+            *stalled,
+        )),
     }
 }

@@ -166,16 +166,29 @@ pub(super) fn fates_of_sends(
 /// sending`).
 pub(super) fn process_failure(process: &str, phase: &str, failure: &Failure) -> Violation {
     match failure {
-        Failure::Hung(blocked) => Violation::Hang {
-            process: process.to_string(),
-            phase: match blocked {
-                Some(b) => format!("hung {phase}, blocked in {b}, and was killed at the deadline"),
-                None => format!("hung {phase} and was killed at the deadline"),
-            },
-        },
+        Failure::Hung(blocked) => hang(process, phase, blocked.as_deref(), false),
+        Failure::Stalled(blocked) => hang(process, phase, blocked.as_deref(), true),
         Failure::Crashed(outcome) => Violation::ChildFailed {
             process: process.to_string(),
             outcome: format!("{outcome} {phase}"),
+        },
+    }
+}
+
+/// The `Hang` of `process`, which hung `phase` (e.g. `while receiving`),
+/// blocked in `blocked` if known; `stalled`: killed before the deadline
+/// because every process was blocked and no journal moved.
+pub(super) fn hang(process: &str, phase: &str, blocked: Option<&str>, stalled: bool) -> Violation {
+    let killed = if stalled {
+        "was killed once every process of the scenario had been blocked with no progress"
+    } else {
+        "was killed at the deadline"
+    };
+    Violation::Hang {
+        process: process.to_string(),
+        phase: match blocked {
+            Some(b) => format!("hung {phase}, blocked in {b}, and {killed}"),
+            None => format!("hung {phase} and {killed}"),
         },
     }
 }
