@@ -567,7 +567,12 @@ fn real_queue_histories_are_linearizable_but_for_len() {
 #[test]
 #[ignore]
 fn cost_against_history_length() {
-    for n in [100usize, 1000, 5000] {
+    for n in [100usize, 1000, 5000].into_iter().filter(|&n| {
+        n <= std::env::var("HISTORY_COST_MAX")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5000)
+    }) {
         // Four processes, each op overlapping its neighbours.
         let seeds: Vec<(u8, u8, u8, u8)> = (0..n)
             .map(|k| {
@@ -581,6 +586,36 @@ fn cost_against_history_length() {
             let v = check(&QueueModel { max_items: cap }, &h);
             eprintln!(
                 "{n} ops, bound {cap:?}: {} in {:?}",
+                v.is_linearizable(),
+                started.elapsed()
+            );
+            // One false answer in the middle: search, then shrink.
+            let mut bad = h.clone();
+            let k = (n / 2..n)
+                .find(|&k| matches!(bad.ops[k].input, Op::TryGet))
+                .unwrap();
+            bad.ops[k].output = Some(A::Value(u64::MAX));
+            let started = Instant::now();
+            let v = check(&QueueModel { max_items: cap }, &bad);
+            let Verdict::Violation(c) = v else {
+                panic!("{v:?}")
+            };
+            eprintln!(
+                "{n} ops, bound {cap:?}, one false answer: minimal {:?} + context {} in {:?}",
+                c.fixed,
+                c.context.len(),
+                started.elapsed()
+            );
+            // Every tenth operation pending.
+            let mut pending = h.clone();
+            for op in pending.ops.iter_mut().step_by(10) {
+                op.output = None;
+                op.ret = None;
+            }
+            let started = Instant::now();
+            let v = check(&QueueModel { max_items: cap }, &pending);
+            eprintln!(
+                "{n} ops, bound {cap:?}, 10% pending: {} in {:?}",
                 v.is_linearizable(),
                 started.elapsed()
             );

@@ -22,7 +22,7 @@ impl Default for Budget {
     fn default() -> Self {
         Budget {
             configurations: 20_000_000,
-            shrink_configurations: 200_000,
+            shrink_configurations: 20_000,
         }
     }
 }

@@ -47,12 +47,18 @@ struct Shrinker<'a, M: Model> {
     model: &'a M,
     history: &'a History<M::Input, M::Output>,
     budget: u64,
+    /// Searches left before shrinking stops where it is.
+    searches: std::cell::Cell<u32>,
 }
 
 impl<M: Model> Shrinker<'_, M> {
     /// `kept` (sorted) with `relaxed` (sorted) pending: definitely not
     /// linearizable?
     fn fails(&self, kept: &[usize], relaxed: &[usize]) -> bool {
+        if self.searches.get() == 0 {
+            return false;
+        }
+        self.searches.set(self.searches.get() - 1);
         matches!(
             search(self.model, &items(self.history, kept, relaxed), self.budget),
             Outcome::NotFound
@@ -60,6 +66,10 @@ impl<M: Model> Shrinker<'_, M> {
     }
 
     fn witness(&self, kept: &[usize], relaxed: &[usize]) -> Option<Vec<usize>> {
+        if self.searches.get() == 0 {
+            return None;
+        }
+        self.searches.set(self.searches.get() - 1);
         match search(self.model, &items(self.history, kept, relaxed), self.budget) {
             Outcome::Found(order) => Some(order.into_iter().map(|k| kept[k]).collect()),
             _ => None,
@@ -115,6 +125,10 @@ fn ddmin(mut set: Vec<usize>, mut ok: impl FnMut(&[usize], &[usize]) -> bool) ->
     }
 }
 
+/// The most searches one shrink makes; past it, the counterexample is
+/// kept as it stands (still failing, perhaps not minimal).
+const SEARCHES: u32 = 400;
+
 /// Shrinks the failing part `part` (history indices) of `history`.
 pub(super) fn shrink<M: Model>(
     model: &M,
@@ -126,6 +140,7 @@ pub(super) fn shrink<M: Model>(
         model,
         history,
         budget,
+        searches: std::cell::Cell::new(SEARCHES),
     };
     let mut part = part.to_vec();
     part.sort_unstable();
@@ -183,7 +198,14 @@ pub(super) fn shrink<M: Model>(
     });
     let kept = merge(&fixed, &context);
 
-    let explanation = explain(&s, &kept, &fixed, &context);
+    let exhausted = s.searches.get() == 0;
+    s.searches.set(2 * fixed.len() as u32 + 2);
+    let mut explanation = explain(&s, &kept, &fixed, &context);
+    if exhausted {
+        explanation.push_str(
+            "(Shrinking stopped at its budget: this counterexample fails, but may not be minimal.)\n",
+        );
+    }
     let ops = kept
         .iter()
         .map(|&i| {
