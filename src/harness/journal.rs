@@ -96,6 +96,38 @@ fn parse(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     records
 }
 
+/// The tag of an operation's invocation record, written by
+/// [`history::Recorder`](super::history::Recorder): `[id: u64 LE][call time
+/// in ns: u64 LE][the input's bytes]`.
+pub const OP_CALL: u8 = 0xC0;
+/// The tag of an operation's response record: `[id: u64 LE][return time in
+/// ns: u64 LE][the output's bytes]`. An invocation without one is an
+/// operation still pending when the process stopped (or was killed).
+pub const OP_RETURN: u8 = 0xC1;
+
+impl Journal {
+    /// Records that operation `id` was invoked at `call_ns` with `input`.
+    pub fn record_call(&self, id: u64, call_ns: u64, input: &[u8]) {
+        self.record(OP_CALL, &[&id.to_le_bytes(), &call_ns.to_le_bytes(), input]);
+    }
+
+    /// Records that operation `id` returned `output` at `ret_ns`.
+    pub fn record_return(&self, id: u64, ret_ns: u64, output: &[u8]) {
+        self.record(
+            OP_RETURN,
+            &[&id.to_le_bytes(), &ret_ns.to_le_bytes(), output],
+        );
+    }
+}
+
+/// Splits an [`OP_CALL`] or [`OP_RETURN`] record's body into `(id, time in
+/// ns, the input's or output's bytes)`; `None` if it is too short.
+pub fn split_op_record(body: &[u8]) -> Option<(u64, u64, &[u8])> {
+    let id = u64::from_le_bytes(body.get(..8)?.try_into().ok()?);
+    let at = u64::from_le_bytes(body.get(8..16)?.try_into().ok()?);
+    Some((id, at, &body[16..]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

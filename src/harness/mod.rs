@@ -40,6 +40,7 @@ pub mod channel;
 pub mod check;
 pub mod fault;
 pub mod fork;
+pub mod history;
 pub mod journal;
 pub mod payload;
 pub mod pitfalls;

@@ -1,0 +1,624 @@
+//! The history checker: hand-made histories with known verdicts, random
+//! histories against a brute-force checker, a user's own model, and real
+//! histories recorded from the crate's `Queue` across forked processes.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use ipc_harness::harness::fork;
+use ipc_harness::harness::history::models::{
+    ChannelAnswer, ChannelModel, ChannelOp, QueueAnswer as A, QueueModel, QueueOp as Op,
+    TaskAnswer, TaskOp, TasksModel,
+};
+use ipc_harness::harness::history::{History, Model, Recorder, Verdict, check};
+use ipc_harness::harness::journal::Journal;
+use ipc_harness::{Error, Queue};
+use proptest::prelude::*;
+
+type QH = History<Op, A>;
+
+fn violation<M: Model>(
+    model: &M,
+    h: &History<M::Input, M::Output>,
+) -> (Vec<usize>, Vec<usize>, String) {
+    match check(model, h) {
+        Verdict::Violation(c) => (c.fixed.clone(), c.context.clone(), c.explanation),
+        other => panic!("expected a violation, got {other:?}"),
+    }
+}
+
+fn linearizable<M: Model>(model: &M, h: &History<M::Input, M::Output>) -> Vec<Vec<usize>> {
+    match check(model, h) {
+        Verdict::Linearizable(orders) => orders,
+        other => panic!("expected linearizable, got {other:?}"),
+    }
+}
+
+#[test]
+fn sequential_fifo_history_is_linearizable_in_its_order() {
+    let mut h = QH::new();
+    h.push(0, Op::Put(1), A::Ok, 0, 1);
+    h.push(0, Op::Put(2), A::Ok, 2, 3);
+    h.push(1, Op::Get, A::Value(1), 4, 5);
+    h.push(1, Op::Get, A::Value(2), 6, 7);
+    assert_eq!(
+        linearizable(&QueueModel::unbounded(), &h),
+        vec![vec![0, 1, 2, 3]]
+    );
+}
+
+#[test]
+fn fifo_violation_needs_the_put_before_and_the_get() {
+    let mut h = QH::new();
+    h.push(0, Op::Put(1), A::Ok, 0, 1);
+    h.push(0, Op::Put(2), A::Ok, 2, 3);
+    h.push(1, Op::Get, A::Value(2), 4, 5);
+    h.push(1, Op::Get, A::Value(1), 6, 7);
+    let (fixed, context, why) = violation(&QueueModel::unbounded(), &h);
+    // put(2) may have taken effect any time after its call: put(1) then
+    // get() -> 2 is enough.
+    assert_eq!((fixed, context), (vec![0, 2], vec![1]), "{why}");
+    assert!(why.contains("these 2 answers cannot all be true"), "{why}");
+    assert!(why.contains("without #2's answer"), "{why}");
+}
+
+#[test]
+fn overlapping_gets_may_take_either_order() {
+    let mut h = QH::new();
+    h.push(0, Op::Put(1), A::Ok, 0, 1);
+    h.push(0, Op::Put(2), A::Ok, 2, 3);
+    h.push(1, Op::Get, A::Value(2), 4, 10);
+    h.push(2, Op::Get, A::Value(1), 6, 8);
+    assert_eq!(
+        linearizable(&QueueModel::unbounded(), &h),
+        vec![vec![0, 1, 3, 2]]
+    );
+}
+
+#[test]
+fn duplicate_delivery_is_caught() {
+    let mut h = QH::new();
+    h.push(0, Op::Put(5), A::Ok, 0, 1);
+    h.push(1, Op::Get, A::Value(5), 2, 3);
+    h.push(2, Op::Get, A::Value(5), 2, 4);
+    let (fixed, context, _) = violation(&QueueModel::unbounded(), &h);
+    assert_eq!((fixed, context), (vec![1, 2], vec![0]));
+}
+
+#[test]
+fn lost_value_shows_as_a_false_empty() {
+    let mut h = QH::new();
+    h.push(0, Op::Put(5), A::Ok, 0, 1);
+    h.push(1, Op::TryGet, A::Empty, 2, 3);
+    let (fixed, context, _) = violation(&QueueModel::unbounded(), &h);
+    assert_eq!((fixed, context), (vec![0, 1], vec![]));
+    // A get that timed out while the message waited all through it.
+    let mut h = QH::new();
+    h.push(0, Op::Put(5), A::Ok, 0, 1);
+    h.push(1, Op::GetTimeout, A::Timeout, 2, 30);
+    assert_eq!(violation(&QueueModel::unbounded(), &h).0, vec![0, 1]);
+    // But concurrent with the put, `Empty` was true before it.
+    let mut h = QH::new();
+    h.push(0, Op::Put(5), A::Ok, 0, 10);
+    h.push(1, Op::TryGet, A::Empty, 2, 3);
+    linearizable(&QueueModel::unbounded(), &h);
+}
+
+#[test]
+fn value_never_put_is_caught_alone() {
+    let mut h = QH::new();
+    h.push(0, Op::Put(5), A::Ok, 0, 1);
+    h.push(1, Op::Get, A::Value(6), 2, 3);
+    let (fixed, context, why) = violation(&QueueModel::unbounded(), &h);
+    assert_eq!((fixed, context), (vec![1], vec![]), "{why}");
+    assert!(why.contains("this answer cannot be true"), "{why}");
+}
+
+#[test]
+fn false_full_and_false_empty() {
+    let model = QueueModel::bounded(2);
+    let mut h = QH::new();
+    h.push(0, Op::Put(1), A::Ok, 0, 1);
+    h.push(0, Op::TryPut(2), A::Full, 2, 3);
+    assert_eq!(violation(&model, &h).0, vec![1]);
+    let mut h = QH::new();
+    h.push(0, Op::Put(1), A::Ok, 0, 1);
+    h.push(0, Op::Put(2), A::Ok, 2, 3);
+    h.push(1, Op::TryPut(3), A::Full, 4, 5);
+    h.push(1, Op::IsFull, A::Bool(true), 6, 7);
+    h.push(2, Op::IsEmpty, A::Bool(true), 6, 7);
+    let (fixed, context, why) = violation(&model, &h);
+    // try_put(3) -> Full needs both puts in; nothing takes them out.
+    assert_eq!((fixed, context), (vec![2, 4], vec![0, 1]), "{why}");
+}
+
+#[test]
+fn impossible_len_on_a_queue_bounded_to_one() {
+    let model = QueueModel::bounded(1);
+    let mut h = QH::new();
+    h.push(0, Op::Put(1), A::Ok, 0, 10);
+    h.push(1, Op::Get, A::Value(1), 5, 20);
+    h.push(2, Op::Put(2), A::Ok, 15, 30);
+    h.push(3, Op::Len, A::Len(2), 0, 40);
+    h.push(4, Op::Len, A::Len(1), 0, 40);
+    let (fixed, context, why) = violation(&model, &h);
+    assert_eq!((fixed, context), (vec![3], vec![]), "{why}");
+}
+
+#[test]
+fn pending_operations_may_take_effect_or_not() {
+    let model = QueueModel::unbounded();
+    // A killed producer's put: the get may have seen it...
+    let mut h = QH::new();
+    h.push_pending(0, Op::Put(9), 0);
+    h.push(1, Op::Get, A::Value(9), 5, 6);
+    assert_eq!(linearizable(&model, &h), vec![vec![0, 1]]);
+    // ...or not.
+    let mut h = QH::new();
+    h.push_pending(0, Op::Put(9), 0);
+    h.push(1, Op::TryGet, A::Empty, 5, 6);
+    assert_eq!(linearizable(&model, &h), vec![vec![1]]);
+    // But only after it was called.
+    let mut h = QH::new();
+    h.push_pending(0, Op::Put(9), 10);
+    h.push(1, Op::Get, A::Value(9), 5, 6);
+    assert_eq!(violation(&model, &h).0, vec![1]);
+}
+
+#[test]
+fn touching_intervals_are_concurrent() {
+    let model = QueueModel::unbounded();
+    let mut h = QH::new();
+    h.push(0, Op::Put(1), A::Ok, 0, 5);
+    h.push(1, Op::TryGet, A::Empty, 5, 6); // called the instant the put returned
+    linearizable(&model, &h);
+    let mut h = QH::new();
+    h.push(0, Op::Put(1), A::Ok, 0, 5);
+    h.push(1, Op::TryGet, A::Empty, 6, 7); // one nanosecond later: not
+    assert_eq!(violation(&model, &h).0, vec![0, 1]);
+}
+
+#[test]
+fn per_producer_channel_partitions_by_producer() {
+    let mut h = History::new();
+    let send = |from, value| ChannelOp::Send { from, value };
+    let got = |from, value| ChannelAnswer::Value { from, value };
+    h.push(0, send(0, 1), ChannelAnswer::Ok, 0, 1);
+    h.push(1, send(1, 10), ChannelAnswer::Ok, 0, 1);
+    h.push(0, send(0, 2), ChannelAnswer::Ok, 2, 3);
+    h.push(2, ChannelOp::Recv, got(1, 10), 4, 5);
+    h.push(2, ChannelOp::Recv, got(0, 1), 6, 7);
+    h.push(2, ChannelOp::Recv, got(0, 2), 8, 9);
+    assert_eq!(
+        linearizable(&ChannelModel, &h),
+        vec![vec![0, 2, 4, 5], vec![1, 3]]
+    );
+    // Producer 0's messages out of order.
+    let mut h2 = History::new();
+    h2.push(0, send(0, 1), ChannelAnswer::Ok, 0, 1);
+    h2.push(0, send(0, 2), ChannelAnswer::Ok, 2, 3);
+    h2.push(2, ChannelOp::Recv, got(0, 2), 4, 5);
+    h2.push(2, ChannelOp::Recv, got(0, 1), 6, 7);
+    assert_eq!(violation(&ChannelModel, &h2).0, vec![0, 2]);
+}
+
+#[test]
+fn join_returns_only_when_every_task_is_done() {
+    let mut h = History::new();
+    h.push(0, TaskOp::Put(1), TaskAnswer::Ok, 0, 1);
+    h.push(1, TaskOp::Get, TaskAnswer::Value(1), 2, 3);
+    h.push(2, TaskOp::Join, TaskAnswer::Ok, 2, 10);
+    h.push(1, TaskOp::TaskDone, TaskAnswer::Ok, 4, 5);
+    linearizable(&TasksModel, &h);
+    // join returned before the task_done was called.
+    h.ops[2].ret = Some(3);
+    assert_eq!(violation(&TasksModel, &h).0, vec![0, 2]);
+    // task_done once too often.
+    let mut h = History::new();
+    h.push(0, TaskOp::Put(1), TaskAnswer::Ok, 0, 1);
+    h.push(1, TaskOp::TaskDone, TaskAnswer::Ok, 2, 3);
+    h.push(1, TaskOp::TaskDone, TaskAnswer::Ok, 4, 5);
+    assert_eq!(violation(&TasksModel, &h).0, vec![1, 2]);
+}
+
+// ---- A user's own model: a key-value map kept in a queue's messages. ----
+
+/// A register per key: `Write(k, v)` and `Read(k) -> v` (0 if never written).
+struct Registers;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kv {
+    Write(u8, u64),
+    Read(u8),
+}
+
+impl Model for Registers {
+    type State = u64;
+    type Input = Kv;
+    type Output = u64;
+    fn init(&self) -> u64 {
+        0
+    }
+    fn step(&self, s: &u64, op: &Kv, out: &u64) -> Option<u64> {
+        match op {
+            Kv::Write(_, v) => Some(*v),
+            Kv::Read(_) => (s == out).then_some(*s),
+        }
+    }
+    fn step_pending(&self, _: &u64, op: &Kv) -> Vec<u64> {
+        match op {
+            Kv::Write(_, v) => vec![*v],
+            Kv::Read(_) => vec![],
+        }
+    }
+    fn partition(&self, h: &History<Kv, u64>) -> Option<Vec<Vec<usize>>> {
+        let mut parts: std::collections::BTreeMap<u8, Vec<usize>> = Default::default();
+        for (i, op) in h.ops.iter().enumerate() {
+            let (Kv::Write(k, _) | Kv::Read(k)) = op.input;
+            parts.entry(k).or_default().push(i);
+        }
+        Some(parts.into_values().collect())
+    }
+}
+
+#[test]
+fn a_users_model_partitioned_by_key() {
+    let mut h = History::new();
+    h.push(0, Kv::Write(1, 5), 0, 0, 10);
+    h.push(1, Kv::Write(2, 7), 0, 0, 10);
+    h.push(2, Kv::Read(1), 5, 11, 12);
+    h.push(2, Kv::Read(2), 0, 5, 6); // concurrent with the write: old value
+    assert_eq!(linearizable(&Registers, &h), vec![vec![0, 2], vec![3, 1]]);
+    h.push(3, Kv::Read(2), 0, 20, 21); // after the write: stale
+    assert_eq!(violation(&Registers, &h).0, vec![1, 4]);
+}
+
+// ---- Random short histories against a brute-force checker. ----
+
+/// Every subset of the pending operations, every permutation of the
+/// operations chosen that respects real time, run through the model.
+fn brute_force<M: Model>(model: &M, h: &History<M::Input, M::Output>) -> bool {
+    fn go<M: Model>(
+        model: &M,
+        h: &History<M::Input, M::Output>,
+        used: &mut Vec<bool>,
+        s: &M::State,
+    ) -> bool {
+        if h.ops
+            .iter()
+            .zip(used.iter())
+            .all(|(op, &u)| u || op.is_pending())
+        {
+            return true;
+        }
+        for i in 0..h.ops.len() {
+            if used[i] {
+                continue;
+            }
+            // Nothing left unused may have returned before i was called.
+            let blocked = h
+                .ops
+                .iter()
+                .enumerate()
+                .any(|(j, o)| !used[j] && j != i && o.ret.is_some_and(|r| r < h.ops[i].call));
+            if blocked {
+                continue;
+            }
+            let nexts: Vec<M::State> = match &h.ops[i].output {
+                Some(out) => model.step(s, &h.ops[i].input, out).into_iter().collect(),
+                None => model.step_pending(s, &h.ops[i].input),
+            };
+            used[i] = true;
+            for next in nexts {
+                if go(model, h, used, &next) {
+                    used[i] = false;
+                    return true;
+                }
+            }
+            used[i] = false;
+        }
+        false
+    }
+    go(model, h, &mut vec![false; h.ops.len()], &model.init())
+}
+
+/// A history made by running the model at random instants, answers taken
+/// from it, intervals around the instants, some answers then falsified and
+/// some operations left pending.
+fn simulated(cap: Option<usize>, seeds: &[(u8, u8, u8, u8)]) -> QH {
+    let model = QueueModel { max_items: cap };
+    let mut q: VecDeque<u64> = VecDeque::new();
+    let mut h = QH::new();
+    let mut next_value = 1;
+    for (k, &(kind, before, after, twist)) in seeds.iter().enumerate() {
+        let point = 10 * k as u64 + 10;
+        let op = match kind % 7 {
+            0 | 1 => {
+                next_value += 1;
+                Op::TryPut(next_value)
+            }
+            2 | 3 => Op::TryGet,
+            4 => Op::Len,
+            5 => Op::IsEmpty,
+            _ => Op::IsFull,
+        };
+        let full = cap.is_some_and(|c| q.len() >= c);
+        let mut answer = match op {
+            Op::TryPut(v) if !full => {
+                q.push_back(v);
+                A::Ok
+            }
+            Op::TryPut(_) => A::Full,
+            _ if matches!(op, Op::TryGet) => q.pop_front().map_or(A::Empty, A::Value),
+            Op::Len => A::Len(q.len()),
+            Op::IsEmpty => A::Bool(q.is_empty()),
+            _ => A::Bool(full),
+        };
+        if twist % 8 == 0 {
+            answer = match answer {
+                A::Ok => A::Full,
+                A::Full | A::Empty => A::Ok,
+                A::Value(v) => A::Value(v + 1),
+                A::Len(n) => A::Len(n + 1),
+                A::Bool(b) => A::Bool(!b),
+                a => a,
+            };
+            if matches!((op, answer), (Op::TryGet, A::Ok)) {
+                answer = A::Value(next_value);
+            }
+        }
+        let call = (point + 20) - u64::from(before % 16);
+        let ret = point + 20 + u64::from(after % 16);
+        if twist % 11 == 1 {
+            h.push_pending(k % 4, op, call);
+        } else {
+            h.push(k % 4, op, answer, call, ret);
+        }
+    }
+    let _ = model;
+    h
+}
+
+proptest! {
+    #![proptest_config(ipc_harness::harness::proptest_config("proptest-regressions/history.txt", 300))]
+
+    #[test]
+    fn the_checker_agrees_with_brute_force(
+        cap in prop_oneof![Just(None), (1usize..=2).prop_map(Some)],
+        seeds in prop::collection::vec(any::<(u8, u8, u8, u8)>(), 1..=7),
+    ) {
+        let h = simulated(cap, &seeds);
+        let model = QueueModel { max_items: cap };
+        let expected = brute_force(&model, &h);
+        match check(&model, &h) {
+            Verdict::Linearizable(_) => prop_assert!(expected, "checker: linearizable, brute force: not\n{h:?}"),
+            Verdict::Violation(c) => {
+                prop_assert!(!expected, "checker: violation, brute force: linearizable\n{h:?}\n{c}");
+                // The counterexample fails, and needs every answer it keeps.
+                prop_assert!(!brute_force(&model, &c.history), "{c}");
+                for k in 0..c.history.ops.len() {
+                    if c.history.ops[k].is_pending() { continue; }
+                    let mut relaxed = c.history.clone();
+                    relaxed.ops[k].output = None;
+                    relaxed.ops[k].ret = None;
+                    prop_assert!(brute_force(&model, &relaxed), "answer {k} not needed:\n{c}");
+                }
+            }
+            Verdict::Unknown { .. } => prop_assert!(false, "out of budget"),
+        }
+    }
+}
+
+// ---- Real histories from the crate's Queue. ----
+
+fn answer_of_put(r: ipc_harness::Result<()>) -> A {
+    match r {
+        Ok(()) => A::Ok,
+        Err(Error::Full) => A::Full,
+        Err(Error::Timeout) => A::Timeout,
+        Err(e) => panic!("put: {e}"),
+    }
+}
+
+fn answer_of_get(r: ipc_harness::Result<Vec<u8>>) -> A {
+    match r {
+        Ok(bytes) => A::Value(u64::from_le_bytes(bytes.try_into().expect("8 bytes"))),
+        Err(Error::Empty) => A::Empty,
+        Err(Error::Timeout) => A::Timeout,
+        Err(e) => panic!("get: {e}"),
+    }
+}
+
+/// One round: two producers, two consumers, one observer on a queue
+/// bounded to `cap`. Returns the history.
+fn queue_round(cap: usize, per_process: usize) -> QH {
+    let q = Queue::bounded(cap).unwrap();
+    let journals: Vec<Journal> = (0..5).map(|_| Journal::new().unwrap()).collect();
+    let mut children = Vec::new();
+    for (p, j) in journals.iter().enumerate() {
+        let q = &q;
+        children.push(
+            fork::spawn(move || {
+                let mut r = Recorder::new(j);
+                for i in 0..per_process {
+                    let v = (p * 1_000_000 + i) as u64;
+                    match p {
+                        0 => r.record(&Op::Put(v), || answer_of_put(q.put_bytes(&v.to_le_bytes()))),
+                        1 => r.record(&Op::PutTimeout(v), || {
+                            answer_of_put(
+                                q.put_bytes_timeout(&v.to_le_bytes(), Duration::from_secs(2)),
+                            )
+                        }),
+                        2 => r.record(&Op::GetTimeout, || {
+                            answer_of_get(q.get_bytes_timeout(Duration::from_secs(2)))
+                        }),
+                        3 => r.record(&Op::Get, || answer_of_get(q.get_bytes())),
+                        _ => match i % 3 {
+                            0 => r.record(&Op::Len, || A::Len(q.len())),
+                            1 => r.record(&Op::IsEmpty, || A::Bool(q.is_empty())),
+                            _ => r.record(&Op::IsFull, || A::Bool(q.is_full())),
+                        },
+                    };
+                }
+                Vec::new()
+            })
+            .unwrap(),
+        );
+    }
+    for report in fork::wait_all(children, Duration::from_secs(20)).unwrap() {
+        assert!(report.is_success(), "{:?}", report.outcome);
+    }
+    let pairs: Vec<(usize, &Journal)> = journals.iter().enumerate().collect();
+    History::from_journals(&pairs).unwrap()
+}
+
+#[test]
+fn a_killed_process_leaves_its_operation_pending() {
+    let _serial = fork::serial();
+    let q = Queue::bounded(1).unwrap();
+    let j = Journal::new().unwrap();
+    let child = fork::spawn(|| {
+        let mut r = Recorder::new(&j);
+        r.record(&Op::Put(1), || {
+            answer_of_put(q.put_bytes(&1u64.to_le_bytes()))
+        });
+        r.record(&Op::Put(2), || {
+            answer_of_put(q.put_bytes(&2u64.to_le_bytes()))
+        }); // blocks: full
+        Vec::new()
+    })
+    .unwrap();
+    while j.records().unwrap().len() < 3 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    child.signal(libc::SIGKILL).unwrap();
+    child.wait(Duration::from_secs(10)).unwrap();
+    let mut h: QH = History::from_journals(&[(0, &j)]).unwrap();
+    assert_eq!(h.len(), 2);
+    assert_eq!((h.ops[0].input, h.ops[0].output), (Op::Put(1), Some(A::Ok)));
+    assert_eq!((h.ops[1].input, h.ops[1].ret), (Op::Put(2), None));
+    // The parent takes the message: the pending put may then take effect.
+    let call = ipc_harness::harness::history::now_ns();
+    let got = answer_of_get(q.try_get_bytes());
+    h.push(
+        1,
+        Op::TryGet,
+        got,
+        call,
+        ipc_harness::harness::history::now_ns(),
+    );
+    assert_eq!(got, A::Value(1));
+    assert_eq!(linearizable(&QueueModel::bounded(1), &h), vec![vec![0, 2]]);
+}
+
+#[test]
+fn real_queue_histories_are_linearizable_but_for_len() {
+    let _serial = fork::serial();
+    let rounds: usize = std::env::var("HISTORY_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    let (mut ops, mut caught, mut checking) = (0, HashMap::<usize, usize>::new(), Duration::ZERO);
+    let mut example = None;
+    for round in 0..rounds {
+        let cap = 1 + round % 3;
+        let h = queue_round(cap, 30);
+        ops += h.len();
+        let started = Instant::now();
+        let model = QueueModel::bounded(cap);
+        // Puts and gets alone are always linearizable.
+        let mut deliveries = h.clone();
+        deliveries
+            .ops
+            .retain(|o| !matches!(o.input, Op::Len | Op::IsEmpty | Op::IsFull));
+        assert!(
+            check(&model, &deliveries).is_linearizable(),
+            "{deliveries:?}"
+        );
+        // With the observers: a violation can only be an observer's answer.
+        match check(&model, &h) {
+            Verdict::Linearizable(_) => {}
+            Verdict::Violation(c) => {
+                assert!(
+                    c.fixed
+                        .iter()
+                        .any(|&i| matches!(h.ops[i].input, Op::Len | Op::IsEmpty | Op::IsFull)),
+                    "{c}"
+                );
+                *caught.entry(cap).or_default() += 1;
+                example.get_or_insert(c.explanation);
+            }
+            Verdict::Unknown { explored } => panic!("out of budget after {explored}"),
+        }
+        checking += started.elapsed();
+    }
+    eprintln!(
+        "{rounds} real histories, {ops} operations, checked in {checking:?}; \
+         observer answers that were never true, by bound: {caught:?}"
+    );
+    if let Some(e) = example {
+        eprintln!("{e}");
+    }
+}
+
+// ---- Cost against history length (run with --ignored). ----
+
+#[test]
+#[ignore]
+fn cost_against_history_length() {
+    for n in [100usize, 1000, 5000].into_iter().filter(|&n| {
+        n <= std::env::var("HISTORY_COST_MAX")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5000)
+    }) {
+        // Four processes, each op overlapping its neighbours.
+        let seeds: Vec<(u8, u8, u8, u8)> = (0..n)
+            .map(|k| {
+                let x = (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+                ((x % 4) as u8, (x >> 8) as u8 % 20, (x >> 16) as u8 % 20, 2)
+            })
+            .collect();
+        for cap in [None, Some(2)] {
+            let h = simulated(cap, &seeds);
+            let started = Instant::now();
+            let v = check(&QueueModel { max_items: cap }, &h);
+            eprintln!(
+                "{n} ops, bound {cap:?}: {} in {:?}",
+                v.is_linearizable(),
+                started.elapsed()
+            );
+            // One false answer in the middle: search, then shrink.
+            let mut bad = h.clone();
+            let k = (n / 2..n)
+                .find(|&k| matches!(bad.ops[k].input, Op::TryGet))
+                .unwrap();
+            bad.ops[k].output = Some(A::Value(u64::MAX));
+            let started = Instant::now();
+            let v = check(&QueueModel { max_items: cap }, &bad);
+            let Verdict::Violation(c) = v else {
+                panic!("{v:?}")
+            };
+            eprintln!(
+                "{n} ops, bound {cap:?}, one false answer: minimal {:?} + context {} in {:?}",
+                c.fixed,
+                c.context.len(),
+                started.elapsed()
+            );
+            // Every tenth operation pending.
+            let mut pending = h.clone();
+            for op in pending.ops.iter_mut().step_by(10) {
+                op.output = None;
+                op.ret = None;
+            }
+            let started = Instant::now();
+            let v = check(&QueueModel { max_items: cap }, &pending);
+            eprintln!(
+                "{n} ops, bound {cap:?}, 10% pending: {} in {:?}",
+                v.is_linearizable(),
+                started.elapsed()
+            );
+        }
+    }
+}
