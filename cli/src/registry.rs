@@ -113,6 +113,9 @@ impl Entry {
 pub struct Tuning {
     /// Shrink a failing scenario to a minimal one.
     pub shrink: bool,
+    /// Replay the failing scenario alone to tell a timing-dependent
+    /// failure from one that replays.
+    pub replay: bool,
     /// Run under this signal storm, whatever was asked.
     pub signal_storm: Option<Duration>,
     /// Generate fault scenarios, whatever was asked.
@@ -127,23 +130,28 @@ impl Tuning {
     /// The campaign as asked.
     pub const NONE: Tuning = Tuning {
         shrink: true,
+        replay: true,
         signal_storm: None,
         faults: false,
         min_cases: 0,
         max_deadline: None,
     };
 
-    /// A pitfall variant's: it is shown by its first failure (shrinking it
-    /// would cost runs that may each wait for a deadline), and no run waits
-    /// longer than 5 s.
+    /// A pitfall variant's: it is shown by its first failure (shrinking or
+    /// replaying it would cost runs that may each wait for a deadline), and
+    /// no run waits longer than 5 s.
     pub const PITFALL: Tuning = Tuning {
         shrink: false,
+        replay: false,
         max_deadline: Some(Duration::from_secs(5)),
         ..Tuning::NONE
     };
 
     fn apply(&self, config: &mut CampaignConfig) {
         config.shrink &= self.shrink;
+        if !self.replay {
+            config.replays = 0;
+        }
         if self.signal_storm.is_some() {
             config.run.signal_storm = self.signal_storm;
         }
