@@ -66,6 +66,10 @@ use crate::error::{Error, Result};
 use crate::frame::{self, Decoder, ReadSource};
 use crate::sys::{self, ExitStatus, Pid, WriteKind};
 
+mod proc;
+use proc::StallWatch;
+pub use proc::{blocked_in, unreaped_children};
+
 /// The exit code of a child whose closure panicked.
 pub const PANIC_EXIT_CODE: i32 = 101;
 
@@ -566,74 +570,6 @@ pub fn wait_all_with(
     Ok(reports)
 }
 
-/// Watches for every live process being blocked with no progress.
-struct StallWatch {
-    window: Duration,
-    /// Since when nothing has moved.
-    since: Instant,
-    progress: u64,
-    /// Every thread's context-switch counts, if every one was blocked.
-    snapshot: Option<Vec<(Pid, u64)>>,
-}
-
-impl StallWatch {
-    /// Takes a look; returns how long nothing has moved once that is the
-    /// whole window.
-    fn check(&mut self, progress: u64, live: &[Pid]) -> Option<Duration> {
-        let snapshot = blocked_snapshot(live);
-        if progress != self.progress || snapshot.is_none() || snapshot != self.snapshot {
-            self.progress = progress;
-            self.snapshot = snapshot;
-            self.since = Instant::now();
-            return None;
-        }
-        let still = self.since.elapsed();
-        (still >= self.window).then_some(still)
-    }
-}
-
-/// If every thread of `pids` and of their descendants is asleep in a
-/// system call other than a timed sleep: their context-switch counts.
-/// `None` if any is running, runnable, stopped, in disk wait or sleeping
-/// on a timer, or cannot be read.
-fn blocked_snapshot(pids: &[Pid]) -> Option<Vec<(Pid, u64)>> {
-    let mut todo = pids.to_vec();
-    let mut seen = Vec::new();
-    while let Some(pid) = todo.pop() {
-        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-        for task in tasks.flatten() {
-            let dir = task.path();
-            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-            if state != "S" {
-                return None;
-            }
-            let syscall = std::fs::read_to_string(dir.join("syscall")).unwrap_or_default();
-            let nr = syscall.split_whitespace().next()?.parse::<i64>().ok()?;
-            if matches!(nr, 35 | 230) {
-                return None; // nanosleep, clock_nanosleep: it will wake
-            }
-            let status = std::fs::read_to_string(dir.join("status")).ok()?;
-            let switches: u64 = status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .sum();
-            let tid = task.file_name().to_str()?.parse::<Pid>().ok()?;
-            seen.push((tid, switches));
-            if let Ok(children) = std::fs::read_to_string(dir.join("children")) {
-                todo.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|p| p.parse::<Pid>().ok()),
-                );
-            }
-        }
-    }
-    seen.sort_unstable();
-    Some(seen)
-}
-
 fn pollfd(fd: &OwnedFd) -> libc::pollfd {
     use std::os::fd::AsRawFd;
     libc::pollfd {
@@ -661,155 +597,9 @@ fn decode_result(bytes: &[u8]) -> (Option<u8>, Vec<u8>) {
     }
 }
 
-/// The pids of this process's children that have not been reaped (alive or
-/// zombie), from `/proc/self/task/*/children`. A test that has waited for
-/// everything it forked expects this to be empty.
-pub fn unreaped_children() -> Vec<Pid> {
-    let mut pids = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-        for task in tasks.flatten() {
-            let path = task.path().join("children");
-            if let Ok(list) = std::fs::read_to_string(path) {
-                pids.extend(
-                    list.split_whitespace()
-                        .filter_map(|p| p.parse::<Pid>().ok()),
-                );
-            }
-        }
-    }
-    pids.sort_unstable();
-    pids
-}
-
-/// What `pid` is blocked in, from `/proc/PID/syscall` and `/proc/PID/wchan`,
-/// e.g. `read(fd 5) [pipe_read]`. For a read on a pipe, also who keeps the
-/// pipe's write end open, so no end of stream can come, e.g. `read(fd 5)
-/// [pipe_read]; the write end of pipe:[123] is still open in pid 42 (the
-/// reader itself)`.
-pub fn blocked_in(pid: Pid) -> Option<String> {
-    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
-        .ok()
-        .filter(|w| !w.is_empty() && w != "0");
-    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok();
-    let call = syscall.as_deref().and_then(describe_syscall);
-    let mut out = match (&call, wchan) {
-        (Some(c), Some(w)) => format!("{c} [{w}]"),
-        (Some(c), None) => c.clone(),
-        (None, Some(w)) => format!("[{w}]"),
-        (None, None) => return None,
-    };
-    let read_fd = syscall.as_deref().and_then(|line| {
-        let mut parts = line.split_whitespace();
-        let nr: i64 = parts.next()?.parse().ok()?;
-        let fd = i64::from_str_radix(parts.next()?.trim_start_matches("0x"), 16).ok()?;
-        matches!(nr, 0 | 19).then_some(fd)
-    });
-    if let Some(fd) = read_fd {
-        if let Some(holders) = write_end_holders(pid, fd) {
-            out.push_str(&holders);
-        }
-    }
-    Some(out)
-}
-
-/// For `pid`'s `fd` on a pipe: which processes hold its write end open.
-fn write_end_holders(pid: Pid, fd: i64) -> Option<String> {
-    let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    let target = target.to_str()?.to_string();
-    if !target.starts_with("pipe:") {
-        return None;
-    }
-    let mut holders = Vec::new();
-    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(other) = proc_entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<Pid>().ok())
-        else {
-            continue;
-        };
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{other}/fd")) else {
-            continue;
-        };
-        for fd_entry in fds.flatten() {
-            let same = std::fs::read_link(fd_entry.path())
-                .ok()
-                .is_some_and(|t| t.to_str() == Some(target.as_str()));
-            if !same {
-                continue;
-            }
-            let info = std::fs::read_to_string(format!(
-                "/proc/{other}/fdinfo/{}",
-                fd_entry.file_name().to_string_lossy()
-            ))
-            .unwrap_or_default();
-            let flags = info
-                .lines()
-                .find_map(|l| l.strip_prefix("flags:"))
-                .and_then(|f| i64::from_str_radix(f.trim(), 8).ok())
-                .unwrap_or(0);
-            if flags & i64::from(libc::O_ACCMODE) != i64::from(libc::O_RDONLY) {
-                holders.push(other);
-                break;
-            }
-        }
-    }
-    if holders.is_empty() {
-        return Some(format!("; no process holds the write end of {target}"));
-    }
-    let names: Vec<String> = holders
-        .iter()
-        .map(|&h| {
-            if h == pid {
-                format!("pid {h} (the reader itself)")
-            } else {
-                format!("pid {h}")
-            }
-        })
-        .collect();
-    Some(format!(
-        "; the write end of {target} is still open in {}, so no end of stream can come",
-        names.join(", ")
-    ))
-}
-
-/// Turns a `/proc/PID/syscall` line (`0 0x5 0x7ff... ...`) into words.
-fn describe_syscall(line: &str) -> Option<String> {
-    let mut parts = line.split_whitespace();
-    let nr: i64 = parts.next()?.parse().ok()?;
-    let arg0 = parts
-        .next()
-        .and_then(|a| i64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
-    let name = match nr {
-        0 => "read",
-        1 => "write",
-        7 => "poll",
-        19 => "readv",
-        20 => "writev",
-        23 => "select",
-        35 => "nanosleep",
-        45 => "recvfrom",
-        46 => "sendmsg",
-        47 => "recvmsg",
-        61 => "wait4",
-        202 => "futex",
-        230 => "clock_nanosleep",
-        232 => "epoll_wait",
-        257 => "openat",
-        270 => "pselect6",
-        271 => "ppoll",
-        _ => return Some(format!("syscall {nr}")),
-    };
-    Some(match (name, arg0) {
-        ("read" | "write" | "readv" | "writev" | "recvfrom" | "sendmsg" | "recvmsg", Some(fd)) => {
-            format!("{name}(fd {fd})")
-        }
-        _ => name.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::proc::describe_syscall;
     use super::*;
 
     #[test]
