@@ -6,7 +6,7 @@
 //! - The result's display prints the seed and a line to paste that replays
 //!   the campaign: the environment variable [`SEED_ENV`]
 //!   (`IPC_HARNESS_SEED=...`) overrides [`CampaignConfig::seed`].
-//! - A campaign run from a test keeps the seeds with which it broke a
+//! - A campaign run from a test keeps each seed with which it broke a
 //!   promise in [`CampaignConfig::regressions`]
 //!   (`proptest-regressions/campaigns.txt` by default, when that directory
 //!   exists) and replays them first on every later run.
@@ -65,7 +65,7 @@ pub struct CampaignConfig {
     pub faults: bool,
     /// Shrink a failure to a minimal scenario (costs extra runs).
     pub shrink: bool,
-    /// Where the seeds that broke a promise are kept, one
+    /// Where each seed that broke a promise is kept, one
     /// `channel<TAB>seed<TAB>cases` line each, replayed first (for this
     /// channel) by every later campaign. [`CampaignConfig::new`] sets it to
     /// [`DEFAULT_REGRESSIONS`] when called on a test thread (any thread not
@@ -110,8 +110,9 @@ pub fn read_regressions(path: &Path) -> Vec<(String, u64, u32)> {
 }
 
 /// Appends `(channel, seed, cases)` to the regressions file at `path`
-/// (creating it with a header), unless the seed is there for the channel.
-fn keep_regression(path: &Path, channel: &str, seed: u64, cases: u32) -> std::io::Result<()> {
+/// (creating it and its directory, with a header), unless the seed is there
+/// for the channel. The `ipc-harness check` tool keeps its file the same way.
+pub fn keep_regression(path: &Path, channel: &str, seed: u64, cases: u32) -> std::io::Result<()> {
     if read_regressions(path)
         .iter()
         .any(|r| r.0 == channel && r.1 == seed)
@@ -129,7 +130,7 @@ fn keep_regression(path: &Path, channel: &str, seed: u64, cases: u32) -> std::io
     if new {
         writeln!(
             f,
-            "# Seeds with which a harness campaign broke a promise: channel, seed, cases.\n# Later campaigns on the channel replay them first. Commit this file."
+            "# Seeds with which a campaign broke a promise: channel, seed, cases.\n# Later campaigns on the channel replay them first. Commit this file."
         )?;
     }
     writeln!(f, "{channel}\t{seed}\t{cases}")
@@ -312,7 +313,7 @@ impl fmt::Display for CampaignResult {
     }
 }
 
-/// Runs a campaign of generated scenarios on `channel`: first the seeds
+/// Runs a campaign of generated scenarios on `channel`: first each seed
 /// kept for it in [`CampaignConfig::regressions`], then its own (from
 /// [`SEED_ENV`] if set, else [`CampaignConfig::seed`]). A failure's seed is
 /// kept there, and its minimal scenario is run again alone
