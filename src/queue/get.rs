@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::hooks::{KillPoint, kill_point};
 use super::ring::{FIRST, LAST};
 use super::shutdown::SHUT_IMMEDIATE;
-use super::wait::POLL;
+use super::wait::{POLL, wait_slice};
 use super::{Inner, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -121,16 +121,7 @@ impl Inner {
                 {
                     return Err(Error::Closed);
                 }
-                let left = match deadline {
-                    None => POLL,
-                    Some(d) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            return Err(Error::Timeout);
-                        }
-                        (d - now).min(POLL)
-                    }
-                };
+                let left = wait_slice(deadline)?;
                 Self::sleep_on(&h.not_empty, left, ready);
                 continue;
             }
@@ -226,16 +217,7 @@ impl Inner {
                 if !started && self.producers_gone() && self.probe_producer()? {
                     return Err(Error::Closed);
                 }
-                let left = match deadline {
-                    None => POLL,
-                    Some(d) => {
-                        let now = Instant::now();
-                        if now >= d {
-                            return Err(Error::Timeout);
-                        }
-                        (d - now).min(POLL)
-                    }
-                };
+                let left = wait_slice(deadline)?;
                 Self::wait_on(&h.not_empty, left, || h.prod.head.load(Acquire) > tail);
                 continue;
             }

@@ -32,6 +32,21 @@ use crate::sys::{self, Readiness};
 
 /// Longest a sleeper sleeps before re-checking dead members and producers.
 pub(super) const POLL: Duration = Duration::from_millis(10);
+
+/// How long one bounded wait may sleep before `deadline` (`None`: no
+/// deadline): at most [`POLL`], or `Timeout` once the deadline has passed.
+pub(super) fn wait_slice(deadline: Option<Instant>) -> Result<Duration> {
+    match deadline {
+        None => Ok(POLL),
+        Some(d) => {
+            let now = Instant::now();
+            if now >= d {
+                return Err(Error::Timeout);
+            }
+            Ok((d - now).min(POLL))
+        }
+    }
+}
 /// Pauses (about 10 ns each here) a waiter spins before yielding.
 const SPINS: u32 = 192;
 /// `sched_yield`s a waiter makes before it sleeps on a futex.
@@ -174,16 +189,7 @@ impl Inner {
         if self.shutdown_state() != 0 {
             return Err(Error::ShutDown);
         }
-        let left = match deadline {
-            None => POLL,
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    return Err(Error::Timeout);
-                }
-                (d - now).min(POLL)
-            }
-        };
+        let left = wait_slice(deadline)?;
         // Shutdown is part of the condition: a shutdown that lands while
         // this waiter spins (not yet counted in `waiters`) must not leave it
         // to sleep a whole `POLL`.
