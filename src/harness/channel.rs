@@ -141,8 +141,9 @@ pub struct Promises {
 }
 
 impl Promises {
-    /// A message transport: every property, any number of producers and
-    /// consumers, any size.
+    /// A message transport: every property, up to 8 producers and 8
+    /// consumers (the most a scenario runs; the default strategies use up
+    /// to 4 of each), messages of any size.
     pub const MESSAGES: Promises = Promises {
         boundaries: true,
         exactly_once: true,
