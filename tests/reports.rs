@@ -152,3 +152,81 @@ fn a_consumer_waiting_while_its_producer_pauses_is_not_a_hang() {
     let report = run_with(&PipeChannel, &scenario, options);
     assert!(report.violations.is_empty(), "{report}");
 }
+
+/// A queue transport written as a newcomer might: its consumer never calls
+/// `close_producer()`, so it still counts as a producer and never sees
+/// `Closed`. With `declares` it does, as a queue consumer must.
+struct QueueConsumerForgets {
+    declares: bool,
+}
+
+struct QTx(ipc_harness::Queue);
+struct QRx {
+    queue: ipc_harness::Queue,
+    declares: bool,
+}
+
+impl Producer for QTx {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.0.put_bytes(msg)
+    }
+}
+
+impl Consumer for QRx {
+    fn recv(&mut self, _deadline: Instant) -> Result<Vec<u8>> {
+        if self.declares {
+            self.queue.close_producer();
+        }
+        // Blocks until a message or `Closed`, as a newcomer's loop would.
+        self.queue.get_bytes()
+    }
+}
+
+impl Channel for QueueConsumerForgets {
+    type Producer = QTx;
+    type Consumer = QRx;
+
+    fn name(&self) -> String {
+        format!("a queue whose consumer declares itself: {}", self.declares)
+    }
+
+    fn promises(&self) -> Promises {
+        Promises::MESSAGES.single_producer().single_consumer()
+    }
+
+    fn open(&self, _producers: usize, _consumers: usize) -> Result<Ends<QTx, QRx>> {
+        let queue = ipc_harness::Queue::new()?;
+        Ok(Ends {
+            producers: vec![QTx(queue.clone())],
+            consumers: vec![QRx {
+                queue,
+                declares: self.declares,
+            }],
+        })
+    }
+}
+
+#[test]
+fn a_queue_consumer_that_never_closed_its_producer_side_is_named_in_the_hang() {
+    let scenario = Scenario::simple(&[1, 2, 3]);
+    let report = run_with(
+        &QueueConsumerForgets { declares: false },
+        &scenario,
+        short(),
+    );
+    let hang = report
+        .violations
+        .iter()
+        .find(|v| v.kind() == "Hang")
+        .unwrap_or_else(|| panic!("no hang: {report}"));
+    assert!(
+        hang.to_string()
+            .contains("it holds a Queue's producer token: it counts as a producer until it calls close_producer()"),
+        "{report}"
+    );
+    assert_eq!(report.accounting.ok, 3, "{report}");
+    assert!(!report.has("Lost"), "{report}");
+    // Declared, the same consumer sees Closed and nothing hangs.
+    let report = run_with(&QueueConsumerForgets { declares: true }, &scenario, short());
+    assert!(report.violations.is_empty(), "{report}");
+}

@@ -304,6 +304,7 @@ impl QueueBuilder {
         let (watch, token) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
         let (consumers_watch, consumer_token) =
             sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
+        remember_producers_pipe(&watch);
         // A record carries at most a quarter of the ring (see `ring.rs`).
         let max_payload = (ring_len / 4).clamp(1, 1 << 30);
         Ok(Queue {
@@ -756,4 +757,32 @@ impl Inner {
             taken = again;
         }
     }
+}
+
+// The producers pipes of the queues this process made, by inode, so that a
+// hang report can say that a blocked process still holds one's write end
+// (it counts as a producer until it calls `close_producer()`). Pipe inodes
+// are not reused for a long time; the list keeps the newest few thousand.
+static PRODUCERS_PIPES: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+const PRODUCERS_PIPES_KEPT: usize = 4096;
+
+fn remember_producers_pipe(watch: &OwnedFd) {
+    let Ok(st) = sys::fifo::fstat(std::os::fd::AsFd::as_fd(watch)) else {
+        return;
+    };
+    let mut pipes = PRODUCERS_PIPES.lock().unwrap_or_else(|e| e.into_inner());
+    if pipes.len() >= PRODUCERS_PIPES_KEPT {
+        pipes.remove(0);
+    }
+    pipes.push(st.id.1);
+}
+
+/// True if `inode` is the producers pipe of a queue this process made: a
+/// process holding its write end counts as one of that queue's producers.
+#[cfg_attr(not(feature = "harness"), allow(dead_code))]
+pub(crate) fn is_producers_pipe(inode: u64) -> bool {
+    PRODUCERS_PIPES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&inode)
 }

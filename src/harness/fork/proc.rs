@@ -122,7 +122,49 @@ pub fn blocked_in(pid: Pid) -> Option<String> {
             out.push_str(&holders);
         }
     }
+    if producer_token_held(pid) {
+        out.push_str(
+            "; it holds a Queue's producer token: it counts as a producer until it \
+             calls close_producer(), so while it waits that queue's consumers cannot \
+             see Closed (a process that only takes from a queue must call \
+             close_producer())",
+        );
+    }
     Some(out)
+}
+
+/// True if `pid` holds the write end of a queue's producers pipe (see
+/// `queue::is_producers_pipe`), i.e. it still counts as a producer.
+fn producer_token_held(pid: Pid) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        let Some(inode) = std::fs::read_link(fd.path()).ok().and_then(|t| {
+            let t = t
+                .to_str()?
+                .strip_prefix("pipe:[")?
+                .strip_suffix(']')?
+                .to_string();
+            t.parse::<u64>().ok()
+        }) else {
+            return false;
+        };
+        if !crate::queue::is_producers_pipe(inode) {
+            return false;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| i64::from_str_radix(f.trim(), 8).ok())
+            .unwrap_or(0);
+        flags & i64::from(libc::O_ACCMODE) != i64::from(libc::O_RDONLY)
+    })
 }
 
 /// For `pid`'s `fd` on a pipe: which processes hold its write end open.
