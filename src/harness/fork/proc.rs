@@ -109,6 +109,9 @@ pub fn blocked_in(pid: Pid) -> Option<String> {
         (Some(c), Some(w)) => format!("{c} [{w}]"),
         (Some(c), None) => c.clone(),
         (None, Some(w)) => format!("[{w}]"),
+        // Between two bounded waits (a queue's wait wakes every 10 ms), a
+        // waiter may be caught running: still worth naming a held token.
+        (None, None) if producer_token_held(pid) => "no system call (it was running)".to_string(),
         (None, None) => return None,
     };
     let read_fd = syscall.as_deref().and_then(|line| {
