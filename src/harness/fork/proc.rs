@@ -156,18 +156,21 @@ fn producer_token_held(pid: Pid) -> bool {
         if !crate::queue::is_producers_pipe(inode) {
             return false;
         }
-        let info = std::fs::read_to_string(format!(
-            "/proc/{pid}/fdinfo/{}",
-            fd.file_name().to_string_lossy()
-        ))
-        .unwrap_or_default();
-        let flags = info
-            .lines()
-            .find_map(|l| l.strip_prefix("flags:"))
-            .and_then(|f| i64::from_str_radix(f.trim(), 8).ok())
-            .unwrap_or(0);
-        flags & i64::from(libc::O_ACCMODE) != i64::from(libc::O_RDONLY)
+        opened_for_writing(pid, &fd.file_name())
     })
+}
+
+/// True if `pid`'s fd named `fd` (an entry of `/proc/PID/fd`) was opened
+/// for writing, from the `flags:` line of `/proc/PID/fdinfo/FD`.
+fn opened_for_writing(pid: Pid, fd: &std::ffi::OsStr) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.to_string_lossy()))
+        .unwrap_or_default();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| i64::from_str_radix(f.trim(), 8).ok())
+        .unwrap_or(0);
+    flags & i64::from(libc::O_ACCMODE) != i64::from(libc::O_RDONLY)
 }
 
 /// For `pid`'s `fd` on a pipe: which processes hold its write end open.
@@ -196,17 +199,7 @@ fn write_end_holders(pid: Pid, fd: i64) -> Option<String> {
             if !same {
                 continue;
             }
-            let info = std::fs::read_to_string(format!(
-                "/proc/{other}/fdinfo/{}",
-                fd_entry.file_name().to_string_lossy()
-            ))
-            .unwrap_or_default();
-            let flags = info
-                .lines()
-                .find_map(|l| l.strip_prefix("flags:"))
-                .and_then(|f| i64::from_str_radix(f.trim(), 8).ok())
-                .unwrap_or(0);
-            if flags & i64::from(libc::O_ACCMODE) != i64::from(libc::O_RDONLY) {
+            if opened_for_writing(other, &fd_entry.file_name()) {
                 holders.push(other);
                 break;
             }
