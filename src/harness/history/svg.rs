@@ -222,7 +222,7 @@ const GAP: f64 = 2.0; // the least space between two bars in a row
 const LABEL_CHAR_W: f64 = 6.7; // 11px monospace
 const CAPTION_CHAR_W: f64 = 7.3; // 12px monospace
 const CAPTION_LINE_H: f64 = 17.0;
-const LEGEND_H: f64 = 30.0;
+const LEGEND_LINE_H: f64 = 24.0;
 
 /// Where everything goes.
 struct Layout {
@@ -352,7 +352,7 @@ fn layout(d: &Drawing, parts: Parts) -> Layout {
 
     let legend_y = y + 8.0;
     if parts.legend {
-        y = legend_y + LEGEND_H;
+        y = legend_y + legend_places(&legend_entries(d), width).1;
     }
     let caption_y = y + 10.0;
     let mut caption = Vec::new();
@@ -501,6 +501,23 @@ text { font-family: 'DejaVu Sans', Verdana, Arial, sans-serif; fill: #1f2328; }
 .caption { font-family: 'DejaVu Sans Mono', Menlo, Consolas, monospace; font-size: 12px; }
 ";
 
+/// Where each legend entry goes (relative to the legend's top), wrapping
+/// at `width`; and the legend's height.
+fn legend_places(entries: &[(&str, &str)], width: f64) -> (Vec<(f64, f64)>, f64) {
+    let (mut x, mut y) = (MARGIN + 8.0, 8.0);
+    let mut places = Vec::new();
+    for &(_, words) in entries {
+        let w = 28.0 + words.chars().count() as f64 * 6.9;
+        if x > MARGIN + 8.0 && x + w > width - MARGIN {
+            x = MARGIN + 8.0;
+            y += LEGEND_LINE_H;
+        }
+        places.push((x, y));
+        x += w + 22.0;
+    }
+    (places, y + LEGEND_LINE_H)
+}
+
 /// The roles of operation `i`, as classes.
 fn roles(d: &Drawing, i: usize) -> Vec<&'static str> {
     let mut c = Vec::new();
@@ -617,6 +634,43 @@ fn render(d: &Drawing, parts: Parts) -> String {
         let _ = write!(s, "\n</g>");
     }
 
+    // The linearization, under the bars (its numbered badges go on
+    // top of them): each operation at the earliest instant it can each operation at the earliest instant it can
+    // take effect after those before it (within its interval).
+    let order: Vec<usize> = d
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| i < d.ops.len())
+        .collect();
+    let mut points = Vec::new();
+    if !order.is_empty() {
+        let plot_w = l.plot_right - l.plot_left;
+        let mut at = 0u64;
+        for &i in &order {
+            let b = &d.ops[i];
+            at = at.max(b.call).min(b.ret.unwrap_or(u64::MAX));
+            let p = l.bars[i];
+            let x =
+                (l.plot_left + (at - l.t0) as f64 / l.span as f64 * plot_w).clamp(p.x, p.x + p.w);
+            points.push((i, x, p.row_y + l.bar_top - BADGE_R + 2.0));
+        }
+        let pts: Vec<String> = points
+            .iter()
+            .map(|&(_, x, y)| format!("{},{}", px(x), px(y)))
+            .collect();
+        let _ = write!(
+            s,
+            "\n<polyline class=\"linearization\" data-order=\"{}\" points=\"{}\"/>",
+            order
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+            pts.join(" ")
+        );
+    }
+
     // Lanes and bars.
     for lane in &l.lanes {
         let _ = write!(
@@ -704,40 +758,7 @@ fn render(d: &Drawing, parts: Parts) -> String {
         );
     }
 
-    // The linearization: each operation at the earliest instant it can
-    // take effect after those before it (within its interval).
-    let order: Vec<usize> = d
-        .order
-        .iter()
-        .copied()
-        .filter(|&i| i < d.ops.len())
-        .collect();
-    if !order.is_empty() {
-        let plot_w = l.plot_right - l.plot_left;
-        let mut at = 0u64;
-        let mut points = Vec::new();
-        for &i in &order {
-            let b = &d.ops[i];
-            at = at.max(b.call).min(b.ret.unwrap_or(u64::MAX));
-            let p = l.bars[i];
-            let x =
-                (l.plot_left + (at - l.t0) as f64 / l.span as f64 * plot_w).clamp(p.x, p.x + p.w);
-            points.push((i, x, p.row_y + l.bar_top - BADGE_R + 2.0));
-        }
-        let pts: Vec<String> = points
-            .iter()
-            .map(|&(_, x, y)| format!("{},{}", px(x), px(y)))
-            .collect();
-        let _ = write!(
-            s,
-            "\n<polyline class=\"linearization\" data-order=\"{}\" points=\"{}\"/>",
-            order
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(" "),
-            pts.join(" ")
-        );
+    if !points.is_empty() {
         let _ = write!(s, "\n<g class=\"order\">");
         for (k, &(i, x, y)) in points.iter().enumerate() {
             let _ = write!(
@@ -755,9 +776,10 @@ fn render(d: &Drawing, parts: Parts) -> String {
 
     if parts.legend {
         let _ = write!(s, "\n<g class=\"legend\">");
-        let mut x = MARGIN + 8.0;
-        let y = l.legend_y + 8.0;
-        for (class, words) in legend_entries(d) {
+        let entries = legend_entries(d);
+        let (places, _) = legend_places(&entries, l.width);
+        for (&(class, words), &(x, y)) in entries.iter().zip(&places) {
+            let y = l.legend_y + y;
             if class == "badge" {
                 let _ = write!(
                     s,
@@ -783,7 +805,6 @@ fn render(d: &Drawing, parts: Parts) -> String {
                 px(y + 11.5),
                 esc(words)
             );
-            x += 28.0 + words.chars().count() as f64 * 6.9 + 22.0;
         }
         let _ = write!(s, "\n</g>");
     }
