@@ -118,6 +118,20 @@ impl Drawing {
     /// A drawing of `history`, each operation labelled with the `Debug`
     /// text of its input and output (`Put(1) -> Ok`; `Put(1) -> ?` while
     /// pending); no order, nothing highlighted, no words.
+    ///
+    /// ```
+    /// use ipc_harness::harness::history::History;
+    /// use ipc_harness::harness::history::svg::Drawing;
+    ///
+    /// let mut history: History<&str, u32> = History::new();
+    /// history.push(0, "read", 3, 100, 250);
+    /// history.push_pending(1, "write", 120);
+    /// let mut drawing = Drawing::new(&history);
+    /// assert_eq!(drawing.ops[0].label, r#""read" -> 3"#);
+    /// assert_eq!(drawing.ops[1].label, r#""write" -> ?"#);
+    /// drawing.order = vec![0]; // the write may not have taken effect
+    /// drawing.title = "A register".into();
+    /// ```
     pub fn new<I: fmt::Debug, O: fmt::Debug>(history: &History<I, O>) -> Self {
         Drawing::labelled(history, |input, output| match output {
             Some(o) => format!("{input:?} -> {o:?}"),
@@ -518,19 +532,49 @@ fn legend_places(entries: &[(&str, &str)], width: f64) -> (Vec<(f64, f64)>, f64)
     (places, y + LEGEND_LINE_H)
 }
 
-/// The roles of operation `i`, as classes.
-fn roles(d: &Drawing, i: usize) -> Vec<&'static str> {
-    let mut c = Vec::new();
-    if d.ops[i].ret.is_none() {
-        c.push("pending");
+/// What each operation is in the drawing, looked up once.
+struct Roles {
+    fixed: Vec<bool>,
+    context: Vec<bool>,
+    /// Its first position in the order, from 0.
+    position: Vec<Option<usize>>,
+}
+
+impl Roles {
+    fn of(d: &Drawing) -> Self {
+        let n = d.ops.len();
+        let mark = |v: &[usize]| {
+            let mut m = vec![false; n];
+            v.iter().filter(|&&i| i < n).for_each(|&i| m[i] = true);
+            m
+        };
+        let mut position = vec![None; n];
+        for (k, &i) in d.order.iter().enumerate() {
+            if i < n && position[i].is_none() {
+                position[i] = Some(k);
+            }
+        }
+        Roles {
+            fixed: mark(&d.fixed),
+            context: mark(&d.context),
+            position,
+        }
     }
-    if d.fixed.contains(&i) {
-        c.push("counterexample");
+
+    /// Operation `i`'s roles, as classes.
+    fn classes(&self, d: &Drawing, i: usize) -> Vec<&'static str> {
+        let mut c = Vec::new();
+        if d.ops[i].ret.is_none() {
+            c.push("pending");
+        }
+        if self.fixed[i] {
+            c.push("counterexample");
+        }
+        if self.context[i] {
+            c.push("context");
+        }
+        c
     }
-    if d.context.contains(&i) {
-        c.push("context");
-    }
-    c
 }
 
 /// The legend entries that apply to `d`: (swatch classes, words).
@@ -560,6 +604,7 @@ fn legend_entries(d: &Drawing) -> Vec<(&'static str, &'static str)> {
 
 fn render(d: &Drawing, parts: Parts) -> String {
     let l = layout(d, parts);
+    let roles = Roles::of(d);
     let mut s = String::new();
     let _ = write!(
         s,
@@ -651,8 +696,8 @@ fn render(d: &Drawing, parts: Parts) -> String {
             let b = &d.ops[i];
             at = at.max(b.call).min(b.ret.unwrap_or(u64::MAX));
             let p = l.bars[i];
-            let x =
-                (l.plot_left + (at - l.t0) as f64 / l.span as f64 * plot_w).clamp(p.x, p.x + p.w);
+            let x = (l.plot_left + at.saturating_sub(l.t0) as f64 / l.span as f64 * plot_w)
+                .clamp(p.x, p.x + p.w);
             points.push((i, x, p.row_y + l.bar_top - BADGE_R + 2.0));
         }
         let pts: Vec<String> = points
@@ -687,7 +732,7 @@ fn render(d: &Drawing, parts: Parts) -> String {
             let b = &d.ops[i];
             let p = l.bars[i];
             let mut class = vec!["op"];
-            class.extend(roles(d, i));
+            class.extend(roles.classes(d, i));
             let ret_attr = b
                 .ret
                 .map_or(String::new(), |r| format!(" data-ret=\"{r}\""));
@@ -706,15 +751,15 @@ fn render(d: &Drawing, parts: Parts) -> String {
                 None => tip.push_str(", never returned (pending)"),
             }
             let _ = write!(tip, "\n+{} after the first call", duration(b.call - l.t0));
-            if let Some(k) = d.order.iter().position(|&o| o == i) {
+            if let Some(k) = roles.position[i] {
                 let _ = write!(tip, "\nlinearized at position {}", k + 1);
             }
-            if d.fixed.contains(&i) {
+            if roles.fixed[i] {
                 tip.push_str(
                     "\ncounterexample: its answer is one of those that cannot all be true",
                 );
             }
-            if d.context.contains(&i) {
+            if roles.context[i] {
                 tip.push_str("\ncontext: invoked meanwhile; the counterexample ignores its answer");
             }
             // Inside the bar if it fits, else after it if more fits there.
@@ -828,6 +873,17 @@ fn render(d: &Drawing, parts: Parts) -> String {
 
 /// `drawing` as a standalone SVG document: the title, the time axis, the
 /// lanes and bars, a legend and the caption (wrapped).
+///
+/// ```
+/// use ipc_harness::harness::history::History;
+/// use ipc_harness::harness::history::svg::{svg, Drawing};
+///
+/// let mut history: History<&str, u32> = History::new();
+/// history.push(0, "read", 3, 100, 250);
+/// let picture = svg(&Drawing::new(&history));
+/// assert!(picture.starts_with("<?xml"));
+/// assert!(picture.contains(r#"<rect class="op" data-op="0" data-process="0" data-call="100" data-ret="250""#));
+/// ```
 pub fn svg(drawing: &Drawing) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}",
@@ -845,6 +901,19 @@ pub fn svg(drawing: &Drawing) -> String {
 /// [`svg()`], less its legend and caption, which the page gives as text),
 /// a legend, and the caption as preformatted text. No scripts, no files
 /// or network: it opens in any browser from disk.
+///
+/// ```
+/// use ipc_harness::harness::history::History;
+/// use ipc_harness::harness::history::svg::{html, Drawing};
+///
+/// let mut history: History<&str, u32> = History::new();
+/// history.push(0, "read", 3, 100, 250);
+/// let mut drawing = Drawing::new(&history);
+/// drawing.caption = "read() -> 3 & nothing else".into();
+/// let page = html(&drawing);
+/// assert!(page.starts_with("<!DOCTYPE html>"));
+/// assert!(page.contains("<pre class=\"caption\">read() -&gt; 3 &amp; nothing else</pre>"));
+/// ```
 pub fn html(drawing: &Drawing) -> String {
     let picture = render(
         drawing,
