@@ -452,3 +452,40 @@ fn docs_picture_is_current() {
         "docs/history.svg is out of date: cargo test --test history_svg -- --ignored write_docs_picture"
     );
 }
+
+#[test]
+fn partitioned_and_undecided_verdicts() {
+    use ipc_harness::harness::history::models::{ChannelAnswer, ChannelModel, ChannelOp};
+    use ipc_harness::harness::history::{Budget, check_with};
+    let mut h = History::new();
+    let send = |from, value| ChannelOp::Send { from, value };
+    let got = |from, value| ChannelAnswer::Value { from, value };
+    h.push(0, send(0, 1), ChannelAnswer::Ok, 0, 1);
+    h.push(1, send(1, 10), ChannelAnswer::Ok, 0, 1);
+    h.push(2, ChannelOp::Recv, got(1, 10), 4, 5);
+    h.push(2, ChannelOp::Recv, got(0, 1), 6, 7);
+    let verdict = check(&ChannelModel, &h);
+    assert_eq!(verdict, Verdict::Linearizable(vec![vec![0, 3], vec![1, 2]]));
+    let d = Drawing::from_verdict(&ChannelModel, &h, &verdict);
+    // The first part's order only.
+    assert_eq!(d.order, vec![0, 3]);
+    assert!(d.caption.contains("first of 2 independent parts"), "{}", d.caption);
+    let doc_text = svg::svg(&d);
+    let doc = Document::parse(&doc_text).unwrap();
+    assert_eq!(numbered_order(&doc), vec![0, 3]);
+
+    let budget = Budget {
+        configurations: 1,
+        shrink_configurations: 1,
+    };
+    let mut h = QH::new();
+    for i in 0..6 {
+        h.push(i, Op::Put(i as u64), A::Ok, 0, 10);
+    }
+    let verdict = check_with(&QueueModel::unbounded(), &h, budget);
+    assert!(matches!(verdict, Verdict::Unknown { .. }), "{verdict:?}");
+    let d = Drawing::from_verdict(&QueueModel::unbounded(), &h, &verdict);
+    assert_eq!(d.title, "Undecided");
+    assert!(d.order.is_empty() && d.fixed.is_empty() && d.context.is_empty());
+    check_against_history(&Document::parse(&svg::svg(&d)).unwrap(), &h);
+}
