@@ -469,7 +469,11 @@ fn partitioned_and_undecided_verdicts() {
     let d = Drawing::from_verdict(&ChannelModel, &h, &verdict);
     // The first part's order only.
     assert_eq!(d.order, vec![0, 3]);
-    assert!(d.caption.contains("first of 2 independent parts"), "{}", d.caption);
+    assert!(
+        d.caption.contains("first of 2 independent parts"),
+        "{}",
+        d.caption
+    );
     let doc_text = svg::svg(&d);
     let doc = Document::parse(&doc_text).unwrap();
     assert_eq!(numbered_order(&doc), vec![0, 3]);
