@@ -8,7 +8,7 @@
 //! process journals both its history (for the checker) and its trace (for
 //! the oracle), so both judge the very same run.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipc_harness::harness::channel::Promises;
 use ipc_harness::harness::check::judge;
@@ -23,6 +23,7 @@ use ipc_harness::harness::scenario::{Pacing, ProducerPlan, Scenario};
 use ipc_harness::harness::trace::{
     ConsumerLog, ConsumerTrace, ProducerLog, ProducerTrace, SendOutcome, StreamEnd, Traces,
 };
+use ipc_harness::queue::QueueLock;
 use ipc_harness::{Error, Queue};
 
 type QH = History<Op, A>;
@@ -35,9 +36,11 @@ const CLOSED_AT: u8 = b'Z';
 /// The workload a round runs, each made to show one pitfall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Workload {
-    /// Producers put 10 messages of 64 KiB each in a burst; the consumers start
-    /// together once all are in: consumer 0 takes with blocking gets,
-    /// consumer 1 makes 20 `try_get`s first. The switch: `busy_lock_empty_pitfall`.
+    /// Producers put 10 messages of 64 KiB each, two at a time with a
+    /// 500 us pause after each pair; consumer 0 takes with blocking gets
+    /// (holding the consumer lock while it waits, and while it copies a
+    /// message out, with the second of a pair waiting); consumer 1 makes 60
+    /// `try_get`s 20 us apart first. The switch: `busy_lock_empty_pitfall`.
     TryGets,
     /// Producers put 10 messages each, producer 0 pausing 300 us after
     /// each put and producer 1 pausing 50 us (work between puts); both
@@ -54,8 +57,7 @@ impl Workload {
     }
 
     /// The length of every message. `TryGets` uses long ones, whose copy
-    /// keeps the consumer lock taken a while: the other consumer's
-    /// `try_get`s find it taken.
+    /// keeps the consumer lock taken a while.
     fn len(self) -> usize {
         match self {
             Workload::TryGets => 64 * 1024,
@@ -63,9 +65,17 @@ impl Workload {
         }
     }
 
+    /// Puts between pauses.
+    fn burst(self) -> usize {
+        match self {
+            Workload::TryGets => 2,
+            Workload::PacedProducers => 1,
+        }
+    }
+
     fn pause_after_put(self, producer: usize) -> Duration {
         match (self, producer) {
-            (Workload::TryGets, _) => Duration::ZERO,
+            (Workload::TryGets, _) => Duration::from_micros(500),
             (Workload::PacedProducers, 0) => Duration::from_micros(300),
             (Workload::PacedProducers, _) => Duration::from_micros(50),
         }
@@ -80,7 +90,7 @@ impl Workload {
                     pacing: match self.pause_after_put(p) {
                         d if d.is_zero() => Pacing::Burst,
                         d => Pacing::Pause {
-                            every: 1,
+                            every: self.burst(),
                             micros: d.as_micros() as u64,
                         },
                     },
@@ -127,14 +137,10 @@ struct Round {
 
 fn round(workload: Workload, pitfall: bool) -> Round {
     let q = Queue::builder()
-        // Room for every message at once.
-        .ring_bytes(4 << 20)
         .busy_lock_empty_pitfall(pitfall && workload == Workload::TryGets)
         .deferred_put_pitfall(pitfall && workload == Workload::PacedProducers)
         .build()
         .unwrap();
-    // Consumers of `TryGets` start together once the messages are in.
-    let go = Queue::new().unwrap();
     let journals: Vec<Journal> = (0..4).map(|_| Journal::new().unwrap()).collect();
     let mut children = Vec::new();
     for (p, j) in journals.iter().enumerate().take(2) {
@@ -157,7 +163,9 @@ fn round(workload: Workload, pitfall: bool) -> Round {
                     });
                     assert_eq!(sent, A::Ok);
                     log.ended(seq, &SendOutcome::Ok);
-                    std::thread::sleep(workload.pause_after_put(p));
+                    if (seq as usize + 1) % workload.burst() == 0 {
+                        std::thread::sleep(workload.pause_after_put(p));
+                    }
                 }
                 q.close_producer();
                 j.record(CLOSED_AT, &[&now_ns().to_le_bytes()]);
@@ -167,34 +175,30 @@ fn round(workload: Workload, pitfall: bool) -> Round {
         );
     }
     for (c, j) in journals.iter().enumerate().skip(2) {
-        let (q, go) = (&q, &go);
+        let q = &q;
         children.push(
             fork::spawn(move || {
                 q.close_producer();
                 let log = ConsumerLog(j);
                 let mut id = 0;
-                if workload == Workload::TryGets {
-                    go.get_bytes().unwrap();
-                    if c == 3 {
-                        for _ in 0..20 {
-                            let call = now_ns();
-                            match q.try_get_bytes() {
-                                Ok(bytes) => {
-                                    journal_op(
-                                        j,
-                                        &mut id,
-                                        Op::TryGet,
-                                        call,
-                                        A::Value(value_in(&bytes)),
-                                    );
-                                    log.received(&bytes);
-                                }
-                                Err(Error::Empty) => {
-                                    journal_op(j, &mut id, Op::TryGet, call, A::Empty)
-                                }
-                                Err(e) => panic!("try_get: {e}"),
+                if workload == Workload::TryGets && c == 3 {
+                    for _ in 0..60 {
+                        let call = now_ns();
+                        match q.try_get_bytes() {
+                            Ok(bytes) => {
+                                journal_op(
+                                    j,
+                                    &mut id,
+                                    Op::TryGet,
+                                    call,
+                                    A::Value(value_in(&bytes)),
+                                );
+                                log.received(&bytes);
                             }
+                            Err(Error::Empty) => journal_op(j, &mut id, Op::TryGet, call, A::Empty),
+                            Err(e) => panic!("try_get: {e}"),
                         }
+                        std::thread::sleep(Duration::from_micros(20));
                     }
                 }
                 loop {
@@ -217,15 +221,6 @@ fn round(workload: Workload, pitfall: bool) -> Round {
     // The parent neither puts nor gets.
     q.close_producer();
     q.close_consumer();
-    if workload == Workload::TryGets {
-        let all = 2 * workload.per_producer();
-        let waiting = Instant::now();
-        while q.len() < all && waiting.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        go.put_bytes(b"go").unwrap();
-        go.put_bytes(b"go").unwrap();
-    }
     for report in fork::wait_all(children, Duration::from_secs(20)).unwrap() {
         assert!(report.is_success(), "{:?}", report.outcome);
     }
@@ -416,4 +411,109 @@ fn the_checker_alone_catches_real_time_order_violated() {
     }
     assert!(check(&model(), &stretched).is_linearizable());
     assert_the_fixed_queue_passes(Workload::PacedProducers);
+}
+
+// ---- Each switch on its own, step by step. ----
+
+/// A child holds `q`'s consumer lock (as a consumer in the middle of a get
+/// would) for `hold`, then lets go. Returns once it holds it.
+fn hold_consumer_lock(q: &Queue, hold: Duration) -> fork::Child {
+    let ready = Queue::new().unwrap();
+    let child = {
+        let (q, ready) = (q.clone(), ready.clone());
+        fork::spawn(move || {
+            let lock = q.lock_for_tests(QueueLock::Consumer);
+            lock.lock(None).unwrap();
+            ready.put_bytes(b"held").unwrap();
+            std::thread::sleep(hold);
+            lock.unlock().unwrap();
+            Vec::new()
+        })
+        .unwrap()
+    };
+    ready.close_producer();
+    assert_eq!(ready.get_bytes().unwrap(), b"held");
+    child
+}
+
+/// With the switch, `try_get` and a zero-timeout get beside a held consumer
+/// lock answer `Empty` and `Timeout` although two messages wait; once the
+/// holder lets go they are there. Without it, both wait for the holder and
+/// take the messages.
+#[test]
+fn busy_lock_empty_gives_up_on_a_held_lock() {
+    let _serial = fork::serial();
+    for pitfall in [true, false] {
+        let q = Queue::builder()
+            .busy_lock_empty_pitfall(pitfall)
+            .build()
+            .unwrap();
+        q.put_bytes(b"a").unwrap();
+        q.put_bytes(b"b").unwrap();
+        let holder = hold_consumer_lock(&q, Duration::from_millis(50));
+        let answers = [q.try_get_bytes(), q.get_bytes_timeout(Duration::ZERO)];
+        holder
+            .wait(Duration::from_secs(10))
+            .unwrap()
+            .expect_success();
+        if pitfall {
+            assert!(
+                matches!(answers, [Err(Error::Empty), Err(Error::Timeout)]),
+                "{answers:?}"
+            );
+            assert_eq!(q.len(), 2);
+            assert_eq!(q.try_get_bytes().unwrap(), b"a");
+        } else {
+            let taken: Vec<Vec<u8>> = answers.into_iter().map(Result::unwrap).collect();
+            assert_eq!(taken, [b"a".to_vec(), b"b".to_vec()]);
+            assert_eq!(q.len(), 0);
+        }
+    }
+}
+
+/// With the switch, a put returns with its message still in the putting
+/// process: another process sees an empty queue until the putter's next
+/// call on the queue (here `len`) or its `close_producer`. A forked child
+/// does not publish the copy it inherited. Without it, the message is in
+/// the queue when the put returns.
+#[test]
+fn deferred_put_publishes_at_the_next_call() {
+    let _serial = fork::serial();
+    // What another process sees: (len, then what try_get answers).
+    let look = |q: &Queue| -> (usize, Option<Vec<u8>>) {
+        let q = q.clone();
+        let report = fork::run(Duration::from_secs(10), move || {
+            q.close_producer(); // drops its inherited copy of a waiting put
+            let len = q.len();
+            let got = q.try_get_bytes().ok();
+            let mut out = vec![len as u8];
+            out.extend(got.unwrap_or_else(|| b"-".to_vec()));
+            out
+        })
+        .unwrap();
+        let out = report.expect_success();
+        let got = (&out[1..] != b"-").then(|| out[1..].to_vec());
+        (usize::from(out[0]), got)
+    };
+    for pitfall in [true, false] {
+        let q = Queue::builder()
+            .deferred_put_pitfall(pitfall)
+            .build()
+            .unwrap();
+        q.put_bytes(b"a").unwrap();
+        if pitfall {
+            assert_eq!(look(&q), (0, None));
+            // This process's next call puts `a` in first.
+            assert_eq!(q.len(), 1);
+            q.put_bytes(b"b").unwrap();
+            assert_eq!(look(&q), (1, Some(b"a".to_vec())));
+            q.close_producer();
+            assert_eq!(look(&q), (1, Some(b"b".to_vec())));
+        } else {
+            assert_eq!(look(&q), (1, Some(b"a".to_vec())));
+            q.put_bytes(b"b").unwrap();
+            assert_eq!(look(&q), (1, Some(b"b".to_vec())));
+        }
+        assert_eq!(q.len(), 0);
+    }
 }
