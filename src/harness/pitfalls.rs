@@ -26,6 +26,26 @@
 //! [`Variant::EintrAsEof`] is not one of the ten: it is the lesson of the
 //! harness's signal storm, kept beside the catalogue's variants.
 //!
+//! # Caught only by the history checker
+//! Three naive queues deliver every message exactly once, whole, and in
+//! each producer's order, so the oracle ([`check`](crate::harness::check))
+//! passes every run of them; their answers are what is wrong, and only the
+//! history checker ([`history`](crate::harness::history)), which knows
+//! when each call began and returned, sees it. Each is a switch of the
+//! crate's own `Queue`, only with the `test-hooks` feature:
+//!
+//! | switch | naive code | what the checker finds |
+//! |---|---|---|
+//! | `two_load_len_pitfall` | a `len` that reads two counters one after the other | a `len` no queue ever had (2 on a queue bounded to 1) |
+//! | `busy_lock_empty_pitfall` | a non-blocking get that answers `Empty` when another consumer holds the lock (CPython's `Queue.get(block=False)`) | `try_get -> Empty` while messages put before it waited all through it |
+//! | `deferred_put_pitfall` | a put that returns before its message is in the queue (CPython's feeder thread) | real-time order violated: `put(a)` returned before `put(b)` was called, yet `b` is taken first |
+//!
+//! They are not [`Variant`]s: a variant is a transport that the oracle
+//! must catch breaking a delivery promise, and these break none. The
+//! crate's tests record histories from them and show the checker catching
+//! each one, the oracle passing the same runs, and the fixed queue passing
+//! both.
+//!
 //! [`Variant::PLAIN`] are the variants that a plain campaign of
 //! [`PitfallChannel`] catches. [`Variant::UnsharedTaskCounter`] is a flag
 //! of the primitive itself, checked through

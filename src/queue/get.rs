@@ -24,8 +24,23 @@ impl Inner {
         if cfg!(feature = "test-hooks") && self.racing {
             return self.get_racing(deadline, nonblocking);
         }
+        // The deferred-put pitfall: this process's last put goes in first.
+        self.publish_deferred()?;
         let h = self.header();
         let c = &h.cons;
+        if cfg!(feature = "test-hooks")
+            && self.busy_lock_empty
+            && (nonblocking || deadline.is_some_and(|d| Instant::now() >= d))
+            && h.cons_lock.lock.owner_tid() != 0
+        {
+            // The pitfall: another consumer holds the lock, so "nothing to
+            // take", however many messages wait behind it.
+            return Err(if nonblocking {
+                self.nothing_to_take()?
+            } else {
+                Error::Timeout
+            });
+        }
         if nonblocking && self.shutdown_state() != 0 && self.len() == 0 {
             // Answered without the consumer lock: its holder may be waiting.
             return Err(self.nothing_to_take()?);

@@ -1,5 +1,6 @@
-//! Kill points and the other test hooks: lock access and the
-//! racing-readers switch. Without the `test-hooks` feature a kill point
+//! Kill points and the other test hooks: lock access and the pitfall
+//! switches (racing readers, two-load `len`, busy-lock `Empty`, deferred
+//! put). Without the `test-hooks` feature a kill point
 //! compiles to nothing and nothing here is public.
 
 #[cfg(feature = "test-hooks")]
@@ -155,6 +156,38 @@ impl QueueBuilder {
     /// `test-hooks` feature).
     pub fn two_load_len_pitfall(mut self, on: bool) -> Self {
         self.two_load_len = on;
+        self
+    }
+
+    /// The busy-lock `Empty` pitfall: a non-blocking get
+    /// ([`Queue::try_get_bytes`], and a timed get whose deadline has
+    /// passed, zero timeouts included) looks at the consumer lock once and
+    /// answers [`Error::Empty`](crate::Error::Empty) (or
+    /// [`Error::Timeout`](crate::Error::Timeout)) if another consumer holds
+    /// it, although messages wait behind that consumer: what CPython's
+    /// `Queue.get(block=False)` answers when another process holds the
+    /// queue's read lock. No message is lost, duplicated or reordered, so
+    /// only a linearizability checker catches it. Broken on purpose, for
+    /// those tests (only with the `test-hooks` feature).
+    pub fn busy_lock_empty_pitfall(mut self, on: bool) -> Self {
+        self.busy_lock_empty = on;
+        self
+    }
+
+    /// The deferred-put pitfall: a put returns before its message is in
+    /// the queue, as with CPython's feeder thread. The message waits in the
+    /// calling process and goes in at that process's next call on the
+    /// queue (a put, a get, [`Queue::len`] and what uses it), in
+    /// [`Queue::close_producer`] or [`Queue::close`], or when the process
+    /// drops its last handle (a process that ends with `_exit` still
+    /// holding one loses it, and a publish that fails, after a shutdown
+    /// say, loses it too). Nothing is lost and each producer's order is
+    /// kept, so the delivery oracle sees nothing wrong; but a message put
+    /// after another one returned can be taken first, which only a
+    /// linearizability checker catches. Broken on purpose, for those tests
+    /// (only with the `test-hooks` feature).
+    pub fn deferred_put_pitfall(mut self, on: bool) -> Self {
+        self.deferred_put = on;
         self
     }
 

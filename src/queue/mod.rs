@@ -262,6 +262,8 @@ pub struct QueueBuilder {
     ring_bytes: usize,
     racing_readers: bool,
     two_load_len: bool,
+    busy_lock_empty: bool,
+    deferred_put: bool,
     pub(crate) tasks: bool,
     pub(crate) local_tasks_pitfall: bool,
 }
@@ -323,6 +325,9 @@ impl QueueBuilder {
                 max_message: self.max_message,
                 racing: self.racing_readers,
                 two_load_len: self.two_load_len,
+                busy_lock_empty: self.busy_lock_empty,
+                deferred_put: self.deferred_put,
+                deferred: Mutex::new(None),
                 tasks: self.tasks,
                 local_tasks_pitfall: self.local_tasks_pitfall,
                 local_tasks: AtomicU64::new(0),
@@ -370,6 +375,14 @@ pub(crate) struct Inner {
     racing: bool,
     /// The two-load `len` pitfall (`QueueBuilder::two_load_len_pitfall`).
     two_load_len: bool,
+    /// The busy-lock `Empty` pitfall
+    /// (`QueueBuilder::busy_lock_empty_pitfall`).
+    busy_lock_empty: bool,
+    /// The deferred-put pitfall (`QueueBuilder::deferred_put_pitfall`).
+    deferred_put: bool,
+    /// The deferred-put pitfall's message not yet in the queue, with the
+    /// pid of the process that put it (a forked child's copy is not its).
+    deferred: Mutex<Option<(sys::Pid, Vec<u8>)>>,
     /// Count tasks (a `JoinableQueue`): charge gets to the holder table.
     tasks: bool,
     /// The per-process task counter pitfall (`local_tasks` instead of the
@@ -394,10 +407,19 @@ pub(crate) struct Inner {
     populated_in: AtomicU64,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The deferred-put pitfall: the last handle in this process puts
+        // the message its last put left waiting (a process that ends with
+        // `_exit` holding a handle loses it).
+        let _ = self.publish_deferred();
+    }
+}
+
 impl fmt::Debug for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
-            .field("len", &self.len())
+            .field("len", &self.inner.len())
             .field("max_items", &self.inner.max_items)
             .field("ring_bytes", &self.inner.ring_len)
             .finish()
@@ -413,6 +435,8 @@ impl Queue {
             ring_bytes: DEFAULT_RING_BYTES,
             racing_readers: false,
             two_load_len: false,
+            busy_lock_empty: false,
+            deferred_put: false,
             tasks: false,
             local_tasks_pitfall: false,
         }
@@ -443,6 +467,8 @@ impl Queue {
     /// a value that was exact at one instant during the call, so never more
     /// than [`max_items`](Self::max_items) (see `Inner::len` for why).
     pub fn len(&self) -> usize {
+        // (The deferred-put pitfall's message goes in first.)
+        let _ = self.inner.publish_deferred();
         self.inner.len()
     }
 
@@ -509,6 +535,8 @@ impl Queue {
     /// consumers can see [`Error::Closed`] once every producer is gone. Its
     /// later puts return [`Error::Closed`]; gets work as before.
     pub fn close_producer(&self) {
+        // (The deferred-put pitfall's message goes in before the end.)
+        let _ = self.inner.publish_deferred();
         self.inner.put_closed.store(true, SeqCst);
         let mut token = self
             .inner
@@ -561,6 +589,7 @@ impl Queue {
     /// consumer. Other processes are unaffected. Everything already put
     /// stays in the queue.
     pub fn close(&self) {
+        let _ = self.inner.publish_deferred();
         self.inner.closed.store(true, SeqCst);
         self.close_producer();
         self.close_consumer();

@@ -8,6 +8,7 @@ use super::ring::{FIRST, LAST, Record};
 use super::shutdown::SHUT_IMMEDIATE;
 use super::{Inner, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
+use crate::sys;
 
 impl Inner {
     pub(super) fn put(
@@ -16,6 +17,20 @@ impl Inner {
         deadline: Option<Instant>,
         nonblocking: bool,
     ) -> Result<()> {
+        self.check_put(msg)?;
+        if cfg!(feature = "test-hooks") && self.deferred_put {
+            // The pitfall: the previous message goes in now, this one
+            // waits in this process for its next queue call.
+            self.publish_deferred()?;
+            let mut slot = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+            *slot = Some((sys::cached_pid(), msg.to_vec()));
+            return Ok(());
+        }
+        self.put_now(msg, deadline, nonblocking)
+    }
+
+    /// What refuses a put before it starts.
+    fn check_put(&self, msg: &[u8]) -> Result<()> {
         if self.closed.load(Relaxed) || self.put_closed.load(Relaxed) {
             return Err(Error::Closed);
         }
@@ -26,7 +41,34 @@ impl Inner {
         if self.header().config.no_consumers.load(Relaxed) != 0 {
             return Err(Error::Closed);
         }
-        crate::frame::check_len(msg.len() as u64, self.max_message)?;
+        crate::frame::check_len(msg.len() as u64, self.max_message)
+    }
+
+    /// The deferred-put pitfall: puts the message this process's last put
+    /// left waiting, if any (a blocking put: it may wait for room). Called
+    /// at the start of this process's next queue call, in
+    /// `close_producer`, and when its last handle drops. A message a
+    /// forked child inherited is its parent's: the child drops it.
+    pub(super) fn publish_deferred(&self) -> Result<()> {
+        if !(cfg!(feature = "test-hooks") && self.deferred_put) {
+            return Ok(());
+        }
+        let waiting = self
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match waiting {
+            Some((pid, msg)) if pid == sys::cached_pid() => {
+                self.check_put(&msg)?;
+                self.put_now(&msg, None, false)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A put, into the queue at once.
+    fn put_now(&self, msg: &[u8], deadline: Option<Instant>, nonblocking: bool) -> Result<()> {
         self.map_in();
         let h = self.header();
         let p = &h.prod;
