@@ -26,9 +26,9 @@
 //! |---|---|---|---|
 //! | [`Queue`] bounded to 1, 2, 3 or unbounded | 1-2 producers, 1-2 consumers, 1 observer | `put`, `try_put`, `put_timeout`; `get`, `try_get`, `get_timeout`; `len`, `is_empty`, `is_full` | [`QueueModel`] |
 //! | [`JoinableQueue`] | 1-2 producers, 1-2 consumers, 1 joiner | `put`; `get`, `try_get`, `get_timeout`, `task_done`; `join_timeout` | [`TasksModel`] |
-//! | [`pipe()`](crate::pipe()) | 1-3 senders on one [`Sender`](crate::Sender) (frames of at most `PIPE_BUF` bytes keep their boundaries with several writers), 1 receiver | `send_bytes`; `recv_bytes`, `recv_bytes_timeout` | [`ChannelModel`] |
+//! | [`pipe()`](crate::pipe()) | 1-3 senders on one [`Sender`] (frames of at most `PIPE_BUF` bytes keep their boundaries with several writers), 1 receiver | `send_bytes`; `recv_bytes`, `recv_bytes_timeout` | [`ChannelModel`] |
 //! | [`duplex()`](crate::duplex()) | 1 sender on one end, 1 receiver on the other (a socket promises nothing to several writers) | as a pipe | [`ChannelModel`] |
-//! | [`Fifo`](crate::Fifo) | 1-3 writers, each opening the path itself, 1 reader | as a pipe | [`ChannelModel`] |
+//! | [`Fifo`] | 1-3 writers, each opening the path itself, 1 reader | as a pipe | [`ChannelModel`] |
 //!
 //! Every message is 8 bytes: a producer's number in the high 32 bits and
 //! its own count in the low ones, so values are unique and each producer's
@@ -98,18 +98,18 @@ use crate::{JoinableQueue, Queue};
 /// A primitive whose histories can be recorded and checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Primitive {
-    /// A [`Queue`](crate::Queue), bounded to `max_items` messages or not.
+    /// A [`Queue`], bounded to `max_items` messages or not.
     Queue {
         /// The bound; `None`: unbounded.
         max_items: Option<usize>,
     },
-    /// A [`JoinableQueue`](crate::JoinableQueue) (unbounded).
+    /// A [`JoinableQueue`] (unbounded).
     JoinableQueue,
     /// A one-way [`pipe()`](crate::pipe()).
     Pipe,
     /// A [`duplex()`](crate::duplex()) connection, one way.
     Duplex,
-    /// A named [`Fifo`](crate::Fifo).
+    /// A named [`Fifo`].
     Fifo,
 }
 
