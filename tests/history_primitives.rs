@@ -219,3 +219,58 @@ fn fixed<I, O>(v: Verdict<I, O>) -> Vec<usize> {
         _ => panic!("expected a violation"),
     }
 }
+
+/// The queue's `len` that reads its two counters one after the other (its
+/// `two_load_len_pitfall`) answers lengths that were never true: recorded
+/// through the same scenarios, with the observers' `len` paused between
+/// its loads, it is caught within a few rounds, by an observer's answer.
+#[test]
+fn the_two_load_len_pitfall_is_caught() {
+    let _serial = fork::serial();
+    ipc_harness::queue::set_len_pause(std::time::Duration::from_micros(300));
+    let mut caught = None;
+    for seed in 0..40 {
+        let q = ipc_harness::Queue::builder()
+            .max_items(1)
+            .two_load_len_pitfall(true)
+            .build()
+            .unwrap();
+        let plan = Plan {
+            max_ops: 12,
+            ..Plan::new(seed, FaultMode::None)
+        };
+        let recorded = scenarios::record_on_queue(q, &plan).unwrap();
+        let report = scenarios::check(&recorded);
+        if let Judgement::Violation { counterexample } = &report.judgement {
+            caught = Some((seed, counterexample.clone()));
+            break;
+        }
+        assert_eq!(report.judgement, Judgement::Linearizable, "{report:#}");
+    }
+    ipc_harness::queue::set_len_pause(std::time::Duration::ZERO);
+    let (seed, why) = caught.expect("the two-load len is caught within 40 rounds");
+    eprintln!("caught in round {seed}:\n{why}");
+    assert!(
+        why.contains("len() ->") || why.contains("is_empty() ->") || why.contains("is_full() ->"),
+        "{why}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(ipc_harness::harness::proptest_config(
+        "proptest-regressions/history_primitives.txt",
+        8
+    ))]
+
+    /// Any plan, on any primitive: a failure shrinks to a plan, which
+    /// replays it.
+    #[test]
+    fn any_plan_on_any_primitive_is_linearizable(
+        plan in scenarios::plans(),
+        which in 0usize..Primitive::ALL.len(),
+    ) {
+        let _serial = fork::serial();
+        let report = scenarios::run(Primitive::ALL[which], &plan).unwrap();
+        proptest::prop_assert_eq!(&report.judgement, &Judgement::Linearizable, "{:#}", report);
+    }
+}

@@ -945,6 +945,21 @@ fn broken(recorded: &Recorded) -> Option<String> {
 /// for them, gathers their journals). An `Err` is a failure to set the run
 /// up (fork, memfd, creating the primitive), not a verdict.
 pub fn record(primitive: Primitive, plan: &Plan) -> Result<Recorded> {
+    record_on(primitive, plan, None)
+}
+
+/// Records `plan` on `queue`, a queue made with whatever
+/// [builder](crate::queue::QueueBuilder) options (a ring size, say), as
+/// [`record`] does on the [`Primitive::Queue`] of the same bound. The queue
+/// must be new: empty, and not yet shared with another process.
+pub fn record_on_queue(queue: Queue, plan: &Plan) -> Result<Recorded> {
+    let primitive = Primitive::Queue {
+        max_items: queue.max_items(),
+    };
+    record_on(primitive, plan, Some(queue))
+}
+
+fn record_on(primitive: Primitive, plan: &Plan, queue: Option<Queue>) -> Result<Recorded> {
     let schedule = Schedule::new(primitive, plan);
     let journals = (0..schedule.processes.len())
         .map(|_| Journal::new().map_err(|e| Error::io("memfd_create", e)))
@@ -952,9 +967,10 @@ pub fn record(primitive: Primitive, plan: &Plan) -> Result<Recorded> {
     let serial = fork::serial();
     let (history, processes, dropped, unexpected) = match primitive {
         Primitive::Queue { max_items } => {
-            let q = match max_items {
-                Some(n) => Queue::bounded(n)?,
-                None => Queue::new()?,
+            let q = match (queue, max_items) {
+                (Some(q), _) => q,
+                (None, Some(n)) => Queue::bounded(n)?,
+                (None, None) => Queue::new()?,
             };
             let children = spawn_all(&schedule, &journals, |p, j| {
                 queue_process(&q, &schedule, p, j)
