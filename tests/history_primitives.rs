@@ -24,6 +24,7 @@ fn rounds() -> u64 {
 /// figures against its schedule, and returns the reports.
 fn every_primitive(mode: FaultMode, seed_base: u64) -> Vec<Report> {
     let _serial = fork::serial();
+    let fds = open_fds();
     let mut reports = Vec::new();
     for primitive in Primitive::ALL {
         for round in 0..rounds() {
@@ -35,6 +36,17 @@ fn every_primitive(mode: FaultMode, seed_base: u64) -> Vec<Report> {
             reports.push(report);
         }
     }
+    // Nothing left behind: every child reaped, every fd closed, every FIFO
+    // removed.
+    assert_eq!(fork::unreaped_children(), Vec::<i32>::new());
+    assert_eq!(open_fds(), fds);
+    let prefix = format!("ipc-harness-history-{}-", std::process::id());
+    let fifos: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(fifos.is_empty(), "{fifos:?}");
     let ops: usize = reports.iter().map(|r| r.ops).sum();
     let pending: usize = reports.iter().map(|r| r.pending).sum();
     eprintln!(
@@ -42,6 +54,10 @@ fn every_primitive(mode: FaultMode, seed_base: u64) -> Vec<Report> {
         reports.len()
     );
     reports
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 /// The figures a report must show for its schedule.
