@@ -1,9 +1,10 @@
 //! Histories recorded from the crate's own primitives across forked
 //! processes, with faults, checked against their models.
 //!
-//! ```no_run
+//! ```
 //! use ipc_harness::harness::history::scenarios::{self, FaultMode, Plan, Primitive};
 //!
+//! # let _serial = ipc_harness::harness::fork::serial(); // doctests run on threads
 //! let plan = Plan::new(7, FaultMode::Kill);
 //! for primitive in Primitive::ALL {
 //!     let report = scenarios::run(primitive, &plan)?;
