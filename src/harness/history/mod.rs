@@ -52,6 +52,7 @@ mod search;
 mod shrink;
 
 pub mod models;
+pub mod scenarios;
 pub mod svg;
 
 use std::fmt;
