@@ -12,6 +12,7 @@ pub mod bench;
 pub mod demo;
 mod fdio;
 pub mod fifo_cli;
+pub mod histories;
 pub mod registry;
 pub mod regressions;
 pub mod report;

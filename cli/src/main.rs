@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ipc_harness::harness::campaign::{CampaignConfig, CampaignResult, fresh_seed};
+use ipc_harness::harness::history::scenarios::Primitive;
 use ipc_harness_cli::fifo_cli::FifoCommand;
+use ipc_harness_cli::histories::{self, HistoryPitfall};
 use ipc_harness_cli::registry::{self, Entry, Kind};
 use ipc_harness_cli::regressions;
 use ipc_harness_cli::report::{self, SoakFigures};
@@ -164,6 +166,20 @@ struct CheckArgs {
     /// caught breaking its promises, or the check fails.
     #[arg(long)]
     include_pitfalls: bool,
+    /// Check only histories for linearizability (no delivery campaigns):
+    /// every primitive that has a model, or those named by --primitive
+    /// (queue-1, queue-2, queue-3, queue, joinable, pipe, duplex, fifo).
+    #[arg(long)]
+    linearizability: bool,
+    /// Histories per primitive and fault mode (none, kill, stop, storm)
+    /// checked for linearizability; 0 leaves them out.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    histories: u32,
+    /// Write a picture of one history here: the first that was not
+    /// linearizable, else the last checked. An SVG, or a self-contained
+    /// HTML page if FILE ends in .html.
+    #[arg(long, value_name = "FILE")]
+    history_svg: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -226,7 +242,90 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// The primitives whose histories a check records: every one, or those
+/// `names` names; `Err` with the names if `strict` and one names none.
+fn history_primitives(names: &[String], strict: bool) -> Result<Vec<Primitive>, String> {
+    if names.is_empty() {
+        return Ok(Primitive::ALL.to_vec());
+    }
+    let mut chosen = Vec::new();
+    for name in names {
+        match Primitive::from_name(&name.to_ascii_lowercase()) {
+            Some(p) => chosen.push(p),
+            None if strict => {
+                let all: Vec<String> = Primitive::ALL.iter().map(|p| p.name()).collect();
+                return Err(format!(
+                    "no primitive with a model named {name:?}; --linearizability takes {} (queue-N for any bound N)",
+                    all.join(", ")
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(chosen)
+}
+
+/// Records and checks the histories a check asks for, with a progress
+/// line per primitive on a terminal.
+fn check_histories(args: &CheckArgs, seed: u64) -> Result<Option<report::Histories>, String> {
+    if args.soak.is_some() || (args.histories == 0 && !args.linearizability) {
+        return Ok(None);
+    }
+    let per_mode = args.histories.max(1);
+    let primitives = history_primitives(&args.primitives, args.linearizability)?;
+    if primitives.is_empty() {
+        // --primitive named only transports without a model.
+        return Ok(None);
+    }
+    let quiet = args.format != Format::Text || std::io::stderr().is_terminal();
+    let outcome = histories::run(&primitives, per_mode, seed, |p| {
+        if !quiet {
+            eprintln!("checking histories of {p} ...");
+        }
+    });
+    if let (Some(path), Some(recorded)) = (&args.history_svg, &outcome.to_draw) {
+        histories::write_picture(path, recorded)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    // The history-only pitfalls are queues: hunted when queues are checked.
+    let queues = primitives
+        .iter()
+        .any(|p| matches!(p, Primitive::Queue { .. }));
+    let hunts = if args.include_pitfalls && queues {
+        HistoryPitfall::ALL
+            .into_iter()
+            .map(|p| {
+                if !quiet {
+                    eprintln!("hunting pitfall {} ...", p.name());
+                }
+                histories::hunt(p, seed, histories::HUNT_BUDGET)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Some(report::Histories {
+        outcome,
+        per_mode,
+        seed,
+        hunts,
+    }))
+}
+
 fn check(args: CheckArgs) -> ExitCode {
+    if args.linearizability {
+        let seed = args.seed.unwrap_or_else(fresh_seed);
+        let start = Instant::now();
+        let checked = match check_histories(&args, seed) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ipc-harness: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let config = CampaignConfig::new(0, seed);
+        return write_report(&args, &[], &config, start.elapsed(), checked.as_ref());
+    }
     let mut entries = registry::all(args.include_pitfalls);
     if args.soak.is_some() && args.primitives.is_empty() {
         entries = registry::primitives();
@@ -319,25 +418,44 @@ fn check(args: CheckArgs) -> ExitCode {
     for line in &skipped {
         eprintln!("ipc-harness: {line}");
     }
+    let checked = match check_histories(&args, config.seed) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ipc-harness: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    write_report(&args, &results, &config, start.elapsed(), checked.as_ref())
+}
+
+/// Prints the check's report; the exit status follows its verdict.
+fn write_report(
+    args: &CheckArgs,
+    results: &[(Entry, CampaignResult)],
+    config: &CampaignConfig,
+    elapsed: Duration,
+    histories: Option<&report::Histories>,
+) -> ExitCode {
     if let Some(path) = &args.junit {
-        if let Err(e) = std::fs::write(path, report::junit(&results)) {
+        if let Err(e) = std::fs::write(path, report::junit(results)) {
             eprintln!("ipc-harness: writing {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
     }
     // Pitfall rows break promises by design: the verdict (and the exit
     // status, from the same value) asks that each be caught.
-    let verdict = report::Verdict::of(&results);
+    let verdict = report::Verdict::of(results).with_histories(histories);
     let out = &mut std::io::stdout().lock();
     let written = match args.format {
         Format::Text => report::text(
             out,
-            &results,
-            &config,
-            start.elapsed(),
+            results,
+            config,
+            elapsed,
             args.include_pitfalls,
+            histories,
         ),
-        Format::Json => report::json(out, &results, &config, start.elapsed()),
+        Format::Json => report::json(out, results, config, elapsed, histories),
     };
     if let Err(e) = written {
         eprintln!("ipc-harness: writing the report: {e}");

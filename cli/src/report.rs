@@ -20,6 +20,48 @@ pub fn text(
     config: &CampaignConfig,
     elapsed: Duration,
     include_pitfalls: bool,
+    histories: Option<&Histories>,
+) -> std::io::Result<()> {
+    if !results.is_empty() {
+        deliveries(out, results, config)?;
+    }
+    if let Some(h) = histories {
+        crate::histories::text(out, &h.outcome, h.per_mode, h.seed)?;
+        crate::histories::hunts_text(out, &h.hunts)?;
+    }
+    writeln!(out)?;
+    let verdict = Verdict::of(results).with_histories(histories);
+    write!(out, "{verdict}; {:.1}s.", elapsed.as_secs_f64())?;
+    if verdict.passed() && !include_pitfalls && verdict.pitfalls == 0 && !results.is_empty() {
+        write!(
+            out,
+            " Add --include-pitfalls to see the harness catch each naive variant."
+        )?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The linearizability part of a check: what [`crate::histories::run`]
+/// found, with how it was asked.
+#[derive(Debug, Clone)]
+pub struct Histories {
+    /// The rows and failures.
+    pub outcome: crate::histories::Outcome,
+    /// Histories per primitive and fault mode.
+    pub per_mode: u32,
+    /// The check's seed.
+    pub seed: u64,
+    /// The pitfalls only a linearizability check catches, each hunted
+    /// (with `--include-pitfalls`).
+    pub hunts: Vec<crate::histories::Hunt>,
+}
+
+/// The delivery table, what broke, and each pitfall caught or missed.
+fn deliveries(
+    out: &mut impl Write,
+    results: &[(Entry, CampaignResult)],
+    config: &CampaignConfig,
 ) -> std::io::Result<()> {
     writeln!(
         out,
@@ -121,16 +163,6 @@ pub fn text(
             _ => {}
         }
     }
-    writeln!(out)?;
-    let verdict = Verdict::of(results);
-    write!(out, "{verdict}; {:.1}s.", elapsed.as_secs_f64())?;
-    if verdict.passed() && !include_pitfalls && verdict.pitfalls == 0 {
-        write!(
-            out,
-            " Add --include-pitfalls to see the harness catch each naive variant."
-        )?;
-    }
-    writeln!(out)?;
     Ok(())
 }
 
@@ -151,6 +183,11 @@ pub struct Verdict {
     pub broken: Vec<String>,
     /// Pitfall entries the harness did not catch, by name.
     pub missed: Vec<String>,
+    /// Histories checked for linearizability, and their operations.
+    pub histories: (usize, usize),
+    /// Primitives and fault modes with a history that was not
+    /// linearizable (or could not be run), as `queue-1/kill`.
+    pub not_linearizable: Vec<String>,
 }
 
 impl Verdict {
@@ -162,6 +199,8 @@ impl Verdict {
             pitfalls: 0,
             broken: Vec::new(),
             missed: Vec::new(),
+            histories: (0, 0),
+            not_linearizable: Vec::new(),
         };
         for (entry, result) in results {
             match entry.kind {
@@ -179,9 +218,41 @@ impl Verdict {
         v
     }
 
-    /// Every promise held and every pitfall was caught: exit status 0.
+    /// Adds the linearizability figures of `checked`.
+    pub fn with_histories(mut self, checked: Option<&Histories>) -> Verdict {
+        if let Some(h) = checked {
+            self.histories = (
+                h.outcome.rows.iter().map(|r| r.histories).sum(),
+                h.outcome.rows.iter().map(|r| r.ops).sum(),
+            );
+            self.not_linearizable = h
+                .outcome
+                .rows
+                .iter()
+                .filter(|r| !r.failures.is_empty())
+                .map(|r| format!("{}/{}", r.primitive, r.faults))
+                .collect();
+            for hunt in &h.hunts {
+                self.pitfalls += 1;
+                if hunt.caught.is_none() {
+                    self.missed
+                        .push(format!("pitfall: {}", hunt.pitfall.name()));
+                }
+            }
+            if !h.outcome.errors.is_empty() {
+                self.not_linearizable.push(format!(
+                    "{} run(s) that could not start",
+                    h.outcome.errors.len()
+                ));
+            }
+        }
+        self
+    }
+
+    /// Every promise held, every pitfall was caught and every history was
+    /// linearizable: exit status 0.
     pub fn passed(&self) -> bool {
-        self.broken.is_empty() && self.missed.is_empty()
+        self.broken.is_empty() && self.missed.is_empty() && self.not_linearizable.is_empty()
     }
 }
 
@@ -220,6 +291,19 @@ impl std::fmt::Display for Verdict {
                     "the harness MISSED {} ({caught} of {} pitfalls caught)",
                     self.missed.join(", "),
                     self.pitfalls
+                ));
+            }
+        }
+        let (histories, ops) = self.histories;
+        if histories > 0 || !self.not_linearizable.is_empty() {
+            if self.not_linearizable.is_empty() {
+                parts.push(format!(
+                    "every history was linearizable ({histories} histories, {ops} operations)"
+                ));
+            } else {
+                parts.push(format!(
+                    "a history was NOT LINEARIZABLE in {} (see above)",
+                    self.not_linearizable.join(", ")
                 ));
             }
         }
@@ -350,8 +434,16 @@ pub fn json(
     results: &[(Entry, CampaignResult)],
     config: &CampaignConfig,
     elapsed: Duration,
+    histories: Option<&Histories>,
 ) -> std::io::Result<()> {
     let report = CheckJson {
+        linearizability: histories
+            .map(|h| crate::histories::json(&h.outcome, h.seed))
+            .unwrap_or_default(),
+        history_pitfalls: histories
+            .map(|h| crate::histories::hunts_json(&h.hunts))
+            .unwrap_or_default(),
+        passed: Verdict::of(results).with_histories(histories).passed(),
         seed: config.seed,
         cases: config.cases,
         elapsed_ms: elapsed.as_millis(),
@@ -402,6 +494,9 @@ pub fn json(
 
 #[derive(Serialize)]
 struct CheckJson<'a> {
+    passed: bool,
+    linearizability: Vec<crate::histories::RowJson>,
+    history_pitfalls: Vec<crate::histories::HuntJson>,
     seed: u64,
     cases: u32,
     elapsed_ms: u128,

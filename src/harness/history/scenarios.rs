@@ -903,6 +903,34 @@ pub fn check(recorded: &Recorded) -> Report {
     }
 }
 
+/// A picture of a recorded run: its history, and either the order the
+/// checker found or the counterexample highlighted (see
+/// [`svg`](super::svg)). Checks the history again to find them.
+///
+/// ```no_run
+/// use ipc_harness::harness::history::{scenarios, svg};
+/// use ipc_harness::harness::history::scenarios::{FaultMode, Plan, Primitive};
+///
+/// let recorded = scenarios::record(Primitive::Pipe, &Plan::new(1, FaultMode::Kill))?;
+/// std::fs::write("pipe.svg", svg::svg(&scenarios::drawing(&recorded)))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn drawing(recorded: &Recorded) -> super::svg::Drawing {
+    fn draw<M: Model>(model: &M, history: &History<M::Input, M::Output>) -> super::svg::Drawing {
+        super::svg::Drawing::from_verdict(model, history, &super::check(model, history))
+    }
+    let mut d = match &recorded.history {
+        RecordedHistory::Queue { model, history } => draw(model, history),
+        RecordedHistory::Tasks { model, history } => draw(model, history),
+        RecordedHistory::Channel { model, history } => draw(model, history),
+    };
+    d.title = format!(
+        "{}, {}: {}",
+        recorded.schedule.primitive, recorded.plan, d.title
+    );
+    d
+}
+
 fn judge<M: Model>(model: &M, history: &History<M::Input, M::Output>) -> Judgement {
     match super::check(model, history) {
         Verdict::Linearizable(_) => Judgement::Linearizable,
