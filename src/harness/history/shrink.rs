@@ -12,9 +12,12 @@
 //!    instant dropped, those still running then relaxed);
 //! 2. a window: the operations that end in the last few answers of that
 //!    prefix (those that ended earlier left out), grown fourfold until it
-//!    fails, and until the answers shrunk from it also fail with every
-//!    operation that ended before it kept with its own answer (so a window
-//!    cannot blame an answer on a `put` it left out);
+//!    fails and what steps 3 and 4 make of it holds outside it too: its
+//!    answers still cannot all be true with every operation that ended
+//!    before the window kept with its own answer, and no one operation
+//!    left out, added back with its answer ignored, makes the
+//!    counterexample linearizable (so a window cannot blame a
+//!    `get() -> 7` on a `put(7)` it left out);
 //! 3. inside the window, relax answers (delta debugging: halves, then
 //!    smaller chunks, then one at a time) while it fails;
 //! 4. drop relaxed operations (the same way) while it fails *and* every
@@ -139,10 +142,30 @@ impl<M: Model> Shrinker<'_, M> {
     }
 
     /// Relaxing any one of `fixed` makes (kept, relaxed) linearizable?
+    /// (A search that runs out proves nothing: false.)
     fn minimal(&self, kept: &[usize], relaxed: &[usize], fixed: &[usize]) -> bool {
         fixed
             .iter()
-            .all(|&f| !self.fails(kept, &merge(relaxed, &[f])))
+            .all(|&f| self.decide(kept, &merge(relaxed, &[f])) == Some(false))
+    }
+
+    /// No one of `left_out`, added to (kept, relaxed) pending, makes it
+    /// linearizable: the counterexample does not fail only for want of
+    /// an operation the window left out (a `put(7)` before a
+    /// `get() -> 7`). These searches are small and not remembered.
+    fn robust(&self, kept: &[usize], relaxed: &[usize], left_out: &[usize]) -> bool {
+        left_out.iter().all(|&x| {
+            let kept = merge(kept, &[x]);
+            let relaxed = merge(relaxed, &[x]);
+            !matches!(
+                search(
+                    self.model,
+                    &items(self.history, &kept, &relaxed),
+                    self.budget
+                ),
+                Outcome::Found(_)
+            )
+        })
     }
 
     /// Steps 3 and 4 on `kept` (failing with `relaxed` pending): the
@@ -299,17 +322,21 @@ pub(super) fn shrink<M: Model>(
         // answers still cannot all be true: the window left out nothing
         // they needed. (A search too big for its budget cannot say
         // otherwise: the window stands.)
-        if s.decide(&kept, &without(&kept, &merge(&fixed, &before))) != Some(false) {
+        if s.decide(&kept, &without(&kept, &merge(&fixed, &before))) != Some(false)
+            && s.robust(&merge(&fixed, &context), &context, &before)
+        {
             break (fixed, context);
         }
     };
     let kept = merge(&fixed, &context);
 
-    let exhausted = s.searches.get() == 0;
+    // Checked, not assumed: a search that ran out on the way may have kept
+    // an answer that is not needed.
+    let exhausted = !s.minimal(&kept, &context, &fixed);
     let mut explanation = explain(&s, &kept, &fixed, &context);
     if exhausted {
         explanation.push_str(
-            "(Shrinking stopped at its budget: this counterexample fails, but may not be minimal.)\n",
+            "(Shrinking reached its budget: this counterexample fails, but may not be minimal.)\n",
         );
     }
     let ops = kept
