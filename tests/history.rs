@@ -550,7 +550,13 @@ proptest! {
 
 #[test]
 fn a_false_answer_among_a_thousand_operations() {
-    for (cap, at) in [(None, 500), (Some(2), 500), (None, 733), (Some(1), 311)] {
+    let cases: [(Option<usize>, usize, &[usize], &[usize]); 4] = [
+        (None, 500, &[500], &[]),
+        (Some(2), 500, &[500], &[]),
+        (None, 733, &[733], &[]),
+        (Some(1), 311, &[311, 312], &[309]),
+    ];
+    for (cap, at, fixed, context) in cases {
         let h = simulated(cap, &spread(1000));
         let (bad, k) = with_one_false_answer(&h, at);
         let model = QueueModel { max_items: cap };
@@ -560,6 +566,11 @@ fn a_false_answer_among_a_thousand_operations() {
         eprintln!(
             "bound {cap:?}, #{k} {:?} -> {:?}: {:?} + {:?}\n{c}",
             bad.ops[k].input, bad.ops[k].output, c.fixed, c.context
+        );
+        assert_eq!(
+            (c.fixed.as_slice(), c.context.as_slice()),
+            (fixed, context),
+            "{c}"
         );
         assert_minimal(&model, &bad, &c);
     }
