@@ -550,7 +550,9 @@ proptest! {
 
 #[test]
 fn a_false_answer_among_a_thousand_operations() {
-    let cases: [(Option<usize>, usize, &[usize], &[usize]); 4] = [
+    /// Bound, where the false answer goes, the fixed set, the context.
+    type Case = (Option<usize>, usize, &'static [usize], &'static [usize]);
+    let cases: [Case; 4] = [
         (None, 500, &[500], &[]),
         (Some(2), 500, &[500], &[]),
         (None, 733, &[733], &[]),

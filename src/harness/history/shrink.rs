@@ -72,6 +72,9 @@ impl<I, O> fmt::Display for Counterexample<I, O> {
     }
 }
 
+/// A shrink search's question: (kept, relaxed), both sorted.
+type Question = (Vec<usize>, Vec<usize>);
+
 struct Shrinker<'a, M: Model> {
     model: &'a M,
     history: &'a History<M::Input, M::Output>,
@@ -79,7 +82,7 @@ struct Shrinker<'a, M: Model> {
     /// Searches left before shrinking stops where it is.
     searches: Cell<u32>,
     /// Answers already found: (kept, relaxed) after the reduction.
-    seen: RefCell<HashMap<(Vec<usize>, Vec<usize>), Option<bool>>>,
+    seen: RefCell<HashMap<Question, Option<bool>>>,
 }
 
 impl<M: Model> Shrinker<'_, M> {
