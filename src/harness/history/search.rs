@@ -51,12 +51,14 @@ pub fn check_with<M: Model>(
         match search(model, &items, budget.configurations) {
             Outcome::Found(order) => orders.push(order.into_iter().map(|k| part[k]).collect()),
             Outcome::OutOfBudget(explored) => return Verdict::Unknown { explored },
-            Outcome::NotFound => {
+            Outcome::NotFound(longest) => {
+                let linearized = longest.into_iter().map(|k| part[k]).collect();
                 return Verdict::Violation(shrink::shrink(
                     model,
                     history,
                     &part,
                     budget.shrink_configurations,
+                    linearized,
                 ));
             }
         }
@@ -103,7 +105,10 @@ pub(super) fn items<'h, I, O>(
 pub(super) enum Outcome {
     /// Positions in the item list, in linearization order.
     Found(Vec<usize>),
-    NotFound,
+    /// No order exists; the longest order of positions the search built
+    /// before it got stuck (a partial linearization, its last answer the
+    /// furthest the history could be explained).
+    NotFound(Vec<usize>),
     OutOfBudget(u64),
 }
 
@@ -177,6 +182,10 @@ pub(super) fn search<M: Model>(
     };
 
     let mut path: Vec<usize> = Vec::new();
+    // The longest path so far, and how many of its first positions `path`
+    // still shares (so a new longest path copies only what changed).
+    let mut longest: Vec<usize> = Vec::new();
+    let mut shared = 0usize;
     let mut stack = vec![expand(&bits, &model.init(), 0, 0, 0)];
     while let Some(top) = stack.last_mut() {
         if top.next == top.choices.len() {
@@ -184,6 +193,7 @@ pub(super) fn search<M: Model>(
             if let Some(k) = path.pop() {
                 bits[k / 64] &= !(1 << (k % 64));
             }
+            shared = shared.min(path.len());
             continue;
         }
         let (k, state) = top.choices[top.next].clone();
@@ -202,6 +212,11 @@ pub(super) fn search<M: Model>(
         if done == complete {
             return Outcome::Found(path);
         }
+        if path.len() > longest.len() {
+            longest.truncate(shared);
+            longest.extend_from_slice(&path[shared..]);
+            shared = path.len();
+        }
         let mut lo_call = top.lo_call;
         while lo_call < n && is_set(&bits, by_call[lo_call]) {
             lo_call += 1;
@@ -213,5 +228,5 @@ pub(super) fn search<M: Model>(
         let frame = expand(&bits, &state, lo_call, lo_ret, done);
         stack.push(frame);
     }
-    Outcome::NotFound
+    Outcome::NotFound(longest)
 }

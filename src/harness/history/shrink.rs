@@ -10,10 +10,32 @@
 //!
 //! 1. the shortest failing prefix in time (operations called after an
 //!    instant dropped, those still running then relaxed);
-//! 2. relax answers, halves first, then one at a time, while it fails;
-//! 3. drop relaxed operations while it fails *and* every answer left is
-//!    still needed (so a drop cannot have changed the reason).
+//! 2. a window: the operations that end in the last few answers of that
+//!    prefix (those that ended earlier left out), grown fourfold until it
+//!    fails and what steps 3 and 4 make of it holds outside it too: its
+//!    answers still cannot all be true with every operation that ended
+//!    before the window kept with its own answer, and no one operation
+//!    left out, added back with its answer ignored, makes the
+//!    counterexample linearizable (so a window cannot blame a
+//!    `get() -> 7` on a `put(7)` it left out);
+//! 3. inside the window, relax answers (delta debugging: halves, then
+//!    smaller chunks, then one at a time) while it fails;
+//! 4. drop relaxed operations (the same way) while it fails *and* every
+//!    answer left is still needed (so a drop cannot have changed the
+//!    reason).
+//!
+//! Each search asked "does this still fail?" leaves out the relaxed
+//! operations called after the last kept answer returned: every answer
+//! comes before them in any order, and the model may always take them as
+//! never having taken effect, so they cannot change the outcome. Answers
+//! to the same question are remembered.
+//!
+//! A search that runs out of its budget counts as "linearizable", which
+//! can leave the counterexample larger than minimal, never wrong; so does
+//! running out of [`SEARCHES`] (the explanation then says so).
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
 
 use super::search::{Outcome, items, search};
@@ -35,6 +57,13 @@ pub struct Counterexample<I, O> {
     pub history: History<I, O>,
     /// Which answers cannot all be true, and why, in words.
     pub explanation: String,
+    /// The linearization found up to the point of failure: the longest
+    /// order of operations (indices in the checked history, in order) the
+    /// search built before every way on was refused. Its operations
+    /// respect real time and the model accepts their answers in this
+    /// order (pending ones that appear took effect); whichever operation
+    /// comes next cannot be linearized after them.
+    pub linearized: Vec<usize>,
 }
 
 impl<I, O> fmt::Display for Counterexample<I, O> {
@@ -43,43 +72,120 @@ impl<I, O> fmt::Display for Counterexample<I, O> {
     }
 }
 
+/// A shrink search's question: (kept, relaxed), both sorted.
+type Question = (Vec<usize>, Vec<usize>);
+
 struct Shrinker<'a, M: Model> {
     model: &'a M,
     history: &'a History<M::Input, M::Output>,
     budget: u64,
     /// Searches left before shrinking stops where it is.
-    searches: std::cell::Cell<u32>,
+    searches: Cell<u32>,
+    /// Answers already found: (kept, relaxed) after the reduction.
+    seen: RefCell<HashMap<Question, Option<bool>>>,
 }
 
 impl<M: Model> Shrinker<'_, M> {
+    /// True if operation `i` answers nothing in (kept, `relaxed`).
+    fn open(&self, relaxed: &[usize], i: usize) -> bool {
+        self.history.ops[i].ret.is_none() || relaxed.binary_search(&i).is_ok()
+    }
+
     /// `kept` (sorted) with `relaxed` (sorted) pending: definitely not
     /// linearizable?
     fn fails(&self, kept: &[usize], relaxed: &[usize]) -> bool {
-        if self.searches.get() == 0 {
-            return false;
-        }
-        self.searches.set(self.searches.get() - 1);
-        matches!(
-            search(self.model, &items(self.history, kept, relaxed), self.budget),
-            Outcome::NotFound
-        )
+        self.decide(kept, relaxed) == Some(true)
     }
 
-    fn witness(&self, kept: &[usize], relaxed: &[usize]) -> Option<Vec<usize>> {
+    /// Whether (kept, relaxed) fails; `None` if the search ran out.
+    fn decide(&self, kept: &[usize], relaxed: &[usize]) -> Option<bool> {
+        // Relaxed operations called after the last answer returned cannot
+        // change the outcome: leave them out.
+        let last = kept
+            .iter()
+            .filter(|&&i| !self.open(relaxed, i))
+            .filter_map(|&i| self.history.ops[i].ret)
+            .max();
+        let Some(last) = last else {
+            return Some(false); // nothing answers: the empty order will do
+        };
+        let kept: Vec<usize> = kept
+            .iter()
+            .copied()
+            .filter(|&i| !self.open(relaxed, i) || self.history.ops[i].call <= last)
+            .collect();
+        let relaxed: Vec<usize> = relaxed
+            .iter()
+            .copied()
+            .filter(|i| kept.binary_search(i).is_ok())
+            .collect();
+        let key = (kept, relaxed);
+        if let Some(&known) = self.seen.borrow().get(&key) {
+            return known;
+        }
         if self.searches.get() == 0 {
             return None;
         }
         self.searches.set(self.searches.get() - 1);
+        let (kept, relaxed) = &key;
+        let failed = match search(self.model, &items(self.history, kept, relaxed), self.budget) {
+            Outcome::NotFound(_) => Some(true),
+            Outcome::Found(_) => Some(false),
+            Outcome::OutOfBudget(_) => None,
+        };
+        self.seen.borrow_mut().insert(key, failed);
+        failed
+    }
+
+    fn witness(&self, kept: &[usize], relaxed: &[usize]) -> Option<Vec<usize>> {
         match search(self.model, &items(self.history, kept, relaxed), self.budget) {
             Outcome::Found(order) => Some(order.into_iter().map(|k| kept[k]).collect()),
             _ => None,
         }
     }
 
+    /// Relaxing any one of `fixed` makes (kept, relaxed) linearizable?
+    /// (A search that runs out proves nothing: false.)
     fn minimal(&self, kept: &[usize], relaxed: &[usize], fixed: &[usize]) -> bool {
         fixed
             .iter()
-            .all(|&f| !self.fails(kept, &merge(relaxed, &[f])))
+            .all(|&f| self.decide(kept, &merge(relaxed, &[f])) == Some(false))
+    }
+
+    /// No one of `left_out`, added to (kept, relaxed) pending, makes it
+    /// linearizable: the counterexample does not fail only for want of
+    /// an operation the window left out (a `put(7)` before a
+    /// `get() -> 7`). These searches are small and not remembered.
+    fn robust(&self, kept: &[usize], relaxed: &[usize], left_out: &[usize]) -> bool {
+        left_out.iter().all(|&x| {
+            let kept = merge(kept, &[x]);
+            let relaxed = merge(relaxed, &[x]);
+            !matches!(
+                search(
+                    self.model,
+                    &items(self.history, &kept, &relaxed),
+                    self.budget
+                ),
+                Outcome::Found(_)
+            )
+        })
+    }
+
+    /// Steps 3 and 4 on `kept` (failing with `relaxed` pending): the
+    /// answers that cannot all be true, and the context they need.
+    fn minimise(&self, kept: &[usize], relaxed: &[usize]) -> (Vec<usize>, Vec<usize>) {
+        let answers: Vec<usize> = kept
+            .iter()
+            .copied()
+            .filter(|&i| !self.open(relaxed, i))
+            .collect();
+        let fixed = ddmin(answers, |rest| self.fails(kept, &without(kept, rest)));
+        let relaxed = without(kept, &fixed);
+        let context = ddmin(relaxed, |rest| {
+            let kept = merge(&fixed, rest);
+            self.fails(&kept, rest) && self.minimal(&kept, rest, &fixed)
+        });
+        (fixed, context)
     }
 }
 
@@ -97,18 +203,18 @@ fn without(a: &[usize], b: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// Delta-debugging: removes chunks of `set` (halves, then smaller) while
-/// `ok(the smaller set, the chunk removed)` holds.
-fn ddmin(mut set: Vec<usize>, mut ok: impl FnMut(&[usize], &[usize]) -> bool) -> Vec<usize> {
+/// Delta-debugging: removes chunks of `set` (halves, then smaller, then
+/// single elements) while `ok(the smaller set)` holds. The result is
+/// 1-minimal: removing any one element left makes `ok` false.
+fn ddmin(mut set: Vec<usize>, mut ok: impl FnMut(&[usize]) -> bool) -> Vec<usize> {
     let mut chunk = set.len().div_ceil(2).max(1);
     loop {
         let mut start = 0;
         let mut changed = false;
         while start < set.len() {
             let end = (start + chunk).min(set.len());
-            let removed: Vec<usize> = set[start..end].to_vec();
             let rest: Vec<usize> = set[..start].iter().chain(&set[end..]).copied().collect();
-            if ok(&rest, &removed) {
+            if ok(&rest) {
                 set = rest;
                 changed = true;
             } else {
@@ -127,20 +233,26 @@ fn ddmin(mut set: Vec<usize>, mut ok: impl FnMut(&[usize], &[usize]) -> bool) ->
 
 /// The most searches one shrink makes; past it, the counterexample is
 /// kept as it stands (still failing, perhaps not minimal).
-const SEARCHES: u32 = 400;
+pub const SEARCHES: u32 = 5_000;
 
-/// Shrinks the failing part `part` (history indices) of `history`.
+/// The answers in the first window tried (step 2).
+const WINDOW: usize = 8;
+
+/// Shrinks the failing part `part` (history indices) of `history`;
+/// `linearized` is the longest partial linearization its search found.
 pub(super) fn shrink<M: Model>(
     model: &M,
     history: &History<M::Input, M::Output>,
     part: &[usize],
     budget: u64,
+    linearized: Vec<usize>,
 ) -> Counterexample<M::Input, M::Output> {
     let s = Shrinker {
         model,
         history,
         budget,
-        searches: std::cell::Cell::new(SEARCHES),
+        searches: Cell::new(SEARCHES),
+        seen: RefCell::new(HashMap::new()),
     };
     let mut part = part.to_vec();
     part.sort_unstable();
@@ -186,24 +298,48 @@ pub(super) fn shrink<M: Model>(
     relaxed.sort_unstable();
     relaxed.dedup();
 
-    // 2. Relax answers while it fails.
-    let answers = without(&kept, &relaxed);
-    let fixed = ddmin(answers, |rest, _| s.fails(&kept, &without(&kept, rest)));
-    relaxed = without(&kept, &fixed);
-
-    // 3. Drop relaxed operations while it fails for the same answers.
-    let context = ddmin(relaxed.clone(), |rest, _| {
-        let kept = merge(&fixed, rest);
-        s.fails(&kept, rest) && s.minimal(&kept, rest, &fixed)
-    });
+    // 2. The smallest window, in answers counted back from the failure,
+    // that shows it; 3 and 4 inside it.
+    let mut answers: Vec<usize> = without(&kept, &relaxed);
+    answers.sort_by_key(|&i| (history.ops[i].ret, i));
+    let mut window = WINDOW;
+    let (fixed, context) = loop {
+        if window >= answers.len() {
+            break s.minimise(&kept, &relaxed);
+        }
+        // Operations that ended before the window's first answer returned
+        // are left out of it.
+        let start = history.ops[answers[answers.len() - window]].ret;
+        let before: Vec<usize> = kept
+            .iter()
+            .copied()
+            .filter(|&i| !s.open(&relaxed, i) && history.ops[i].ret < start)
+            .collect();
+        let inside = without(&kept, &before);
+        window *= 4;
+        if !s.fails(&inside, &relaxed) {
+            continue;
+        }
+        let (fixed, context) = s.minimise(&inside, &relaxed);
+        // With what ended before the window answered as it did, the
+        // answers still cannot all be true: the window left out nothing
+        // they needed. (A search too big for its budget cannot say
+        // otherwise: the window stands.)
+        if s.decide(&kept, &without(&kept, &merge(&fixed, &before))) != Some(false)
+            && s.robust(&merge(&fixed, &context), &context, &before)
+        {
+            break (fixed, context);
+        }
+    };
     let kept = merge(&fixed, &context);
 
-    let exhausted = s.searches.get() == 0;
-    s.searches.set(2 * fixed.len() as u32 + 2);
+    // Checked, not assumed: a search that ran out on the way may have kept
+    // an answer that is not needed.
+    let exhausted = !s.minimal(&kept, &context, &fixed);
     let mut explanation = explain(&s, &kept, &fixed, &context);
     if exhausted {
         explanation.push_str(
-            "(Shrinking stopped at its budget: this counterexample fails, but may not be minimal.)\n",
+            "(Shrinking reached its budget: this counterexample fails, but may not be minimal.)\n",
         );
     }
     let ops = kept
@@ -226,6 +362,7 @@ pub(super) fn shrink<M: Model>(
         context,
         history: History { ops },
         explanation,
+        linearized,
     }
 }
 
