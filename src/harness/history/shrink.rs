@@ -30,7 +30,8 @@
 //! never having taken effect, so they cannot change the outcome. Answers
 //! to the same question are remembered.
 //!
-//! A search that runs out of its budget counts as "linearizable", which
+//! A search that runs out of its budget is tried again with up to 64
+//! times the budget; one that still runs out counts as "linearizable", which
 //! can leave the counterexample larger than minimal, never wrong; so does
 //! running out of [`SEARCHES`] (the explanation then says so).
 
@@ -128,10 +129,21 @@ impl<M: Model> Shrinker<'_, M> {
         }
         self.searches.set(self.searches.get() - 1);
         let (kept, relaxed) = &key;
-        let failed = match search(self.model, &items(self.history, kept, relaxed), self.budget) {
-            Outcome::NotFound(_) => Some(true),
-            Outcome::Found(_) => Some(false),
-            Outcome::OutOfBudget(_) => None,
+        // A search that runs out is tried again with more room, up to
+        // ESCALATION times the budget: many pending operations called
+        // before one impossible answer make a search wide but shallow,
+        // and giving up on it would keep answers that are not needed.
+        let items = items(self.history, kept, relaxed);
+        let mut budget = self.budget;
+        let failed = loop {
+            match search(self.model, &items, budget) {
+                Outcome::NotFound(_) => break Some(true),
+                Outcome::Found(_) => break Some(false),
+                Outcome::OutOfBudget(_) if budget < self.budget.saturating_mul(ESCALATION) => {
+                    budget = budget.saturating_mul(4);
+                }
+                Outcome::OutOfBudget(_) => break None,
+            }
         };
         self.seen.borrow_mut().insert(key, failed);
         failed
@@ -234,6 +246,10 @@ fn ddmin(mut set: Vec<usize>, mut ok: impl FnMut(&[usize]) -> bool) -> Vec<usize
 /// The most searches one shrink makes; past it, the counterexample is
 /// kept as it stands (still failing, perhaps not minimal).
 pub const SEARCHES: u32 = 5_000;
+
+/// How many times its budget a shrink search that ran out may be given
+/// again before it counts as undecided.
+const ESCALATION: u64 = 64;
 
 /// The answers in the first window tried (step 2).
 const WINDOW: usize = 8;

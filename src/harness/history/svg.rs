@@ -175,8 +175,10 @@ impl Drawing {
     ///   that [partitions](Model::partition) the history, the first part's
     ///   order; the other parts' operations are drawn unnumbered);
     /// - [`Verdict::Violation`]: the counterexample's `fixed` operations
-    ///   highlighted strongly and its `context` weakly, and its explanation
-    ///   as the caption;
+    ///   highlighted strongly and its `context` weakly, the longest order
+    ///   the search found before it got stuck
+    ///   ([`linearized`](super::Counterexample::linearized)) numbered, and
+    ///   the explanation as the caption;
     /// - [`Verdict::Unknown`]: the operations alone, and how far the search
     ///   went.
     pub fn from_verdict<M: Model>(
@@ -204,6 +206,7 @@ impl Drawing {
                 d.title = "Not linearizable".into();
                 d.fixed = c.fixed.clone();
                 d.context = c.context.clone();
+                d.order = c.linearized.clone();
                 d.caption = c.explanation.trim_end().to_string();
             }
             Verdict::Unknown { explored } => {
