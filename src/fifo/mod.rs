@@ -142,14 +142,18 @@
 //! open, the reader then sees a corrupt stream ([`Error::Corrupt`] or
 //! [`Error::TooLarge`]), as it would over any shared byte stream.
 
+mod chunked;
 mod lines;
 mod open;
 mod options;
 mod reader;
 mod writer;
 
+#[cfg(feature = "test-hooks")]
+pub use chunked::set_chunk_kill_point;
+pub use chunked::{CHUNK_HEADER_LEN, CHUNK_PAYLOAD_MAX, WriterId};
 pub use lines::LineReader;
-pub use options::{FifoOptions, SMALL_MESSAGE_MAX, Wait};
+pub use options::{FifoMode, FifoOptions, SMALL_MESSAGE_MAX, Wait};
 pub use reader::FifoReader;
 pub use writer::FifoWriter;
 
