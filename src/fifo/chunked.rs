@@ -111,7 +111,8 @@ impl Header {
     pub(super) fn encode(&self) -> [u8; CHUNK_HEADER_LEN] {
         let mut out = [0u8; CHUNK_HEADER_LEN];
         out[0] = MAGIC;
-        out[1] = (VERSION << 4) | if self.first { FIRST } else { 0 } | if self.last { LAST } else { 0 };
+        out[1] =
+            (VERSION << 4) | if self.first { FIRST } else { 0 } | if self.last { LAST } else { 0 };
         out[2..4].copy_from_slice(&(self.len as u16).to_be_bytes());
         out[4..8].copy_from_slice(&self.writer.pid.to_be_bytes());
         out[8..12].copy_from_slice(&self.writer.nonce.to_be_bytes());
@@ -762,6 +763,9 @@ mod tests {
             Ok(b"next".to_vec()),
         ];
         assert_eq!(got, want);
-        assert_eq!((dec.abandoned(), dec.in_progress(), dec.held_bytes()), (0, 0, 0));
+        assert_eq!(
+            (dec.abandoned(), dec.in_progress(), dec.held_bytes()),
+            (0, 0, 0)
+        );
     }
 }

@@ -4,8 +4,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::open::open_read_end;
 use super::chunked;
+use super::open::open_read_end;
 use super::{FifoMode, FifoOptions, SMALL_MESSAGE_MAX, Wait};
 use crate::error::{Error, Result};
 use crate::pipe::Receiver;
@@ -196,11 +196,11 @@ impl FifoReader {
     pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         match &mut self.inner {
             Inner::Framed(rx) => framed(rx.recv_bytes_timeout(timeout)),
-            Inner::Chunked { fd, decoder } => decoder.recv(
-                fd.as_fd(),
-                Some(sys::deadline_after(timeout)),
-                |m| m.into_vec(),
-            ),
+            Inner::Chunked { fd, decoder } => {
+                decoder.recv(fd.as_fd(), Some(sys::deadline_after(timeout)), |m| {
+                    m.into_vec()
+                })
+            }
         }
     }
 
@@ -248,7 +248,9 @@ impl FifoReader {
         match &mut self.inner {
             Inner::Framed(rx) => framed(rx.recv()),
             Inner::Chunked { fd, decoder } => decoder
-                .recv(fd.as_fd(), None, |m| crate::codec::decode_value(m.as_slice()))
+                .recv(fd.as_fd(), None, |m| {
+                    crate::codec::decode_value(m.as_slice())
+                })
                 .and_then(|r| r),
         }
     }

@@ -241,7 +241,8 @@ impl FifoWriter {
         let line = line.as_ref();
         let newline: &[u8] = if line.ends_with(b"\n") { b"" } else { b"\n" };
         if matches!(self.end, WriterEnd::Small(_) | WriterEnd::Chunked { .. })
-            && line.len() + newline.len() > sys::PIPE_BUF {
+            && line.len() + newline.len() > sys::PIPE_BUF
+        {
             return Err(Error::TooLarge {
                 len: (line.len() + newline.len() - 1) as u64,
                 max: (sys::PIPE_BUF - 1) as u64,
