@@ -602,3 +602,61 @@ fn a_writer_inherited_across_fork_takes_its_own_id() {
     assert_eq!(r.abandoned_messages(), 0);
     assert_no_children();
 }
+
+// ---------------------------------------------------------------------------
+// Under the harness
+// ---------------------------------------------------------------------------
+
+/// The harness's view of the same death: the chunked Fifo transport's own
+/// kill point kills producer 0 after 2 chunks of its 1 MiB send #1, while
+/// producer 1 sends. The oracle finds no broken promise, and its count is
+/// exact: send #0 and producer 1's six arrive, the cut send is lost, send
+/// #2 never happens.
+#[test]
+fn the_harness_sees_only_the_dead_writers_message_lost() {
+    use ipc_harness::harness::fault::{Fault, FaultKind, Target};
+    use ipc_harness::harness::run::{RunOptions, run_with};
+    use ipc_harness::harness::scenario::{Pacing, ProducerPlan, Scenario};
+    use ipc_harness::harness::transports::{FifoChannel, FifoChunkedChannel};
+
+    let _serial = fork::serial();
+    let scenario = Scenario {
+        producers: vec![
+            ProducerPlan {
+                sizes: vec![100, 1 << 20, 100],
+                pacing: Pacing::Burst,
+            },
+            ProducerPlan {
+                sizes: vec![5000; 6],
+                pacing: Pacing::Pause {
+                    every: 1,
+                    micros: 2_000,
+                },
+            },
+        ],
+        consumers: 1,
+        faults: vec![Fault {
+            target: Target::Producer(0),
+            op: 1,
+            kind: FaultKind::KillInside { point: 1 },
+        }],
+        tiny_capacity: false,
+        signal_storm_us: None,
+    };
+    let options = RunOptions {
+        deadline: Duration::from_secs(10),
+        ..RunOptions::default()
+    };
+    let report = run_with(&FifoChunkedChannel, &scenario, options);
+    assert!(report.broken_promises().is_empty(), "{report}");
+    let a = report.accounting;
+    assert_eq!(
+        (a.killed, a.attempted, a.ok, a.indeterminate_lost, a.lost),
+        (1, 8, 7, 1, 0),
+        "{report}"
+    );
+    // The framed Fifo has no kill point: the same fault kills producer 0
+    // as its send #1 starts, between frames, which it survives.
+    let framed = run_with(&FifoChannel, &scenario, options);
+    assert!(framed.broken_promises().is_empty(), "{framed}");
+}

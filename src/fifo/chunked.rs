@@ -278,8 +278,13 @@ fn grow_pipe(fd: BorrowedFd<'_>) {
 
 // ---------------------------------------------------------------- reader
 
-/// The read-ahead buffer's size.
+/// The read-ahead buffer's size while whole small messages come.
 const READ_AHEAD: usize = 64 * 1024;
+/// The read-ahead while writers have messages in progress: a multi-chunk
+/// message costs the writer one system call per chunk, and every read that
+/// makes room wakes every writer waiting for it, so the reader takes as
+/// much per read as a FIFO raised to 1 MiB holds in a quarter.
+const LARGE_READ_AHEAD: usize = 256 * 1024;
 /// Chunks of at most this many bytes are read one per `read` when nothing
 /// is buffered, as the framed decoder does (a reader that empties the
 /// FIFO every time makes every small write wake it).
@@ -424,7 +429,9 @@ impl Decoder {
             return Ok(None);
         }
         self.pos = end;
-        self.guess = if CHUNK_HEADER_LEN + h.len <= EXACT_READ_MAX {
+        // One read per small message only while whole small messages come:
+        // the chunks of long messages are read ahead.
+        self.guess = if h.first && h.last && CHUNK_HEADER_LEN + h.len <= EXACT_READ_MAX {
             CHUNK_HEADER_LEN + h.len
         } else {
             READ_AHEAD
@@ -520,14 +527,20 @@ impl Decoder {
         }
         self.wait(fd, deadline)?;
         let have = self.buf.len();
+        let ahead = if self.partials.is_empty() {
+            READ_AHEAD
+        } else {
+            LARGE_READ_AHEAD
+        };
         let want = match Header::parse(&self.buf) {
-            Ok(Some(h)) if CHUNK_HEADER_LEN + h.len <= EXACT_READ_MAX => {
+            Ok(Some(h)) if h.first && h.last && CHUNK_HEADER_LEN + h.len <= EXACT_READ_MAX => {
                 CHUNK_HEADER_LEN + h.len - have
             }
-            Ok(Some(_)) => READ_AHEAD,
+            Ok(Some(_)) => ahead,
+            _ if !self.partials.is_empty() => ahead,
             _ => self.guess.saturating_sub(have),
         };
-        let room = want.min(READ_AHEAD.saturating_sub(have)).max(1);
+        let room = want.min(ahead.saturating_sub(have)).max(1);
         let n = sys::read_append(fd, &mut self.buf, room).map_err(|e| Error::io("read", e))?;
         if n > 0 {
             return Ok(());
