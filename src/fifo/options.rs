@@ -136,6 +136,27 @@ impl FifoOptions {
     /// format. Every writer and the reader of the FIFO must use this mode:
     /// a mismatch is refused by the reader with [`Error::Corrupt`](crate::Error::Corrupt)
     /// naming the other mode. See the [module docs](crate::fifo#modes).
+    ///
+    /// ```
+    /// use ipc_harness::fifo::{FifoMode, FifoOptions, Wait};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = FifoOptions::new().wait(Wait::NonBlocking).chunked(true);
+    /// let fifo = opts.create(dir.path().join("f"))?;
+    /// let mut r = opts.reader(fifo.path())?;
+    /// let (a, b) = (opts.writer(fifo.path())?, opts.writer(fifo.path())?);
+    /// assert_eq!(a.mode(), FifoMode::Chunked);
+    /// // 10 000 bytes: three chunks, one atomic write each, no lock. (Both
+    /// // messages fit the FIFO, so nothing waits for the reader.)
+    /// a.send_bytes(&[1; 10_000])?;
+    /// b.send_bytes(b"Spam 000")?;
+    /// assert_eq!(r.recv_bytes()?, [1; 10_000]);
+    /// assert_eq!(r.recv_bytes()?, b"Spam 000");
+    /// drop((a, b));
+    /// assert!(r.recv_bytes().unwrap_err().is_closed());
+    /// assert_eq!(r.abandoned_messages(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn chunked(mut self, yes: bool) -> Self {
         self.set_mode(FifoMode::Chunked, yes);
         self
