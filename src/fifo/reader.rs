@@ -172,7 +172,8 @@ impl FifoReader {
     /// for the end of the stream. On by default. Turn it off if writers may
     /// run in another pid namespace (a container) than the reader, where
     /// their pids mean nothing to it: a live writer could be taken for dead
-    /// and its message dropped. With it off, a dead writer's message is
+    /// and its message dropped. (Where `/proc` cannot be read, the check
+    /// never takes anyone for dead.) With it off, a dead writer's message is
     /// dropped at the end of the stream, or when a writer with the same id
     /// starts a new one.
     pub fn set_writer_liveness_check(&mut self, on: bool) {
