@@ -9,7 +9,8 @@ use ipc_harness::harness::campaign::{CampaignConfig, CampaignResult, campaign};
 use ipc_harness::harness::channel::{Channel, Promises};
 use ipc_harness::harness::pitfalls::{Pitfall, PitfallChannel, Variant};
 use ipc_harness::harness::transports::{
-    DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel, RawKind,
+    DuplexChannel, FifoChannel, FifoChunkedChannel, JoinableChannel, PipeChannel, QueueChannel,
+    RawChannel, RawKind,
 };
 use ipc_harness::probe::Feature;
 
@@ -172,6 +173,7 @@ pub fn primitives() -> Vec<Entry> {
         Entry::new(Kind::Primitive, DuplexChannel { reversed: true })
             .alias(&["duplex", "duplex-ba"]),
         Entry::new(Kind::Primitive, FifoChannel).alias(&["fifo"]),
+        Entry::new(Kind::Primitive, FifoChunkedChannel).alias(&["fifo-chunked"]),
         Entry::new(Kind::Primitive, QueueChannel::DEFAULT).alias(&["queue"]),
         Entry::new(
             Kind::Primitive,

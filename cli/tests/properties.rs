@@ -13,7 +13,8 @@ use ipc_harness::harness::proptest_config;
 use ipc_harness::harness::run::run;
 use ipc_harness::harness::scenario::{Limits, scenarios};
 use ipc_harness::harness::transports::{
-    DuplexChannel, FifoChannel, JoinableChannel, PipeChannel, QueueChannel, RawChannel, RawKind,
+    DuplexChannel, FifoChannel, FifoChunkedChannel, JoinableChannel, PipeChannel, QueueChannel,
+    RawChannel, RawKind,
 };
 use ipc_harness_cli::registry;
 use proptest::prelude::*;
@@ -67,6 +68,7 @@ battery! {
     duplex_a_to_b_keeps_every_promise => DuplexChannel { reversed: false };
     duplex_b_to_a_keeps_every_promise => DuplexChannel { reversed: true };
     fifo_keeps_every_promise => FifoChannel;
+    chunked_fifo_keeps_every_promise => FifoChunkedChannel;
     queue_keeps_every_promise => QueueChannel::DEFAULT;
     bounded_queue_with_a_small_ring_keeps_every_promise => QueueChannel {
         bounded: Some(4),

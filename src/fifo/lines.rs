@@ -48,7 +48,7 @@ impl LineReader {
             buf: Vec::new(),
             pos: 0,
             scanned: 0,
-            max: if opts.small_messages {
+            max: if opts.mode != super::FifoMode::Framed {
                 (sys::PIPE_BUF - 1) as u64
             } else {
                 frame::UNLIMITED

@@ -57,7 +57,29 @@ pub const SMALL_MESSAGE_MAX: usize = sys::PIPE_BUF - frame::HEADER_LEN;
 pub struct FifoOptions {
     pub(super) wait: Wait,
     pub(super) allow_shared: bool,
-    pub(super) small_messages: bool,
+    pub(super) mode: FifoMode,
+}
+
+/// How the framed messages of a FIFO are written; every writer and the
+/// reader of one FIFO must use the same mode (see the
+/// [module docs](crate::fifo#modes) for the trade-offs and what a mismatch
+/// does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FifoMode {
+    /// The default: CPython's wire format (a 4-byte length, the payload),
+    /// each message written under an exclusive `flock`. A Python
+    /// `multiprocessing.connection.Connection` reads and writes it.
+    #[default]
+    Framed,
+    /// CPython's wire format, messages of at most [`SMALL_MESSAGE_MAX`]
+    /// bytes, each one atomic write without the lock
+    /// ([`FifoOptions::small_messages`]).
+    SmallMessages,
+    /// The crate's own chunked format: every write is one atomic chunk of at
+    /// most `PIPE_BUF` bytes naming its writer, no lock, messages of any
+    /// size; a writer killed mid-message loses only that message
+    /// ([`FifoOptions::chunked`]).
+    Chunked,
 }
 
 impl Default for FifoOptions {
@@ -65,7 +87,7 @@ impl Default for FifoOptions {
         FifoOptions {
             wait: Wait::Blocking,
             allow_shared: false,
-            small_messages: false,
+            mode: FifoMode::Framed,
         }
     }
 }
@@ -100,8 +122,64 @@ impl FifoOptions {
     /// refuses larger frames. Every writer of the FIFO must use this mode;
     /// see the [module docs](crate::fifo) for what happens if one does not.
     pub fn small_messages(mut self, yes: bool) -> Self {
-        self.small_messages = yes;
+        self.set_mode(FifoMode::SmallMessages, yes);
         self
+    }
+
+    /// Chunked mode ([`FifoMode::Chunked`]): a writer cuts every message
+    /// into chunks of at most `PIPE_BUF` bytes, each one atomic write with a
+    /// header naming the writer, and takes no lock; the reader puts each
+    /// writer's messages back together. Messages of any size from many
+    /// writers interleave at chunk boundaries, and a writer killed in the
+    /// middle of a message loses that message only
+    /// ([`FifoReader::abandoned_messages`] counts it). Not CPython's wire
+    /// format. Every writer and the reader of the FIFO must use this mode:
+    /// a mismatch is refused by the reader with [`Error::Corrupt`](crate::Error::Corrupt)
+    /// naming the other mode. See the [module docs](crate::fifo#modes).
+    ///
+    /// ```
+    /// use ipc_harness::fifo::{FifoMode, FifoOptions, Wait};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = FifoOptions::new().wait(Wait::NonBlocking).chunked(true);
+    /// let fifo = opts.create(dir.path().join("f"))?;
+    /// let mut r = opts.reader(fifo.path())?;
+    /// let (a, b) = (opts.writer(fifo.path())?, opts.writer(fifo.path())?);
+    /// assert_eq!(a.mode(), FifoMode::Chunked);
+    /// // 10 000 bytes: three chunks, one atomic write each, no lock. (Both
+    /// // messages fit the FIFO, so nothing waits for the reader.)
+    /// a.send_bytes(&[1; 10_000])?;
+    /// b.send_bytes(b"Spam 000")?;
+    /// assert_eq!(r.recv_bytes()?, [1; 10_000]);
+    /// assert_eq!(r.recv_bytes()?, b"Spam 000");
+    /// drop((a, b));
+    /// assert!(r.recv_bytes().unwrap_err().is_closed());
+    /// assert_eq!(r.abandoned_messages(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn chunked(mut self, yes: bool) -> Self {
+        self.set_mode(FifoMode::Chunked, yes);
+        self
+    }
+
+    /// Sets the mode of framed messages (see [`FifoMode`]).
+    pub fn mode(mut self, mode: FifoMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The mode of framed messages these options open with.
+    pub fn current_mode(&self) -> FifoMode {
+        self.mode
+    }
+
+    /// `mode` on, or (if it was on) back to [`FifoMode::Framed`].
+    fn set_mode(&mut self, mode: FifoMode, yes: bool) {
+        if yes {
+            self.mode = mode;
+        } else if self.mode == mode {
+            self.mode = FifoMode::Framed;
+        }
     }
 
     /// Creates a FIFO at `path`. See [`Fifo::create`]; the FIFO's

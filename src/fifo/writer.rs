@@ -4,8 +4,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::chunked::{self, WriterId, WriterState};
 use super::open::{clear_nonblocking, open_write_end};
-use super::{FifoOptions, SMALL_MESSAGE_MAX, Wait};
+use super::{FifoMode, FifoOptions, SMALL_MESSAGE_MAX, Wait};
 use crate::error::{Error, Result};
 use crate::frame;
 use crate::sys::fifo::{self as sysfifo, Access};
@@ -53,6 +54,15 @@ enum WriterEnd {
     /// a shared `flock` for its whole life, which keeps out writers of the
     /// locked kind.
     Small(OwnedFd),
+    /// [`FifoOptions::chunked`]: every message as chunks of at most
+    /// `PIPE_BUF` bytes, each one atomic write naming the writer; no lock
+    /// between processes. The mutex keeps one thread's chunks of a message
+    /// together under the writer's id, and holds the id (a fresh one after
+    /// `fork`, so parent and child never share one).
+    Chunked {
+        fd: OwnedFd,
+        state: Mutex<WriterState>,
+    },
 }
 
 impl FifoWriter {
@@ -65,7 +75,20 @@ impl FifoWriter {
 
     pub(super) fn open_with(path: &Path, opts: &FifoOptions) -> Result<FifoWriter> {
         let (fd, _) = open_write_end(path, opts)?;
-        if opts.small_messages {
+        if opts.mode == FifoMode::Chunked {
+            return Ok(FifoWriter {
+                end: WriterEnd::Chunked {
+                    fd,
+                    state: Mutex::new(WriterState {
+                        id: WriterId::fresh(),
+                        next_seq: 0,
+                    }),
+                },
+                path: path.into(),
+                max: frame::UNLIMITED,
+            });
+        }
+        if opts.mode == FifoMode::SmallMessages {
             // Waits only while a locked writer is inside a frame.
             sysfifo::lock_shared(fd.as_fd()).map_err(|e| Error::path_io("lock", path, e))?;
             return Ok(FifoWriter {
@@ -96,8 +119,32 @@ impl FifoWriter {
     pub fn set_max_message_size(&mut self, max: u64) {
         self.max = match self.end {
             WriterEnd::Small(_) => max.min(SMALL_MESSAGE_MAX as u64),
-            WriterEnd::Locked { .. } => max,
+            WriterEnd::Locked { .. } | WriterEnd::Chunked { .. } => max,
         };
+    }
+
+    /// The mode this writer writes in.
+    pub fn mode(&self) -> FifoMode {
+        match self.end {
+            WriterEnd::Locked { .. } => FifoMode::Framed,
+            WriterEnd::Small(_) => FifoMode::SmallMessages,
+            WriterEnd::Chunked { .. } => FifoMode::Chunked,
+        }
+    }
+
+    /// In chunked mode, the id this writer's chunks carry (its process id
+    /// and a random nonce); a writer inherited across `fork` takes a fresh
+    /// one on its first send in the new process. `None` in the other modes.
+    pub fn writer_id(&self) -> Option<WriterId> {
+        match &self.end {
+            WriterEnd::Chunked { state, .. } => Some(
+                state
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .id,
+            ),
+            _ => None,
+        }
     }
 
     /// The maximum message size.
@@ -109,7 +156,7 @@ impl FifoWriter {
     /// small-messages mode its shared lock goes with it).
     pub fn into_fd(self) -> OwnedFd {
         match self.end {
-            WriterEnd::Small(fd) => fd,
+            WriterEnd::Small(fd) | WriterEnd::Chunked { fd, .. } => fd,
             WriterEnd::Locked { fd, .. } => fd,
         }
     }
@@ -118,7 +165,7 @@ impl FifoWriter {
     /// small-messages mode (where `write` is one atomic write).
     fn locked<T>(&self, write: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
         let (fd, owner) = match &self.end {
-            WriterEnd::Small(fd) => return write(fd.as_fd()),
+            WriterEnd::Small(fd) | WriterEnd::Chunked { fd, .. } => return write(fd.as_fd()),
             WriterEnd::Locked { fd, owner } => (fd, owner),
         };
         let mut owner = owner
@@ -152,8 +199,28 @@ impl FifoWriter {
     /// writer's. Blocks while the FIFO is full or another writer holds the
     /// lock. [`Error::Closed`] if the reader is gone; [`Error::TooLarge`]
     /// (nothing written) if over the limit.
+    ///
+    /// In chunked mode the message goes out as chunks of at most `PIPE_BUF`
+    /// bytes without any lock between processes; the writer's threads take
+    /// turns per message.
     pub fn send_bytes(&self, msg: &[u8]) -> Result<()> {
         frame::check_len(msg.len() as u64, self.max)?;
+        if let WriterEnd::Chunked { fd, state } = &self.end {
+            let mut state = state
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if state.id.pid != sys::cached_pid() as u32 {
+                // Inherited across fork: the parent still writes under the
+                // old id.
+                *state = WriterState {
+                    id: WriterId::fresh(),
+                    next_seq: 0,
+                };
+            }
+            let seq = state.next_seq;
+            state.next_seq = seq.wrapping_add(1);
+            return chunked::write_message(fd.as_fd(), state.id, seq, msg);
+        }
         self.locked(|fd| frame::write_frame(fd, WriteKind::Pipe, msg, self.max))
     }
 
@@ -166,12 +233,16 @@ impl FifoWriter {
     /// Sends `line` and a `\n` (unless `line` already ends with one) in one
     /// locked write, never interleaved with another writer's. A `line` with
     /// newlines inside arrives as several lines, together. In small-messages
-    /// mode a line over `PIPE_BUF` bytes with its newline is
+    /// mode (and in chunked mode, which applies to framed messages only: a
+    /// line goes out as plain bytes, one atomic write) a line over
+    /// `PIPE_BUF` bytes with its newline is
     /// [`Error::TooLarge`] (`len` without the newline), nothing written.
     pub fn send_line(&self, line: impl AsRef<[u8]>) -> Result<()> {
         let line = line.as_ref();
         let newline: &[u8] = if line.ends_with(b"\n") { b"" } else { b"\n" };
-        if matches!(self.end, WriterEnd::Small(_)) && line.len() + newline.len() > sys::PIPE_BUF {
+        if matches!(self.end, WriterEnd::Small(_) | WriterEnd::Chunked { .. })
+            && line.len() + newline.len() > sys::PIPE_BUF
+        {
             return Err(Error::TooLarge {
                 len: (line.len() + newline.len() - 1) as u64,
                 max: (sys::PIPE_BUF - 1) as u64,
@@ -195,7 +266,9 @@ impl FifoWriter {
 impl AsFd for FifoWriter {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match &self.end {
-            WriterEnd::Small(fd) | WriterEnd::Locked { fd, .. } => fd.as_fd(),
+            WriterEnd::Small(fd) | WriterEnd::Locked { fd, .. } | WriterEnd::Chunked { fd, .. } => {
+                fd.as_fd()
+            }
         }
     }
 }

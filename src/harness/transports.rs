@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::channel::{Channel, Consumer, Ends, Producer, Promises};
 use crate::error::{Error, Result};
-use crate::fifo::{Fifo, FifoReader, FifoWriter, Wait};
+use crate::fifo::{Fifo, FifoMode, FifoOptions, FifoReader, FifoWriter, Wait};
 use crate::joinable::JoinableQueue;
 use crate::pipe::{Connection, Receiver, Sender};
 #[cfg(feature = "test-hooks")]
@@ -87,6 +87,26 @@ impl Producer for FifoWriter {
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.send_bytes(msg)
     }
+
+    /// Chunked mode (with the `test-hooks` feature): dies after chunk 1, 2
+    /// or 3 (`point % 3 + 1`) of the next message longer than that.
+    fn arm_kill_point(&mut self, point: u8) -> bool {
+        arm_fifo_kill_point(self.mode(), point)
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+fn arm_fifo_kill_point(mode: FifoMode, point: u8) -> bool {
+    if mode != FifoMode::Chunked {
+        return false;
+    }
+    crate::fifo::set_chunk_kill_point(Some(u32::from(point % 3) + 1));
+    true
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn arm_fifo_kill_point(_mode: FifoMode, _point: u8) -> bool {
+    false
 }
 
 impl Consumer for FifoReader {
@@ -193,6 +213,41 @@ impl Channel for FifoChannel {
             .map(|_| FifoWriter::open(fifo.path(), Wait::NonBlocking))
             .collect::<Result<Vec<_>>>()?;
         // The open fds keep the FIFO alive; the name is no longer needed.
+        drop(fifo);
+        Ok(Ends {
+            producers: writers,
+            consumers: vec![reader],
+        })
+    }
+}
+
+/// [`Fifo`] in chunked mode ([`FifoOptions::chunked`]): many writers, each
+/// opening the path on its own, one reader. Unlike [`FifoChannel`], a
+/// writer killed in the middle of a message loses that message only, so
+/// the fault generator may kill writers anywhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FifoChunkedChannel;
+
+impl Channel for FifoChunkedChannel {
+    type Producer = FifoWriter;
+    type Consumer = FifoReader;
+
+    fn name(&self) -> String {
+        "Fifo (chunked)".into()
+    }
+
+    fn promises(&self) -> Promises {
+        Promises::MESSAGES.single_consumer()
+    }
+
+    fn open(&self, producers: usize, _consumers: usize) -> Result<Ends<FifoWriter, FifoReader>> {
+        let opts = FifoOptions::new().wait(Wait::NonBlocking).chunked(true);
+        let fifo = opts.create(temp_fifo_path("check-chunked"))?;
+        // The reader first, so that writers can open without waiting.
+        let reader = opts.reader(fifo.path())?;
+        let writers = (0..producers)
+            .map(|_| opts.writer(fifo.path()))
+            .collect::<Result<Vec<_>>>()?;
         drop(fifo);
         Ok(Ends {
             producers: writers,

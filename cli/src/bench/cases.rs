@@ -23,6 +23,9 @@ pub enum Case {
     /// [`SMALL_MESSAGE_MAX`](ipc_harness::fifo::SMALL_MESSAGE_MAX) bytes, so run at
     /// those sizes only).
     FifoSmall,
+    /// [`Fifo`](ipc_harness::fifo::Fifo) in [chunked mode](ipc_harness::fifo::FifoOptions::chunked)
+    /// (no lock; every write one chunk of at most `PIPE_BUF` bytes), `recv_bytes_into`.
+    FifoChunked,
     /// [`Queue`](ipc_harness::queue::Queue), 1 producer x 1 consumer.
     Queue1x1,
     /// [`Queue`](ipc_harness::queue::Queue), 2 producers x 2 consumers.
@@ -38,6 +41,8 @@ pub enum Case {
     /// [`Fifo`](ipc_harness::fifo::Fifo), framed, 8 writers (each opening the path) x 1 reader (the
     /// scaling run: a FIFO has one reader by design).
     Fifo8x1,
+    /// [`Fifo`](ipc_harness::fifo::Fifo) in chunked mode, 8 writers x 1 reader (the scaling run).
+    FifoChunked8x1,
     /// `ipc-channel`'s `ipc::bytes_channel()`: `IpcBytesSender::send`,
     /// `IpcBytesReceiver::recv` (a new `Vec` per message). A peer, with
     /// [`Options::peers`](super::Options::peers) and the `peers` cargo feature.
@@ -60,7 +65,7 @@ pub enum Case {
 
 impl Case {
     /// The cases this crate runs itself, in table order.
-    pub const RUST: [Case; 11] = [
+    pub const RUST: [Case; 12] = [
         Case::RawPipe,
         Case::RawPipe1M,
         Case::RawSocket,
@@ -69,6 +74,7 @@ impl Case {
         Case::Duplex,
         Case::Fifo,
         Case::FifoSmall,
+        Case::FifoChunked,
         Case::Queue1x1,
         Case::Queue2x2,
         Case::Joinable1x1,
@@ -82,7 +88,12 @@ impl Case {
     ];
     /// The scaling cases (with [`Options::scaling`](super::Options::scaling)), each compared with its
     /// 1x1 form ([`Case::scales`]) of the same round.
-    pub const SCALING: [Case; 3] = [Case::Queue8x8, Case::Joinable8x8, Case::Fifo8x1];
+    pub const SCALING: [Case; 4] = [
+        Case::Queue8x8,
+        Case::Joinable8x8,
+        Case::Fifo8x1,
+        Case::FifoChunked8x1,
+    ];
     /// The other crates (with [`Options::peers`](super::Options::peers), in a build with the
     /// `peers` feature).
     pub const PEERS: [Case; 2] = [Case::IpcChannel, Case::Interprocess];
@@ -100,12 +111,14 @@ impl Case {
             Case::Duplex => "duplex()",
             Case::Fifo => "Fifo",
             Case::FifoSmall => "Fifo small_messages",
+            Case::FifoChunked => "Fifo chunked",
             Case::Queue1x1 => "Queue 1x1",
             Case::Queue2x2 => "Queue 2x2",
             Case::Joinable1x1 => "JoinableQueue 1x1",
             Case::Queue8x8 => "Queue 8x8",
             Case::Joinable8x8 => "JoinableQueue 8x8",
             Case::Fifo8x1 => "Fifo 8 writers",
+            Case::FifoChunked8x1 => "Fifo chunked 8 writers",
             Case::IpcChannel => "ipc-channel bytes_channel",
             Case::Interprocess => "interprocess pipe, framed",
             Case::PyPipe => "py Pipe() send_bytes",
@@ -135,12 +148,14 @@ impl Case {
             Case::Duplex => "duplex",
             Case::Fifo => "fifo",
             Case::FifoSmall => "fifo_small_messages",
+            Case::FifoChunked => "fifo_chunked",
             Case::Queue1x1 => "queue_1x1",
             Case::Queue2x2 => "queue_2x2",
             Case::Joinable1x1 => "joinable_1x1",
             Case::Queue8x8 => "queue_8x8",
             Case::Joinable8x8 => "joinable_8x8",
             Case::Fifo8x1 => "fifo_8_writers",
+            Case::FifoChunked8x1 => "fifo_chunked_8_writers",
             Case::IpcChannel => "ipc_channel",
             Case::Interprocess => "interprocess_pipe",
             Case::PyPipe => "python_pipe",
@@ -153,9 +168,12 @@ impl Case {
     /// Python's equivalent, the denominator of the "x Python" ratio.
     pub fn python_peer(self) -> Option<Case> {
         match self {
-            Case::Pipe | Case::PipeAlloc | Case::Duplex | Case::Fifo | Case::FifoSmall => {
-                Some(Case::PyPipe)
-            }
+            Case::Pipe
+            | Case::PipeAlloc
+            | Case::Duplex
+            | Case::Fifo
+            | Case::FifoSmall
+            | Case::FifoChunked => Some(Case::PyPipe),
             Case::Queue1x1 => Some(Case::PyQueue1x1),
             Case::Queue2x2 => Some(Case::PyQueue2x2),
             Case::Joinable1x1 => Some(Case::PyJoinable1x1),
@@ -169,6 +187,7 @@ impl Case {
             Case::Queue8x8 => Some(Case::Queue1x1),
             Case::Joinable8x8 => Some(Case::Joinable1x1),
             Case::Fifo8x1 => Some(Case::Fifo),
+            Case::FifoChunked8x1 => Some(Case::FifoChunked),
             _ => None,
         }
     }
@@ -178,7 +197,7 @@ impl Case {
     pub fn producers(self) -> usize {
         match self {
             Case::Queue2x2 | Case::PyQueue2x2 => 2,
-            Case::Queue8x8 | Case::Joinable8x8 | Case::Fifo8x1 => 8,
+            Case::Queue8x8 | Case::Joinable8x8 | Case::Fifo8x1 | Case::FifoChunked8x1 => 8,
             _ => 1,
         }
     }

@@ -344,6 +344,7 @@ impl Report {
                 };
                 let label = match case {
                     Case::Fifo8x1 => "Fifo 8 writers / 1 writer",
+                    Case::FifoChunked8x1 => "Fifo chunked 8w / 1 writer",
                     Case::Queue8x8 => "Queue 8x8 / 1x1",
                     _ => "JoinableQueue 8x8 / 1x1",
                 };

@@ -360,10 +360,12 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
             }));
             1
         }
-        Case::Fifo | Case::FifoSmall | Case::Fifo8x1 => {
+        Case::Fifo | Case::FifoSmall | Case::Fifo8x1 | Case::FifoChunked | Case::FifoChunked8x1 => {
             let writers = case.producers();
             let path = fifo_path();
-            let options = FifoOptions::new().small_messages(case == Case::FifoSmall);
+            let options = FifoOptions::new()
+                .small_messages(case == Case::FifoSmall)
+                .chunked(matches!(case, Case::FifoChunked | Case::FifoChunked8x1));
             _keep_fifo = Some(options.create(&path)?);
             let p2 = path.clone();
             jobs.push(Box::new(move |go| {
