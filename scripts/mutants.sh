@@ -122,6 +122,11 @@ export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$root/target/mutants}"
 export CARGO_PROFILE_TEST_DEBUG="${CARGO_PROFILE_TEST_DEBUG:-false}"
 args+=(-C "--config=profile.test.package.ipc-harness.opt-level=0")
 
+for a in "${extra[@]}"; do
+    # Listing only: nothing to sum up.
+    if [[ "$a" == --list ]]; then exec nice -n 10 cargo "${args[@]}"; fi
+done
+
 echo "mutating $glob with tests: $tests"
 start=$(date +%s)
 set +e
@@ -131,7 +136,7 @@ set -e
 elapsed=$(( $(date +%s) - start ))
 
 dir="$out/mutants.out"
-count() { [[ -f "$dir/$1.txt" ]] && grep -c . "$dir/$1.txt" || echo 0; }
+count() { if [[ -f "$dir/$1.txt" ]]; then grep -c . "$dir/$1.txt" || true; else echo 0; fi; }
 caught=$(count caught); missed=$(count missed); timeouts=$(count timeout); unviable=$(count unviable)
 viable=$(( caught + missed + timeouts ))
 echo

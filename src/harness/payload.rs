@@ -363,6 +363,12 @@ mod tests {
                 len: 40
             }
         );
+        // Bytes in a short message's pattern, but as long as an id: no
+        // short message.
+        for len in [ID_LEN, 40] {
+            let fake: Vec<u8> = (0..len).map(|i| i as u8 ^ small_key(len)).collect();
+            assert!(matches!(verify(&fake), Verdict::Corrupt { .. }), "{len}");
+        }
         let mut head = make(A, 40)[..20].to_vec();
         head[19] ^= 1;
         assert!(matches!(verify(&head), Verdict::Corrupt { .. }));
@@ -397,6 +403,10 @@ mod tests {
         ));
         assert!(matches_at(A, 40, 39, &m[39..]));
         assert!(!matches_at(A, 40, 39, &[m[39], 0]), "one past the end");
+        // Even if the pattern goes on past it.
+        let mut on = m[1..].to_vec();
+        on.push(40 ^ key(1, 7));
+        assert!(!matches_at(A, 40, 1, &on), "one past the end, in pattern");
         let short = make(A, 5);
         assert!(matches_at(A, 5, 2, &short[2..]));
         assert!(!matches_at(A, 6, 2, &short[2..]), "keyed by its length");
