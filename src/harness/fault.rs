@@ -555,6 +555,8 @@ mod tests {
             delay_us: 60_000_000,
         })
         .expect("a saboteur");
+        // Long enough for a helper that struck at once to have killed us.
+        std::thread::sleep(Duration::from_millis(100));
         assert!(!later.end(), "called off before it struck");
         // A stop of 1 ms, at once: it strikes, continues us, and says so.
         let stop = Saboteur::start(FaultKind::Stop {
