@@ -1206,6 +1206,15 @@ mod tests {
     }
 
     #[test]
+    fn a_source_that_cannot_wait_is_always_ready() {
+        let stream = encode(b"now");
+        let mut src = ReadSource(&stream[..]);
+        let mut dec = Decoder::default();
+        let frame = dec.recv(&mut src, Some(Instant::now())).unwrap();
+        assert_eq!(frame.as_slice(), b"now");
+    }
+
+    #[test]
     fn read_source_retries_interrupted_reads() {
         struct Interrupting(bool, &'static [u8]);
         impl io::Read for Interrupting {
