@@ -821,4 +821,422 @@ mod tests {
         let p_cap = dec.buf.capacity();
         assert!(p_cap <= READ_AHEAD, "read-ahead stays bounded: {p_cap}");
     }
+
+    /// Bytes in memory, at most `limit` per read, recording how many bytes
+    /// each read asked for (the read-size policy).
+    struct Asked<'a> {
+        data: &'a [u8],
+        limit: usize,
+        asked: Vec<usize>,
+    }
+    impl Source for Asked<'_> {
+        fn read_append(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+            self.asked.push(max);
+            let n = max.min(self.limit).min(self.data.len());
+            buf.extend_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn asked(stream: &[u8], limit: usize) -> Asked<'_> {
+        Asked {
+            data: stream,
+            limit,
+            asked: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_small_frame_is_read_one_frame_at_a_time() {
+        let stream: Vec<u8> = (0..3).flat_map(|_| encode(&pattern(10))).collect();
+        let mut src = asked(&stream, 6);
+        let mut dec = Decoder::default();
+        for _ in 0..3 {
+            assert_eq!(dec.recv(&mut src, None).unwrap().as_slice(), pattern(10));
+        }
+        assert!(dec.recv(&mut src, None).unwrap_err().is_closed());
+        // The read-ahead first, then the rest of the frame whose header is
+        // here, then one frame's worth (the size of the last one).
+        assert_eq!(
+            src.asked,
+            [READ_AHEAD, 8, 2, 14, 8, 2, 14, 8, 2, 14],
+            "asked for"
+        );
+    }
+
+    #[test]
+    fn frames_over_the_exact_read_limit_read_ahead() {
+        // 1024 bytes in all: still one frame at a time.
+        let exact = encode(&pattern(EXACT_READ_MAX - HEADER_LEN));
+        let mut src = asked(&exact, 600);
+        let mut dec = Decoder::default();
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice().len(), 1020);
+        assert!(dec.recv(&mut src, None).unwrap_err().is_closed());
+        assert_eq!(src.asked, [READ_AHEAD, 424, 1024]);
+        // One byte more: the whole read-ahead.
+        let over = encode(&pattern(EXACT_READ_MAX - HEADER_LEN + 1));
+        let mut src = asked(&over, 600);
+        let mut dec = Decoder::default();
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice().len(), 1021);
+        assert!(dec.recv(&mut src, None).unwrap_err().is_closed());
+        assert_eq!(src.asked, [READ_AHEAD, READ_AHEAD - 600, READ_AHEAD]);
+        let big = encode(&pattern(5000));
+        let mut src = asked(&big, 1000);
+        let mut dec = Decoder::default();
+        assert_eq!(dec.recv(&mut src, None).unwrap().into_vec(), pattern(5000));
+        assert!(dec.recv(&mut src, None).unwrap_err().is_closed());
+        let r = READ_AHEAD;
+        assert_eq!(
+            src.asked,
+            [r, r - 1000, r - 2000, r - 3000, r - 4000, r - 5000, r]
+        );
+    }
+
+    #[test]
+    fn a_message_too_big_for_the_read_ahead_is_read_into_its_own_buffer() {
+        let stream = encode(&pattern(100_000));
+        let mut src = asked(&stream, 30_000);
+        let mut dec = Decoder::default();
+        let frame = dec.recv(&mut src, None).unwrap();
+        assert!(matches!(frame, Frame::Owned(_)));
+        assert_eq!(frame.into_vec(), pattern(100_000));
+        assert!(!dec.has_buffered());
+        assert_eq!(src.asked, [READ_AHEAD, 70_004, 40_004, 10_004]);
+        // Past CHUNK, its buffer grows a chunk at a time.
+        let len = 3_000_000;
+        let stream = encode(&pattern(len));
+        let mut src = asked(&stream, usize::MAX);
+        let mut dec = Decoder::default();
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice().len(), len);
+        assert_eq!(
+            src.asked,
+            [
+                READ_AHEAD,
+                CHUNK,
+                CHUNK,
+                len + HEADER_LEN - READ_AHEAD - 2 * CHUNK
+            ]
+        );
+        // The same through recv_into, straight into the caller's buffer.
+        let stream = encode(&pattern(100_000));
+        let mut src = asked(&stream, 30_000);
+        let mut dec = Decoder::default();
+        let mut out = vec![0u8; 100_001];
+        assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 100_000);
+        assert_eq!(out[..100_000], pattern(100_000)[..]);
+        assert_eq!(src.asked, [READ_AHEAD, 70_004, 40_004, 10_004]);
+    }
+
+    #[test]
+    fn what_is_buffered_and_whether_a_whole_frame_is() {
+        let mut dec = Decoder::new(77);
+        assert_eq!(dec.max_message_size(), 77);
+        dec.set_max_message_size(5);
+        assert_eq!(dec.max_message_size(), 5);
+        assert_eq!(Decoder::default().max_message_size(), UNLIMITED);
+        assert!(!dec.has_buffered() && !dec.has_whole_frame());
+        // Two frames in one read: the second stays buffered, whole.
+        let mut stream = encode(b"hello");
+        stream.extend(encode(b"world"));
+        let mut src = ReadSource(&stream[..]);
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice(), b"hello");
+        assert!(dec.has_buffered() && dec.has_whole_frame());
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice(), b"world");
+        assert!(!dec.has_buffered() && !dec.has_whole_frame());
+        // The second one byte short of whole.
+        let mut src = ReadSource(&stream[..17]);
+        let mut dec = Decoder::default();
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice(), b"hello");
+        assert!(dec.has_buffered() && !dec.has_whole_frame());
+        // Only part of a header.
+        let mut stream = encode(b"hello");
+        stream.extend([0, 0]);
+        let mut src = ReadSource(&stream[..]);
+        let mut dec = Decoder::default();
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice(), b"hello");
+        assert!(dec.has_buffered() && !dec.has_whole_frame());
+        // A message read into its own buffer is no whole frame yet.
+        let stream = encode(&pattern(100_000));
+        let mut src = ReadSource(Chunked(&stream[..50_000], 50_000));
+        let mut dec = Decoder::default();
+        assert!(dec.recv(&mut src, None).is_err());
+        assert!(dec.has_buffered() && !dec.has_whole_frame());
+    }
+
+    #[test]
+    fn recv_into_every_path_and_its_errors() {
+        // Whole and buffered, but bigger than `out`: the message comes back.
+        let mut stream = encode(b"0123456789");
+        stream.extend(encode(b"ab"));
+        let mut src = ReadSource(&stream[..]);
+        let mut dec = Decoder::default();
+        let mut out = [0u8; 4];
+        match dec.recv_into(&mut src, &mut out) {
+            Err(Error::BufferTooSmall { message }) => assert_eq!(message, b"0123456789"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 2);
+        assert_eq!(&out[..2], b"ab");
+        // Over the limit: refused, and the stream is poisoned.
+        let stream = encode(&[1u8; 10]);
+        let mut src = ReadSource(&stream[..]);
+        let mut dec = Decoder::new(9);
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { len: 10, max: 9 }), "{e:?}");
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+        // A negative length poisons, even with good frames behind it.
+        let mut stream = (-2i32).to_be_bytes().to_vec();
+        stream.extend(encode(b"ok"));
+        let mut src = ReadSource(&stream[..]);
+        let mut dec = Decoder::default();
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "still poisoned: {e:?}");
+        // A stream cut inside a header: truncated, poisoned.
+        let mut src = ReadSource(&[0u8, 0][..]);
+        let mut dec = Decoder::default();
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Truncated {
+                    expected: 4,
+                    got: 2
+                }
+            ),
+            "{e:?}"
+        );
+        let mut src = ReadSource(&encode(b"ok")[..]);
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "still poisoned: {e:?}");
+        // A small frame whose rest comes in later reads.
+        let stream = encode(b"abc");
+        let mut src = ReadSource(Chunked(&stream, 5));
+        let mut dec = Decoder::default();
+        assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 3);
+        assert_eq!(&out[..3], b"abc");
+    }
+
+    /// A source that fails once, after `ok` bytes.
+    struct FailsOnce<'a> {
+        data: &'a [u8],
+        ok: usize,
+        failed: bool,
+    }
+    impl Source for FailsOnce<'_> {
+        fn read_append(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+            if self.ok == 0 && !self.failed {
+                self.failed = true;
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            let n = max
+                .min(self.data.len())
+                .min(if self.failed { usize::MAX } else { self.ok });
+            buf.extend_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.ok -= n.min(self.ok);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_error_inside_a_large_message_read_straight_into_out_poisons() {
+        let stream = encode(&pattern(100_000));
+        let mut src = FailsOnce {
+            data: &stream,
+            ok: 70_000,
+            failed: false,
+        };
+        let mut dec = Decoder::default();
+        let mut out = vec![0u8; 100_000];
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Io {
+                    context: "read",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "poisoned: {e:?}");
+        // Through recv, the message goes on where it stopped.
+        let mut src = FailsOnce {
+            data: &stream,
+            ok: 70_000,
+            failed: false,
+        };
+        let mut dec = Decoder::default();
+        let e = dec.recv(&mut src, None).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Io {
+                    context: "read",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            dec.recv(&mut src, None).unwrap().into_vec(),
+            pattern(100_000)
+        );
+    }
+
+    #[test]
+    fn sockets_reset_by_a_dead_peer_read_as_end_of_stream() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        use std::os::unix::net::UnixStream;
+        let reset = || {
+            let (mut ours, theirs) = UnixStream::pair().unwrap();
+            // The peer dies with unread data: our next read is ECONNRESET.
+            ours.write_all(b"unread").unwrap();
+            drop(theirs);
+            ours
+        };
+        let raw = reset();
+        assert_eq!(
+            sys::read(raw.as_fd(), &mut [0u8; 8])
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::ECONNRESET)
+        );
+        let s = reset();
+        let mut buf = Vec::new();
+        assert_eq!(FdSource(s.as_fd()).read_append(&mut buf, 8).unwrap(), 0);
+        let s = reset();
+        assert_eq!(FdSource(s.as_fd()).read_into(&mut [0u8; 8]).unwrap(), 0);
+        let s = reset();
+        let e = Decoder::default()
+            .recv(&mut FdSource(s.as_fd()), None)
+            .unwrap_err();
+        assert!(e.is_closed(), "{e:?}");
+        // Other errors stay errors.
+        let (r, w) = sys::pipe(false).unwrap();
+        drop(r);
+        assert!(FdSource(w.as_fd()).read_append(&mut buf, 8).is_err());
+        assert!(FdSource(w.as_fd()).read_into(&mut [0u8; 8]).is_err());
+    }
+
+    #[test]
+    fn a_deadline_with_nothing_to_read_times_out() {
+        use std::os::fd::AsFd;
+        let (r, w) = sys::pipe(false).unwrap();
+        let mut dec = Decoder::default();
+        let soon = Instant::now() + std::time::Duration::from_millis(20);
+        let e = dec.recv(&mut FdSource(r.as_fd()), Some(soon)).unwrap_err();
+        assert!(matches!(e, Error::Timeout), "{e:?}");
+        write_frame(w.as_fd(), WriteKind::Pipe, b"late", UNLIMITED).unwrap();
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        let frame = dec.recv(&mut FdSource(r.as_fd()), Some(later)).unwrap();
+        assert_eq!(frame.as_slice(), b"late");
+    }
+
+    #[test]
+    fn write_frame_bytes_limits_and_errors() {
+        use std::os::fd::AsFd;
+        assert!(check_len(10, 10).is_ok());
+        assert!(matches!(
+            check_len(11, 10),
+            Err(Error::TooLarge { len: 11, max: 10 })
+        ));
+        let (r, w) = sys::pipe(false).unwrap();
+        let e = write_frame(w.as_fd(), WriteKind::Pipe, &[0u8; 11], 10).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { len: 11, max: 10 }), "{e:?}");
+        // Small (one buffer) and larger (two slices): the same bytes.
+        for len in [0, 1, COALESCE, COALESCE + 1, 4000] {
+            write_frame(w.as_fd(), WriteKind::Pipe, &pattern(len), UNLIMITED).unwrap();
+            let mut got = vec![0u8; HEADER_LEN + len];
+            let mut at = 0;
+            while at < got.len() {
+                at += sys::read(r.as_fd(), &mut got[at..]).unwrap();
+            }
+            assert_eq!(got, encode(&pattern(len)), "{len} bytes");
+        }
+        assert_eq!(encode(b"ab"), [0, 0, 0, 2, b'a', b'b']);
+        // The pipe grows from GROW_AT on, and not before.
+        let (r, w) = sys::pipe(false).unwrap();
+        let before = sys::pipe_capacity(w.as_fd()).unwrap();
+        assert!(before < LARGE_CAPACITY, "{before}");
+        let reader = std::thread::spawn(move || {
+            let mut dec = Decoder::default();
+            let a = dec
+                .recv(&mut FdSource(r.as_fd()), None)
+                .unwrap()
+                .into_vec()
+                .len();
+            let b = dec
+                .recv(&mut FdSource(r.as_fd()), None)
+                .unwrap()
+                .into_vec()
+                .len();
+            (a, b)
+        });
+        write_frame(w.as_fd(), WriteKind::Pipe, &pattern(GROW_AT - 1), UNLIMITED).unwrap();
+        assert_eq!(sys::pipe_capacity(w.as_fd()).unwrap(), before);
+        write_frame(w.as_fd(), WriteKind::Pipe, &pattern(GROW_AT), UNLIMITED).unwrap();
+        assert_eq!(sys::pipe_capacity(w.as_fd()).unwrap(), LARGE_CAPACITY);
+        assert_eq!(reader.join().unwrap(), (GROW_AT - 1, GROW_AT));
+        // A reader gone: Closed; other errors keep their context.
+        let (r, w) = sys::pipe(false).unwrap();
+        drop(r);
+        let e = write_frame(w.as_fd(), WriteKind::Pipe, b"x", UNLIMITED).unwrap_err();
+        assert!(e.is_closed(), "{e:?}");
+        let reset = write_error(io::Error::from_raw_os_error(libc::ECONNRESET));
+        assert!(reset.is_closed(), "{reset:?}");
+        let other = write_error(io::Error::from_raw_os_error(libc::EIO));
+        assert!(
+            matches!(
+                other,
+                Error::Io {
+                    context: "write",
+                    ..
+                }
+            ),
+            "{other:?}"
+        );
+        assert_eq!(parse_header(&(-1i32).to_be_bytes()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_source_that_cannot_wait_is_always_ready() {
+        let stream = encode(b"now");
+        let mut src = ReadSource(&stream[..]);
+        let mut dec = Decoder::default();
+        let frame = dec.recv(&mut src, Some(Instant::now())).unwrap();
+        assert_eq!(frame.as_slice(), b"now");
+    }
+
+    #[test]
+    fn read_source_retries_interrupted_reads() {
+        struct Interrupting(bool, &'static [u8]);
+        impl io::Read for Interrupting {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0 = !self.0;
+                if self.0 {
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                let n = buf.len().min(self.1.len());
+                buf[..n].copy_from_slice(&self.1[..n]);
+                self.1 = &self.1[n..];
+                Ok(n)
+            }
+        }
+        let mut src = ReadSource(Interrupting(false, b"abcdef"));
+        let mut buf = b"x".to_vec();
+        assert_eq!(src.read_append(&mut buf, 4).unwrap(), 4);
+        assert_eq!(buf, b"xabcd");
+        let mut two = [0u8; 2];
+        assert_eq!(src.read_into(&mut two).unwrap(), 2);
+        assert_eq!(&two, b"ef");
+        assert_eq!(src.read_append(&mut buf, 4).unwrap(), 0);
+        assert_eq!(buf, b"xabcd");
+    }
 }

@@ -391,4 +391,180 @@ mod tests {
         let b = fault(Target::Producer(0), FaultKind::CloseEarly);
         assert_eq!(legal(vec![a, b], 1, 1, rules), vec![a]);
     }
+
+    const KINDS: [FaultKind; 6] = [
+        FaultKind::KillBefore,
+        FaultKind::KillDuring { delay_us: 5 },
+        FaultKind::KillInside { point: 3 },
+        FaultKind::KillAfter,
+        FaultKind::Stop {
+            delay_us: 7,
+            pause_ms: 2,
+        },
+        FaultKind::CloseEarly,
+    ];
+
+    #[test]
+    fn each_kind_kills_removes_and_reads_as_it_should() {
+        let kills: Vec<bool> = KINDS.iter().map(|k| k.kills()).collect();
+        assert_eq!(kills, [true, true, true, true, false, false]);
+        let removes: Vec<bool> = KINDS.iter().map(|k| k.removes()).collect();
+        assert_eq!(removes, [true, true, true, true, false, true]);
+        let words: Vec<String> = KINDS
+            .iter()
+            .map(|&kind| {
+                Fault {
+                    target: Target::Producer(1),
+                    op: 4,
+                    kind,
+                }
+                .to_string()
+            })
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "SIGKILL producer 1 just before its send #4",
+                "SIGKILL producer 1 5 us into its send #4",
+                "SIGKILL producer 1 at its kill point 3 inside its send #4",
+                "SIGKILL producer 1 just after its send #4",
+                "SIGSTOP producer 1 7 us into its send #4, SIGCONT 2 ms later",
+                "producer 1 closes its end instead of its send #4",
+            ]
+        );
+        let consumer = Fault {
+            target: Target::Consumer(2),
+            op: 0,
+            kind: FaultKind::KillAfter,
+        };
+        assert_eq!(
+            consumer.to_string(),
+            "SIGKILL consumer 2 just after its receive #0"
+        );
+    }
+
+    #[test]
+    fn the_rules_follow_the_promises() {
+        assert_eq!(
+            FaultRules::for_promises(&Promises::MESSAGES),
+            FaultRules {
+                may_remove_every_consumer: true,
+                may_kill_writer_mid_message: true,
+            }
+        );
+        let fifo = Promises::MESSAGES
+            .sends_block_without_consumers()
+            .torn_by_dead_writer();
+        assert_eq!(
+            FaultRules::for_promises(&fifo),
+            FaultRules {
+                may_remove_every_consumer: false,
+                may_kill_writer_mid_message: false,
+            }
+        );
+    }
+
+    #[test]
+    fn removals_count_only_consumers_removed() {
+        let strict = FaultRules {
+            may_remove_every_consumer: false,
+            may_kill_writer_mid_message: false,
+        };
+        let at = |target, kind| fault(target, kind);
+        let kill = |c| at(Target::Consumer(c), FaultKind::KillBefore);
+        let stop = |c| {
+            at(
+                Target::Consumer(c),
+                FaultKind::Stop {
+                    delay_us: 0,
+                    pause_ms: 1,
+                },
+            )
+        };
+        // Two of three consumers may go, not the third.
+        assert_eq!(
+            legal(vec![kill(0), kill(1)], 1, 3, strict),
+            vec![kill(0), kill(1)]
+        );
+        let close = at(Target::Consumer(1), FaultKind::CloseEarly);
+        assert_eq!(legal(vec![kill(0), close], 1, 2, strict), vec![kill(0)]);
+        // A stopped consumer, or a killed producer, is no removal.
+        assert_eq!(
+            legal(vec![stop(0), kill(1)], 1, 2, strict),
+            vec![stop(0), kill(1)]
+        );
+        let producer = at(Target::Producer(0), FaultKind::KillAfter);
+        assert_eq!(
+            legal(vec![producer, kill(0)], 1, 2, strict),
+            vec![producer, kill(0)]
+        );
+        // Mid-message kills of a writer sharing the stream go; a consumer's stay.
+        let inside = at(Target::Producer(1), FaultKind::KillInside { point: 0 });
+        let during = at(Target::Consumer(0), FaultKind::KillDuring { delay_us: 1 });
+        let lenient = FaultRules {
+            may_remove_every_consumer: true,
+            ..strict
+        };
+        assert_eq!(legal(vec![inside, during], 2, 1, lenient), vec![during]);
+    }
+
+    #[test]
+    fn generated_faults_aim_at_real_processes_and_operations() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let rules = FaultRules {
+            may_remove_every_consumer: true,
+            may_kill_writer_mid_message: true,
+        };
+        // Three producers and two consumers: 3 + 2 processes, 9 messages.
+        let strategy = faults(vec![1, 3, 5], 2, rules);
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
+        let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+        let mut top = std::collections::BTreeMap::new();
+        let mut counts = [0usize; 3];
+        for _ in 0..3000 {
+            let list = strategy.new_tree(&mut runner).unwrap().current();
+            counts[list.len()] += 1;
+            for f in list {
+                let op = top.entry(f.target).or_insert(0);
+                *op = (*op).max(f.op);
+            }
+        }
+        assert!(
+            counts.iter().all(|&n| n > 0),
+            "0, 1 and 2 faults: {counts:?}"
+        );
+        // Every process is hit, and the last operation of each is reached:
+        // a producer's last send, a consumer's wait past its share (9 / 2).
+        let expected: std::collections::BTreeMap<Target, u32> = [
+            (Target::Producer(0), 0),
+            (Target::Producer(1), 2),
+            (Target::Producer(2), 4),
+            (Target::Consumer(0), 4),
+            (Target::Consumer(1), 4),
+        ]
+        .into();
+        assert_eq!(top, expected);
+    }
+
+    #[test]
+    fn a_saboteur_that_is_called_off_does_nothing() {
+        assert!(Saboteur::start(FaultKind::KillBefore).is_none());
+        assert!(Saboteur::start(FaultKind::CloseEarly).is_none());
+        let later = Saboteur::start(FaultKind::KillDuring {
+            delay_us: 60_000_000,
+        })
+        .expect("a saboteur");
+        // Long enough for a helper that struck at once to have killed us.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!later.end(), "called off before it struck");
+        // A stop of 1 ms, at once: it strikes, continues us, and says so.
+        let stop = Saboteur::start(FaultKind::Stop {
+            delay_us: 0,
+            pause_ms: 1,
+        })
+        .expect("a saboteur");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(stop.end(), "struck");
+    }
 }

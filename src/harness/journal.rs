@@ -149,4 +149,72 @@ mod tests {
         assert_eq!(parse(&bytes), vec![]);
         assert_eq!(parse(&bytes[..4]), vec![]);
     }
+
+    #[test]
+    fn len_counts_every_byte_journalled() {
+        let j = Journal::new().unwrap();
+        assert_eq!((j.len().unwrap(), j.is_empty().unwrap()), (0, true));
+        j.record(b'A', &[b"one", b"+two"]);
+        assert_eq!((j.len().unwrap(), j.is_empty().unwrap()), (16, false));
+        j.record(b'B', &[]);
+        assert_eq!(j.len().unwrap(), 25);
+        // The header: the tag, then the body's length in 8 bytes LE.
+        let mut raw = vec![0u8; 25];
+        let n = nix::sys::uio::pread(j.fd.as_fd(), &mut raw, 0).unwrap();
+        assert_eq!(n, 25);
+        assert_eq!(&raw[..9], b"A\x07\0\0\0\0\0\0\0");
+        assert_eq!(&raw[9..16], b"one+two");
+        assert_eq!(&raw[16..], b"B\0\0\0\0\0\0\0\0");
+    }
+
+    #[test]
+    fn a_large_record_is_read_back_whole() {
+        let j = Journal::new().unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        j.record(b'M', &[&big[..100_000], &big[100_000..]]);
+        j.record(b'E', &[b"x"]);
+        assert_eq!(
+            j.records().unwrap(),
+            vec![(b'M', big), (b'E', b"x".to_vec())]
+        );
+    }
+
+    #[test]
+    fn parse_keeps_a_record_that_ends_exactly_at_the_end() {
+        let record = |tag: u8, body: &[u8]| {
+            let mut r = vec![tag];
+            r.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            r.extend_from_slice(body);
+            r
+        };
+        let mut bytes = record(b'A', b"abc");
+        bytes.extend(record(b'B', b""));
+        assert_eq!(bytes.len(), 21);
+        let both = vec![(b'A', b"abc".to_vec()), (b'B', Vec::new())];
+        assert_eq!(parse(&bytes), both);
+        // One byte short of the second header: only the first.
+        assert_eq!(parse(&bytes[..20]), vec![(b'A', b"abc".to_vec())]);
+        assert_eq!(parse(&bytes[..12]), vec![(b'A', b"abc".to_vec())]);
+        assert_eq!(parse(&bytes[..11]), vec![]);
+        // A length too large for memory is torn, not a panic.
+        let mut huge = vec![b'C'];
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(parse(&huge), vec![]);
+    }
+
+    #[test]
+    fn operation_records_round_trip() {
+        let j = Journal::new().unwrap();
+        j.record_call(7, 1_000, b"in");
+        j.record_return(7, 2_500, b"");
+        let records = j.records().unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![OP_CALL, OP_RETURN]
+        );
+        assert_eq!(split_op_record(&records[0].1), Some((7, 1_000, &b"in"[..])));
+        assert_eq!(split_op_record(&records[1].1), Some((7, 2_500, &b""[..])));
+        assert_eq!(split_op_record(&records[0].1[..15]), None);
+        assert_eq!(split_op_record(&records[0].1[..7]), None);
+    }
 }

@@ -304,4 +304,111 @@ mod tests {
         };
         assert_ne!(make(A, 64)[ID_LEN..], make(b, 64)[ID_LEN..]);
     }
+
+    #[test]
+    fn the_layout_byte_by_byte() {
+        assert_eq!(A.to_string(), "p1#7");
+        // The id: magic, producer (2 bytes LE), seq (4), length (8).
+        let m = make(A, 300);
+        assert_eq!(
+            m[..ID_LEN],
+            [b'i', b'h', 1, 0, 7, 0, 0, 0, 44, 1, 0, 0, 0, 0, 0, 0]
+        );
+        // The content: byte i is (i mod 251) xor the id's key.
+        assert_eq!(
+            (key(1, 7), key(0, 0), key(2, 0), key(1, 8)),
+            (210, 0, 254, 113)
+        );
+        let want: Vec<u8> = (ID_LEN..300).map(|i| (i % 251) as u8 ^ 210).collect();
+        assert_eq!(m[ID_LEN..], want[..]);
+        // A short message: the same pattern from 0, keyed by its length.
+        assert_eq!(small_key(5), 0xA5);
+        assert_eq!(make(A, 5), [0xA5, 0xA4, 0xA7, 0xA6, 0xA1]);
+        assert_eq!(make(A, 0), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn corrupt_verdicts_say_why() {
+        let why = |v: Verdict| match v {
+            Verdict::Corrupt { why } => why,
+            other => panic!("not corrupt: {other:?}"),
+        };
+        assert_eq!(
+            why(verify(b"ih\x01")),
+            "3 bytes that are neither a short message nor start with an id"
+        );
+        let mut bad = make(A, 40);
+        bad[0] = b'x';
+        assert_eq!(
+            why(verify(&bad)),
+            "40 bytes that are neither a short message nor start with an id"
+        );
+        let mut flipped = make(A, 40);
+        flipped[39] ^= 0x80;
+        assert_eq!(
+            why(verify(&flipped)),
+            "content of p1#7 (len 40) does not match its id"
+        );
+        // The last byte of a message glued to another is still checked.
+        let mut glued = make(A, 40);
+        glued[39] ^= 1;
+        glued.extend(make(A, 20));
+        assert!(matches!(verify(&glued), Verdict::Corrupt { .. }));
+        // A split message is checked as far as it goes.
+        assert_eq!(
+            verify(&make(A, 40)[..ID_LEN]),
+            Verdict::Split {
+                id: A,
+                got: ID_LEN,
+                len: 40
+            }
+        );
+        // Bytes in a short message's pattern, but as long as an id: no
+        // short message.
+        for len in [ID_LEN, 40] {
+            let fake: Vec<u8> = (0..len).map(|i| i as u8 ^ small_key(len)).collect();
+            assert!(matches!(verify(&fake), Verdict::Corrupt { .. }), "{len}");
+        }
+        let mut head = make(A, 40)[..20].to_vec();
+        head[19] ^= 1;
+        assert!(matches!(verify(&head), Verdict::Corrupt { .. }));
+    }
+
+    #[test]
+    fn a_short_prefix_is_the_start_of_some_short_message() {
+        for len in 1..ID_LEN {
+            let m = make(A, len);
+            for cut in 0..len {
+                assert!(is_small_prefix(&m[..cut]), "{cut} of {len}");
+            }
+            assert!(!is_small_prefix(&m), "a whole {len}-byte message");
+        }
+        assert!(!is_small_prefix(&make(A, 40)[..4]));
+        assert!(!is_small_prefix(&[0u8; ID_LEN]));
+    }
+
+    #[test]
+    fn matches_at_checks_the_length_in_the_id() {
+        let m = make(A, 40);
+        assert!(matches_at(A, 40, 0, &m[..ID_LEN]));
+        assert!(!matches_at(A, 41, 0, &m[..ID_LEN]), "another length");
+        assert!(!matches_at(
+            MsgId {
+                producer: 1,
+                seq: 8
+            },
+            40,
+            0,
+            &m[..8]
+        ));
+        assert!(matches_at(A, 40, 39, &m[39..]));
+        assert!(!matches_at(A, 40, 39, &[m[39], 0]), "one past the end");
+        // Even if the pattern goes on past it.
+        let mut on = m[1..].to_vec();
+        on.push(40 ^ key(1, 7));
+        assert!(!matches_at(A, 40, 1, &on), "one past the end, in pattern");
+        let short = make(A, 5);
+        assert!(matches_at(A, 5, 2, &short[2..]));
+        assert!(!matches_at(A, 6, 2, &short[2..]), "keyed by its length");
+    }
 }
