@@ -97,7 +97,7 @@ fn figures_agree(schedule: &Schedule, report: &Report) {
 #[test]
 fn every_primitive_without_faults() {
     let reports = every_primitive(FaultMode::None, 0x100);
-    assert_eq!(reports.len() as u64, 8 * rounds());
+    assert_eq!(reports.len() as u64, Primitive::ALL.len() as u64 * rounds());
     assert!(reports.iter().all(|r| r.ops == r.planned));
 }
 

@@ -170,7 +170,9 @@ fn a_name_without_a_model_is_refused_with_the_names_there_are() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("no primitive with a model named \"raw pipe\"")
-            && err.contains("queue-1, queue-2, queue-3, queue, joinable, pipe, duplex, fifo"),
+            && err.contains(
+                "queue-1, queue-2, queue-3, queue, joinable, pipe, duplex, fifo, fifo-chunked"
+            ),
         "{err}"
     );
 }

@@ -29,7 +29,7 @@
 //! | [`JoinableQueue`] | 1-2 producers, 1-2 consumers, 1 joiner | `put`; `get`, `try_get`, `get_timeout`, `task_done`; `join_timeout` | [`TasksModel`] |
 //! | [`pipe()`](crate::pipe()) | 1-3 senders on one [`Sender`] (frames of at most `PIPE_BUF` bytes keep their boundaries with several writers), 1 receiver | `send_bytes`; `recv_bytes`, `recv_bytes_timeout` | [`ChannelModel`] |
 //! | [`duplex()`](crate::duplex()) | 1 sender on one end, 1 receiver on the other (a socket promises nothing to several writers) | as a pipe | [`ChannelModel`] |
-//! | [`Fifo`] | 1-3 writers, each opening the path itself, 1 reader | as a pipe | [`ChannelModel`] |
+//! | [`Fifo`], framed or [chunked](crate::fifo::FifoOptions::chunked) | 1-3 writers, each opening the path itself, 1 reader | as a pipe | [`ChannelModel`] |
 //!
 //! Every message is 8 bytes: a producer's number in the high 32 bits and
 //! its own count in the low ones, so values are unique and each producer's
@@ -89,7 +89,7 @@ use super::models::{
 };
 use super::{History, Model, Recorder, Verdict, Wire};
 use crate::error::{Error, Result};
-use crate::fifo::{Fifo, FifoReader, FifoWriter, Wait};
+use crate::fifo::{Fifo, FifoOptions, FifoReader, FifoWriter, Wait};
 use crate::harness::fault::FaultKind;
 use crate::harness::fork::{self, Outcome, WaitOptions};
 use crate::harness::journal::Journal;
@@ -112,12 +112,14 @@ pub enum Primitive {
     Duplex,
     /// A named [`Fifo`].
     Fifo,
+    /// A named [`Fifo`] in [chunked mode](crate::fifo::FifoOptions::chunked).
+    FifoChunked,
 }
 
 impl Primitive {
     /// Every primitive with a model, the queue at each bound it is
     /// recorded with.
-    pub const ALL: [Primitive; 8] = [
+    pub const ALL: [Primitive; 9] = [
         Primitive::Queue { max_items: Some(1) },
         Primitive::Queue { max_items: Some(2) },
         Primitive::Queue { max_items: Some(3) },
@@ -126,6 +128,7 @@ impl Primitive {
         Primitive::Pipe,
         Primitive::Duplex,
         Primitive::Fifo,
+        Primitive::FifoChunked,
     ];
 
     /// Its name: `queue-1`..`queue-3`, `queue`, `joinable`, `pipe`,
@@ -138,6 +141,7 @@ impl Primitive {
             Primitive::Pipe => "pipe".into(),
             Primitive::Duplex => "duplex".into(),
             Primitive::Fifo => "fifo".into(),
+            Primitive::FifoChunked => "fifo-chunked".into(),
         }
     }
 
@@ -150,6 +154,7 @@ impl Primitive {
             "pipe" => Primitive::Pipe,
             "duplex" => Primitive::Duplex,
             "fifo" => Primitive::Fifo,
+            "fifo-chunked" => Primitive::FifoChunked,
             _ => {
                 let n: usize = name.strip_prefix("queue-")?.parse().ok()?;
                 (n > 0).then_some(Primitive::Queue { max_items: Some(n) })?
@@ -170,6 +175,7 @@ impl Primitive {
             Primitive::Pipe => 102,
             Primitive::Duplex => 103,
             Primitive::Fifo => 104,
+            Primitive::FifoChunked => 105,
         }
     }
 }
@@ -437,7 +443,7 @@ impl Schedule {
                     steps,
                 });
             }
-            Primitive::Pipe | Primitive::Duplex | Primitive::Fifo => {
+            Primitive::Pipe | Primitive::Duplex | Primitive::Fifo | Primitive::FifoChunked => {
                 let senders = if primitive.several_senders() {
                     rng.range(1, 3)
                 } else {
@@ -1044,7 +1050,7 @@ fn record_on(primitive: Primitive, plan: &Plan, queue: Option<Queue>) -> Result<
                 unexpected,
             )
         }
-        Primitive::Pipe | Primitive::Duplex | Primitive::Fifo => {
+        Primitive::Pipe | Primitive::Duplex | Primitive::Fifo | Primitive::FifoChunked => {
             let ends = RefCell::new(Ends::new(primitive)?);
             let children = spawn_all(&schedule, &journals, |p, j| {
                 channel_process(&ends, &schedule, p, j)
@@ -1052,7 +1058,7 @@ fn record_on(primitive: Primitive, plan: &Plan, queue: Option<Queue>) -> Result<
             // The parent's ends go; a FIFO's path stays until every writer
             // has opened it.
             let mut ends = ends.into_inner();
-            let _fifo = ends.fifo.take().map(|(fifo, holder)| {
+            let _fifo = ends.fifo.take().map(|(fifo, holder, _)| {
                 drop(holder);
                 fifo
             });
@@ -1444,7 +1450,7 @@ struct Ends {
     /// A FIFO: the creator's handle, and a write end held until every
     /// writer has opened its own (so the reader cannot see end of stream
     /// before the last writer came).
-    fifo: Option<(Fifo, FifoWriter)>,
+    fifo: Option<(Fifo, FifoWriter, FifoOptions)>,
 }
 
 enum Tx {
@@ -1480,19 +1486,22 @@ impl Ends {
                     fifo: None,
                 }
             }
-            Primitive::Fifo => {
+            Primitive::Fifo | Primitive::FifoChunked => {
+                let options = FifoOptions::new()
+                    .wait(Wait::NonBlocking)
+                    .chunked(primitive == Primitive::FifoChunked);
                 let path: PathBuf = std::env::temp_dir().join(format!(
                     "ipc-harness-history-{}-{}",
                     std::process::id(),
                     FIFO_COUNT.fetch_add(1, Ordering::Relaxed)
                 ));
                 let fifo = Fifo::create(&path)?;
-                let rx = FifoReader::open(&path, Wait::NonBlocking)?;
-                let holder = FifoWriter::open(&path, Wait::NonBlocking)?;
+                let rx = options.reader(&path)?;
+                let holder = options.writer(&path)?;
                 Ends {
                     tx: None,
                     rx: Some(Rx::Fifo(rx)),
-                    fifo: Some((fifo, holder)),
+                    fifo: Some((fifo, holder, options)),
                 }
             }
             _ => unreachable!("not a channel"),
@@ -1536,8 +1545,9 @@ fn channel_process(
             let tx = match ends.fifo.as_ref() {
                 // Opened while this process still holds a read end, so it
                 // never waits and never finds the reader gone.
-                Some((fifo, _)) => Tx::Fifo(
-                    FifoWriter::open(fifo.path(), Wait::NonBlocking)
+                Some((fifo, _, options)) => Tx::Fifo(
+                    options
+                        .writer(fifo.path())
                         .expect("a writer opens while a reader holds the FIFO"),
                 ),
                 None => ends.tx.take().expect("a sender"),
@@ -1549,7 +1559,7 @@ fn channel_process(
     // The ends that are not this process's.
     ends.tx = None;
     ends.rx = None;
-    if let Some((fifo, holder)) = ends.fifo.take() {
+    if let Some((fifo, holder, _)) = ends.fifo.take() {
         drop(holder);
         // The FIFO is removed by the parent's handle, not this copy.
         let _ = fifo.keep();

@@ -30,8 +30,9 @@
 //! never having taken effect, so they cannot change the outcome. Answers
 //! to the same question are remembered.
 //!
-//! A search that runs out of its budget is tried again with up to 64
-//! times the budget; one that still runs out counts as "linearizable", which
+//! A search that runs out of its budget is tried again with four, then
+//! sixteen times the room, while a reserve shared by the whole shrink (256
+//! budgets) lasts; one that still runs out counts as "linearizable", which
 //! can leave the counterexample larger than minimal, never wrong; so does
 //! running out of [`SEARCHES`] (the explanation then says so).
 
@@ -82,6 +83,8 @@ struct Shrinker<'a, M: Model> {
     budget: u64,
     /// Searches left before shrinking stops where it is.
     searches: Cell<u32>,
+    /// Configurations left for searches retried with more room.
+    extra: Cell<u64>,
     /// Answers already found: (kept, relaxed) after the reduction.
     seen: RefCell<HashMap<Question, Option<bool>>>,
 }
@@ -133,16 +136,22 @@ impl<M: Model> Shrinker<'_, M> {
         // ESCALATION times the budget: many pending operations called
         // before one impossible answer make a search wide but shallow,
         // and giving up on it would keep answers that are not needed.
+        // The extra room is shared by the whole shrink, so histories whose
+        // searches all run out cost at most ESCALATION budgets more.
         let items = items(self.history, kept, relaxed);
         let mut budget = self.budget;
         let failed = loop {
             match search(self.model, &items, budget) {
                 Outcome::NotFound(_) => break Some(true),
                 Outcome::Found(_) => break Some(false),
-                Outcome::OutOfBudget(_) if budget < self.budget.saturating_mul(ESCALATION) => {
-                    budget = budget.saturating_mul(4);
+                Outcome::OutOfBudget(_) => {
+                    let more = budget.saturating_mul(4);
+                    if more > self.extra.get() {
+                        break None;
+                    }
+                    self.extra.set(self.extra.get() - more);
+                    budget = more;
                 }
-                Outcome::OutOfBudget(_) => break None,
             }
         };
         self.seen.borrow_mut().insert(key, failed);
@@ -247,9 +256,9 @@ fn ddmin(mut set: Vec<usize>, mut ok: impl FnMut(&[usize]) -> bool) -> Vec<usize
 /// kept as it stands (still failing, perhaps not minimal).
 pub const SEARCHES: u32 = 5_000;
 
-/// How many times its budget a shrink search that ran out may be given
-/// again before it counts as undecided.
-const ESCALATION: u64 = 64;
+/// The extra room, in shrink budgets, that searches which ran out share
+/// when they are tried again (each time with four times the room).
+const ESCALATION: u64 = 256;
 
 /// The answers in the first window tried (step 2).
 const WINDOW: usize = 8;
@@ -268,6 +277,7 @@ pub(super) fn shrink<M: Model>(
         history,
         budget,
         searches: Cell::new(SEARCHES),
+        extra: Cell::new(budget.saturating_mul(ESCALATION)),
         seen: RefCell::new(HashMap::new()),
     };
     let mut part = part.to_vec();
