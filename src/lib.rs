@@ -22,7 +22,7 @@
 //! |---|---|---|---|---|---|
 //! | [`pipe()`] | `pipe2` | kept | kept | no: one writer[^pipe-writers] | no |
 //! | [`duplex()`] | `socketpair(SOCK_STREAM)` | kept | kept, per direction | no | no |
-//! | [`Fifo`] | `mkfifo` | kept | kept, per writer | yes (`flock`) | no |
+//! | [`Fifo`] | `mkfifo` | kept | kept, per writer | yes: `flock`, or no lock in [chunked mode](fifo::FifoOptions::chunked), where a dead writer loses only its own message | no |
 //! | [`Queue`] | shared-memory ring + robust locks | kept | per producer | yes | yes |
 //! | [`JoinableQueue`] | a `Queue` + shared task counters | kept | per producer | yes | yes |
 //! | [`raw::RawPipe`] | `pipe2` | **none** | bytes only | writes ≤ `PIPE_BUF` | no |
