@@ -2,8 +2,9 @@
 //! from every primitive that has a model, under each fault mode, checked
 //! against that model; their figures as text or JSON; a picture of one.
 //!
-//! Every plan's seed is drawn from the check's `--seed`, the primitive and
-//! the fault mode, so the same `--seed` replays the same histories.
+//! Every plan is [derived](Plan::derived) from the check's `--seed`, the
+//! primitive and the fault mode, so the same `--seed` replays the same
+//! histories.
 
 use std::io::Write;
 use std::path::Path;
@@ -58,31 +59,6 @@ impl Outcome {
     }
 }
 
-/// The seed of the `k`-th plan of `primitive` under `faults` in a check
-/// run with `seed`.
-pub fn plan_seed(seed: u64, primitive: Primitive, faults: FaultMode, k: u32) -> u64 {
-    let mut x = seed;
-    for word in [
-        primitive
-            .name()
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(131) ^ b as u64),
-        faults
-            .name()
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(131) ^ b as u64),
-        k as u64,
-    ] {
-        // splitmix64: each word moves every bit of the seed.
-        x = x.wrapping_add(word).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x = z ^ (z >> 31);
-    }
-    x
-}
-
 /// Records and checks `per_mode` histories of each of `primitives` under
 /// each fault mode; `progress` hears each primitive's name as it starts.
 pub fn run(
@@ -108,7 +84,7 @@ pub fn run(
                 elapsed: Duration::ZERO,
             };
             for k in 0..per_mode {
-                let plan = Plan::new(plan_seed(seed, primitive, faults, k), faults);
+                let plan = Plan::derived(seed, primitive, faults, k);
                 let recorded = match scenarios::record(primitive, &plan) {
                     Ok(r) => r,
                     Err(e) => {
@@ -355,10 +331,7 @@ pub fn hunt(pitfall: HistoryPitfall, seed: u64, budget: u32) -> Hunt {
         let primitive = Primitive::Queue {
             max_items: Some(max_items),
         };
-        let plan = Plan::new(
-            plan_seed(seed ^ pitfall as u64, primitive, faults, k),
-            faults,
-        );
+        let plan = Plan::derived(seed ^ pitfall as u64, primitive, faults, k);
         let Ok(queue) = pitfall.queue(max_items) else {
             continue;
         };

@@ -274,6 +274,21 @@ pub fn plans() -> impl Strategy<Value = Plan> {
     (any::<u64>(), 0usize..4).prop_map(|(seed, m)| Plan::new(seed, FaultMode::ALL[m]))
 }
 
+impl Plan {
+    /// The `k`-th plan of a campaign run with `seed` on `primitive` under
+    /// `faults`: each plan's own seed is drawn from all four, so a campaign
+    /// replays from its one seed.
+    pub fn derived(seed: u64, primitive: Primitive, faults: FaultMode, k: u32) -> Plan {
+        let mode = FaultMode::ALL
+            .iter()
+            .position(|&m| m == faults)
+            .unwrap_or(0) as u64;
+        let mixed =
+            splitmix(splitmix(splitmix(seed) ^ primitive.index()) ^ (mode << 32 | k as u64));
+        Plan::new(mixed, faults)
+    }
+}
+
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
