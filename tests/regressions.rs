@@ -313,3 +313,50 @@ fn a_stop_that_races_its_victims_end_is_always_continued() {
 // Its test, `a_killed_sole_producer_leaves_consumers_closed_not_hung`,
 // stays in tests/queue.rs: it is one case of the kill tests there and
 // shares their body.
+
+// ---------------------------------------------------------------------------
+// Queue: `len()` answered a length the queue never had
+// ---------------------------------------------------------------------------
+
+// Found by the history checker on five processes and a queue bounded to
+// one message: `len()` returned 2. It read the taken counter, then the
+// published one, so a process descheduled between the loads answered
+// "published now minus taken then"; `is_empty` and `is_full` shared it.
+// Now all three read one consistent snapshot. The two-load `len` is kept
+// as a pitfall switch, so this test shows the same histories catching it.
+
+/// Histories of a queue bounded to 1 whose observers' `len` pauses 300 us
+/// between its loads (the window the bug needed): the two-load `len` is
+/// caught with a `len` answer, and the exact one passes every plan up to
+/// ten past the one that caught it.
+#[test]
+fn len_answers_a_length_the_queue_had_at_one_instant() {
+    use ipc_harness::harness::history::scenarios::{self, FaultMode, Judgement, Plan};
+    let _serial = fork::serial();
+    ipc_harness::queue::set_len_pause(Duration::from_micros(300));
+    let judge = |two_load: bool, k: u64| {
+        let q = Queue::builder()
+            .max_items(1)
+            .two_load_len_pitfall(two_load)
+            .build()
+            .unwrap();
+        let recorded = scenarios::record_on_queue(q, &Plan::new(k, FaultMode::None)).unwrap();
+        scenarios::check(&recorded)
+    };
+    let caught = (0..60).find_map(|k| match judge(true, k).judgement {
+        Judgement::Violation { counterexample } => Some((k, counterexample)),
+        _ => None,
+    });
+    let (k, why) = caught.expect("the two-load len caught within 60 plans");
+    assert!(
+        why.contains("len() -> ")
+            || why.contains("is_empty() -> ")
+            || why.contains("is_full() -> "),
+        "{why}"
+    );
+    for plan in 0..=k + 10 {
+        let report = judge(false, plan);
+        assert!(report.judgement.is_linearizable(), "{report:#}");
+    }
+    ipc_harness::queue::set_len_pause(Duration::ZERO);
+}
