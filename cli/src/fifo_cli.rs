@@ -83,6 +83,9 @@ pub struct ListenOptions {
     /// Accept a FIFO other users can reach
     /// ([`FifoOptions::allow_shared`]).
     pub allow_shared: bool,
+    /// Framed messages in chunked mode ([`FifoOptions::chunked`]): many
+    /// writers without a lock, a dead one losing only its own message.
+    pub chunked: bool,
 }
 
 /// How [`send`] behaves.
@@ -95,6 +98,8 @@ pub struct SendOptions {
     /// Accept a FIFO other users can reach
     /// ([`FifoOptions::allow_shared`]).
     pub allow_shared: bool,
+    /// Framed messages in chunked mode ([`FifoOptions::chunked`]).
+    pub chunked: bool,
 }
 
 impl Default for SendOptions {
@@ -103,6 +108,7 @@ impl Default for SendOptions {
             lines: false,
             wait: Wait::Blocking,
             allow_shared: false,
+            chunked: false,
         }
     }
 }
@@ -141,6 +147,11 @@ pub struct ListenArgs {
     /// bit (refused by default).
     #[arg(long)]
     pub allow_shared: bool,
+    /// Framed messages in chunked mode: every write one atomic chunk
+    /// naming its writer, no lock, a writer that dies mid-message losing
+    /// only that message. Every sender must use --chunked too.
+    #[arg(long, conflicts_with = "lines")]
+    pub chunked: bool,
 }
 
 /// Arguments of `fifo send`.
@@ -164,6 +175,10 @@ pub struct SendArgs {
     /// bit (refused by default).
     #[arg(long)]
     pub allow_shared: bool,
+    /// Framed messages in chunked mode (the listener must use --chunked
+    /// too): no lock, and a sender killed mid-message loses only its own.
+    #[arg(long, conflicts_with = "lines")]
+    pub chunked: bool,
 }
 
 fn parse_seconds(s: &str) -> std::result::Result<Duration, String> {
@@ -188,6 +203,7 @@ impl FifoCommand {
                     keep_listening: a.keep_listening,
                     max_messages: a.count,
                     allow_shared: a.allow_shared,
+                    chunked: a.chunked,
                 };
                 listen(&a.path, &opts, out)
             }
@@ -201,6 +217,7 @@ impl FifoCommand {
                     lines: a.lines,
                     wait,
                     allow_shared: a.allow_shared,
+                    chunked: a.chunked,
                 };
                 if a.messages.is_empty() {
                     send_lines_from(&a.path, &opts, stdin)
@@ -316,7 +333,8 @@ enum Inbox {
 pub fn listen(path: &Path, opts: &ListenOptions, out: &mut impl Write) -> Result<usize> {
     let fopts = FifoOptions::new()
         .wait(Wait::Blocking)
-        .allow_shared(opts.allow_shared);
+        .allow_shared(opts.allow_shared)
+        .chunked(opts.chunked);
     let created = match if opts.parents {
         fopts.create_all(path)
     } else {
@@ -404,6 +422,7 @@ fn writer(path: &Path, opts: &SendOptions) -> Result<FifoWriter> {
     FifoOptions::new()
         .wait(opts.wait)
         .allow_shared(opts.allow_shared)
+        .chunked(opts.chunked)
         .writer(path)
 }
 
@@ -509,6 +528,7 @@ mod tests {
                 keep_listening: false,
                 count: Some(3),
                 allow_shared: false,
+                chunked: false,
             })
         );
         assert_eq!(
@@ -520,8 +540,14 @@ mod tests {
                 timeout: Some(Duration::from_millis(1500)),
                 nonblock: false,
                 allow_shared: false,
+                chunked: false,
             })
         );
+        assert!(matches!(
+            parse(&["listen", "/tmp/f", "--chunked"]).unwrap(),
+            FifoCommand::Listen(ListenArgs { chunked: true, .. })
+        ));
+        assert!(parse(&["listen", "/tmp/f", "--chunked", "--lines"]).is_err());
         assert!(matches!(
             parse(&["send", "/tmp/f", "--allow-shared"]).unwrap(),
             FifoCommand::Send(SendArgs {

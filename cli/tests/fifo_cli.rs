@@ -315,3 +315,65 @@ fn lines_sent_to_a_framed_listener_get_a_hint_to_use_lines_on_both_sides() {
         "{err}"
     );
 }
+
+#[test]
+fn chunked_listen_hears_chunked_senders_and_refuses_a_framed_one() {
+    // Other tests here reap every child: hold off while ours run.
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let path = dir.path().join("spam");
+    let p = path.to_str().unwrap();
+    let listen = |extra: &[&str]| {
+        let mut args = vec!["fifo", "listen", "--chunked"];
+        args.extend_from_slice(extra);
+        args.push(p);
+        let child = binary()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !path.exists() {
+            assert!(Instant::now() < deadline, "the listener made no FIFO");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    };
+    let send = |chunked: bool, msg: &str| {
+        let mut args = vec!["fifo", "send", "--timeout", "10"];
+        if chunked {
+            args.push("--chunked");
+        }
+        args.extend([p, msg]);
+        binary().args(&args).output().unwrap()
+    };
+    // Two chunked senders, one after the other: both heard, in order.
+    let listener = listen(&["--keep-listening", "--count", "2"]);
+    let long = "x".repeat(10_000); // three chunks
+    for msg in ["Spam 000", &long] {
+        let sent = send(true, msg);
+        assert_eq!(sent.status.code(), Some(0), "{}", stderr_of(&sent));
+    }
+    let heard = listener.wait_with_output().unwrap();
+    assert_eq!(heard.status.code(), Some(0), "{}", stderr_of(&heard));
+    let out = String::from_utf8(heard.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains("received: Spam 000 at "), "{out}");
+    assert!(lines[1].contains(&format!("received: {long} at ")), "{out}");
+    // A framed sender: the chunked listener refuses, naming the modes.
+    let listener = listen(&[]);
+    let sent = send(false, "Spam 001");
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr_of(&sent));
+    let heard = listener.wait_with_output().unwrap();
+    let err = stderr_of(&heard);
+    assert_eq!(heard.status.code(), Some(1), "{err}");
+    assert!(err.contains("this reader reads chunked mode"), "{err}");
+    // --chunked and --lines do not go together.
+    let o = binary()
+        .args(["fifo", "send", "--chunked", "--lines", p, "Spam"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr_of(&o));
+}
