@@ -135,7 +135,14 @@ pub fn text(
         out,
         "\nLinearizability: {per_mode} histories per primitive and fault mode (producers, consumers and observers across processes), seed {seed}"
     )?;
-    write!(out, "\n{:<10}", "primitive")?;
+    let name_w = outcome
+        .rows
+        .iter()
+        .map(|r| r.primitive.name().len())
+        .max()
+        .unwrap_or(0)
+        .max("primitive".len());
+    write!(out, "\n{:<name_w$}", "primitive")?;
     for faults in FaultMode::ALL {
         write!(out, "  {:<12}", faults.name())?;
     }
@@ -152,7 +159,7 @@ pub fn text(
             .iter()
             .filter(|r| r.primitive == primitive)
             .collect();
-        write!(out, "{:<10}", primitive.name())?;
+        write!(out, "{:<name_w$}", primitive.name())?;
         for row in &rows {
             let cell = if row.failures.is_empty() {
                 format!("ok {}", row.histories)
