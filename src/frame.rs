@@ -807,6 +807,36 @@ mod tests {
     }
 
     #[test]
+    fn a_long_header_alone_is_a_message_with_none_of_its_bytes() {
+        let mut stream = (-1i32).to_be_bytes().to_vec();
+        stream.extend((1u64 << 32).to_be_bytes());
+        for chunk in [1, 12, 4096] {
+            let (got, end) = decode_all(&stream, chunk);
+            assert!(got.is_empty());
+            assert!(
+                matches!(end, Error::Truncated { expected, got: 0 } if expected == 1 << 32),
+                "chunk {chunk}: {end:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_largest_frame_the_read_ahead_holds_is_buffered() {
+        for (len, owned) in [
+            (READ_AHEAD - HEADER_LEN, false),
+            (READ_AHEAD - HEADER_LEN + 1, true),
+        ] {
+            let stream = encode(&pattern(len));
+            let mut src = ReadSource(Chunked(&stream, 1000));
+            let mut dec = Decoder::default();
+            let frame = dec.recv(&mut src, None).unwrap();
+            assert_eq!(matches!(frame, Frame::Owned(_)), owned, "{len} bytes");
+            assert_eq!(frame.into_vec(), pattern(len));
+            assert!(dec.recv(&mut src, None).unwrap_err().is_closed());
+        }
+    }
+
+    #[test]
     fn a_lying_long_header_allocates_at_most_one_chunk() {
         let mut stream = (-1i32).to_be_bytes().to_vec();
         stream.extend((4u64 << 30).to_be_bytes());
@@ -1212,6 +1242,36 @@ mod tests {
         let mut dec = Decoder::default();
         let frame = dec.recv(&mut src, Some(Instant::now())).unwrap();
         assert_eq!(frame.as_slice(), b"now");
+    }
+
+    #[test]
+    fn read_source_passes_other_errors_on_and_keeps_the_buffer() {
+        /// Fails with EIO on every other read, else hands out its bytes.
+        struct Flaky(bool, &'static [u8]);
+        impl io::Read for Flaky {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0 = !self.0;
+                if self.0 {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                let n = buf.len().min(self.1.len());
+                buf[..n].copy_from_slice(&self.1[..n]);
+                self.1 = &self.1[n..];
+                Ok(n)
+            }
+        }
+        let mut src = ReadSource(Flaky(false, b"abcdef"));
+        let mut buf = b"xy".to_vec();
+        let e = src.read_append(&mut buf, 4).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        assert_eq!(buf, b"xy");
+        assert_eq!(src.read_append(&mut buf, 4).unwrap(), 4);
+        assert_eq!(buf, b"xyabcd");
+        let mut two = [0u8; 2];
+        let e = src.read_into(&mut two).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        assert_eq!(src.read_into(&mut two).unwrap(), 2);
+        assert_eq!(&two, b"ef");
     }
 
     #[test]
