@@ -1050,6 +1050,23 @@ mod tests {
         assert_eq!(&out[..3], b"abc");
     }
 
+    #[test]
+    fn recv_into_a_buffer_of_exactly_the_message_length() {
+        let stream = encode(b"abcd");
+        for chunk in [1, 5, 100] {
+            let mut src = ReadSource(Chunked(&stream, chunk));
+            let mut dec = Decoder::default();
+            let mut out = [0u8; 4];
+            assert_eq!(
+                dec.recv_into(&mut src, &mut out).unwrap(),
+                4,
+                "chunk {chunk}"
+            );
+            assert_eq!(&out, b"abcd", "chunk {chunk}");
+            assert!(dec.recv_into(&mut src, &mut out).unwrap_err().is_closed());
+        }
+    }
+
     /// A source that fails once, after `ok` bytes.
     struct FailsOnce<'a> {
         data: &'a [u8],
