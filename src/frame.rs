@@ -924,6 +924,38 @@ mod tests {
     }
 
     #[test]
+    fn a_large_frame_after_a_small_one_reads_ahead_once_its_header_is_in() {
+        let mut stream = encode(&pattern(10));
+        stream.extend(encode(&pattern(2000)));
+        let mut src = asked(&stream, 14);
+        let mut dec = Decoder::default();
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice(), pattern(10));
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice(), pattern(2000));
+        // The read-ahead, then one small frame's worth (the size of the
+        // last one), which brings the large frame's header: from then on
+        // the read-ahead less what is buffered.
+        let r = READ_AHEAD;
+        assert_eq!(src.asked[..4], [r, 14, r - 14, r - 28]);
+        // 1990 bytes of it still to come, 14 a read: 143 reads more.
+        assert_eq!(src.asked.len(), 145);
+    }
+
+    #[test]
+    fn the_read_ahead_buffer_is_allocated_once_at_its_full_size() {
+        // Two reads that together fill the read-ahead: a buffer that grew
+        // by doubling would pass READ_AHEAD.
+        let stream = encode(&pattern(READ_AHEAD - HEADER_LEN));
+        let mut src = asked(&stream, 40_000);
+        let mut dec = Decoder::default();
+        assert_eq!(
+            dec.recv(&mut src, None).unwrap().into_vec().len(),
+            READ_AHEAD - HEADER_LEN
+        );
+        assert_eq!(src.asked, [READ_AHEAD, READ_AHEAD - 40_000]);
+        assert!(dec.buf.capacity() <= READ_AHEAD, "{}", dec.buf.capacity());
+    }
+
+    #[test]
     fn a_message_too_big_for_the_read_ahead_is_read_into_its_own_buffer() {
         let stream = encode(&pattern(100_000));
         let mut src = asked(&stream, 30_000);
