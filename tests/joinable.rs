@@ -136,7 +136,8 @@ fn join_with_no_tasks_returns_at_once() {
 
 /// The handle's Debug shows the queue's length and its unfinished tasks;
 /// a join with no end to its timeout (`Duration::MAX`) returns at once with
-/// nothing unfinished and waits for the last `task_done` otherwise.
+/// nothing unfinished and waits for the last `task_done` otherwise, as
+/// `join` does.
 #[test]
 fn debug_output_and_a_join_timeout_with_no_end() {
     let _g = fork::serial();
@@ -160,6 +161,19 @@ fn debug_output_and_a_join_timeout_with_no_end() {
         })
     };
     q.join_timeout(Duration::MAX).unwrap();
+    assert_eq!(q.unfinished_tasks(), 0);
+    done.join().unwrap();
+    // The same through join(), which has no timeout at all.
+    q.put_bytes(b"c").unwrap();
+    q.get_bytes().unwrap();
+    let done = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            q.task_done().unwrap();
+        })
+    };
+    q.join();
     assert_eq!(q.unfinished_tasks(), 0);
     done.join().unwrap();
 }
