@@ -1099,6 +1099,65 @@ mod tests {
         }
     }
 
+    #[test]
+    fn recv_into_refuses_a_message_over_the_limit_even_when_it_fits() {
+        let mut stream = encode(&[1u8; 10]);
+        stream.extend(encode(b"ok"));
+        let mut src = ReadSource(&stream[..]);
+        let mut dec = Decoder::new(9);
+        let mut out = [0u8; 16];
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { len: 10, max: 9 }), "{e:?}");
+    }
+
+    #[test]
+    fn recv_into_reads_as_recv_does() {
+        // Two whole small frames in the first read, the third alone: the
+        // read for it asks for one frame of the size of the last.
+        let stream: Vec<u8> = (0..3).flat_map(|_| encode(&pattern(10))).collect();
+        let mut src = asked(&stream, 28);
+        let mut dec = Decoder::default();
+        let mut out = [0u8; 64];
+        for _ in 0..3 {
+            assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 10);
+            assert_eq!(out[..10], pattern(10)[..]);
+        }
+        assert!(dec.recv_into(&mut src, &mut out).unwrap_err().is_closed());
+        assert_eq!(src.asked, [READ_AHEAD, 14, 14]);
+        // Frames that fit the read-ahead but not one read: through the
+        // read-ahead, not straight into `out`.
+        let r = READ_AHEAD;
+        for (len, limit, want) in [
+            (
+                5000,
+                1000,
+                vec![r, r - 1000, r - 2000, r - 3000, r - 4000, r - 5000, r],
+            ),
+            (20_000, 8000, vec![r, r - 8000, r - 16_000, r]),
+        ] {
+            let stream = encode(&pattern(len));
+            let mut src = asked(&stream, limit);
+            let mut dec = Decoder::default();
+            let mut out = vec![0u8; len];
+            assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), len);
+            assert_eq!(out, pattern(len));
+            assert!(dec.recv_into(&mut src, &mut out).unwrap_err().is_closed());
+            assert_eq!(src.asked, want, "{len} bytes");
+        }
+        // A large message behind a small one in the same read: what is
+        // buffered of it, then the rest straight into `out`.
+        let mut stream = encode(b"ab");
+        stream.extend(encode(&pattern(100_000)));
+        let mut src = asked(&stream, 30_000);
+        let mut dec = Decoder::default();
+        let mut out = vec![0u8; 100_000];
+        assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 2);
+        assert_eq!(&out[..2], b"ab");
+        assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 100_000);
+        assert_eq!(out, pattern(100_000));
+        assert_eq!(src.asked, [READ_AHEAD, 70_010, 40_010, 10_010]);
+    }
+
     /// A source that fails once, after `ok` bytes.
     struct FailsOnce<'a> {
         data: &'a [u8],
