@@ -807,6 +807,36 @@ mod tests {
     }
 
     #[test]
+    fn a_long_header_alone_is_a_message_with_none_of_its_bytes() {
+        let mut stream = (-1i32).to_be_bytes().to_vec();
+        stream.extend((1u64 << 32).to_be_bytes());
+        for chunk in [1, 12, 4096] {
+            let (got, end) = decode_all(&stream, chunk);
+            assert!(got.is_empty());
+            assert!(
+                matches!(end, Error::Truncated { expected, got: 0 } if expected == 1 << 32),
+                "chunk {chunk}: {end:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_largest_frame_the_read_ahead_holds_is_buffered() {
+        for (len, owned) in [
+            (READ_AHEAD - HEADER_LEN, false),
+            (READ_AHEAD - HEADER_LEN + 1, true),
+        ] {
+            let stream = encode(&pattern(len));
+            let mut src = ReadSource(Chunked(&stream, 1000));
+            let mut dec = Decoder::default();
+            let frame = dec.recv(&mut src, None).unwrap();
+            assert_eq!(matches!(frame, Frame::Owned(_)), owned, "{len} bytes");
+            assert_eq!(frame.into_vec(), pattern(len));
+            assert!(dec.recv(&mut src, None).unwrap_err().is_closed());
+        }
+    }
+
+    #[test]
     fn a_lying_long_header_allocates_at_most_one_chunk() {
         let mut stream = (-1i32).to_be_bytes().to_vec();
         stream.extend((4u64 << 30).to_be_bytes());
@@ -891,6 +921,38 @@ mod tests {
             src.asked,
             [r, r - 1000, r - 2000, r - 3000, r - 4000, r - 5000, r]
         );
+    }
+
+    #[test]
+    fn a_large_frame_after_a_small_one_reads_ahead_once_its_header_is_in() {
+        let mut stream = encode(&pattern(10));
+        stream.extend(encode(&pattern(2000)));
+        let mut src = asked(&stream, 14);
+        let mut dec = Decoder::default();
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice(), pattern(10));
+        assert_eq!(dec.recv(&mut src, None).unwrap().as_slice(), pattern(2000));
+        // The read-ahead, then one small frame's worth (the size of the
+        // last one), which brings the large frame's header: from then on
+        // the read-ahead less what is buffered.
+        let r = READ_AHEAD;
+        assert_eq!(src.asked[..4], [r, 14, r - 14, r - 28]);
+        // 1990 bytes of it still to come, 14 a read: 143 reads more.
+        assert_eq!(src.asked.len(), 145);
+    }
+
+    #[test]
+    fn the_read_ahead_buffer_is_allocated_once_at_its_full_size() {
+        // Two reads that together fill the read-ahead: a buffer that grew
+        // by doubling would pass READ_AHEAD.
+        let stream = encode(&pattern(READ_AHEAD - HEADER_LEN));
+        let mut src = asked(&stream, 40_000);
+        let mut dec = Decoder::default();
+        assert_eq!(
+            dec.recv(&mut src, None).unwrap().into_vec().len(),
+            READ_AHEAD - HEADER_LEN
+        );
+        assert_eq!(src.asked, [READ_AHEAD, READ_AHEAD - 40_000]);
+        assert!(dec.buf.capacity() <= READ_AHEAD, "{}", dec.buf.capacity());
     }
 
     #[test]
@@ -1018,6 +1080,82 @@ mod tests {
         let mut dec = Decoder::default();
         assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 3);
         assert_eq!(&out[..3], b"abc");
+    }
+
+    #[test]
+    fn recv_into_a_buffer_of_exactly_the_message_length() {
+        let stream = encode(b"abcd");
+        for chunk in [1, 5, 100] {
+            let mut src = ReadSource(Chunked(&stream, chunk));
+            let mut dec = Decoder::default();
+            let mut out = [0u8; 4];
+            assert_eq!(
+                dec.recv_into(&mut src, &mut out).unwrap(),
+                4,
+                "chunk {chunk}"
+            );
+            assert_eq!(&out, b"abcd", "chunk {chunk}");
+            assert!(dec.recv_into(&mut src, &mut out).unwrap_err().is_closed());
+        }
+    }
+
+    #[test]
+    fn recv_into_refuses_a_message_over_the_limit_even_when_it_fits() {
+        let mut stream = encode(&[1u8; 10]);
+        stream.extend(encode(b"ok"));
+        let mut src = ReadSource(&stream[..]);
+        let mut dec = Decoder::new(9);
+        let mut out = [0u8; 16];
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { len: 10, max: 9 }), "{e:?}");
+    }
+
+    #[test]
+    fn recv_into_reads_as_recv_does() {
+        // Two whole small frames in the first read, the third alone: the
+        // read for it asks for one frame of the size of the last.
+        let stream: Vec<u8> = (0..3).flat_map(|_| encode(&pattern(10))).collect();
+        let mut src = asked(&stream, 28);
+        let mut dec = Decoder::default();
+        let mut out = [0u8; 64];
+        for _ in 0..3 {
+            assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 10);
+            assert_eq!(out[..10], pattern(10)[..]);
+        }
+        assert!(dec.recv_into(&mut src, &mut out).unwrap_err().is_closed());
+        assert_eq!(src.asked, [READ_AHEAD, 14, 14]);
+        // Frames that fit the read-ahead but not one read: through the
+        // read-ahead, not straight into `out`.
+        let r = READ_AHEAD;
+        for (len, limit, want) in [
+            (
+                5000,
+                1000,
+                vec![r, r - 1000, r - 2000, r - 3000, r - 4000, r - 5000, r],
+            ),
+            (20_000, 8000, vec![r, r - 8000, r - 16_000, r]),
+        ] {
+            let stream = encode(&pattern(len));
+            let mut src = asked(&stream, limit);
+            let mut dec = Decoder::default();
+            let mut out = vec![0u8; len];
+            assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), len);
+            assert_eq!(out, pattern(len));
+            assert!(dec.recv_into(&mut src, &mut out).unwrap_err().is_closed());
+            assert_eq!(src.asked, want, "{len} bytes");
+        }
+        // A large message behind a small one in the same read: what is
+        // buffered of it, then the rest straight into `out`.
+        let mut stream = encode(b"ab");
+        stream.extend(encode(&pattern(100_000)));
+        let mut src = asked(&stream, 30_000);
+        let mut dec = Decoder::default();
+        let mut out = vec![0u8; 100_000];
+        assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 2);
+        assert_eq!(&out[..2], b"ab");
+        assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 100_000);
+        assert_eq!(out, pattern(100_000));
+        assert_eq!(src.asked, [READ_AHEAD, 70_010, 40_010, 10_010]);
     }
 
     /// A source that fails once, after `ok` bytes.
@@ -1212,6 +1350,36 @@ mod tests {
         let mut dec = Decoder::default();
         let frame = dec.recv(&mut src, Some(Instant::now())).unwrap();
         assert_eq!(frame.as_slice(), b"now");
+    }
+
+    #[test]
+    fn read_source_passes_other_errors_on_and_keeps_the_buffer() {
+        /// Fails with EIO on every other read, else hands out its bytes.
+        struct Flaky(bool, &'static [u8]);
+        impl io::Read for Flaky {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0 = !self.0;
+                if self.0 {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                let n = buf.len().min(self.1.len());
+                buf[..n].copy_from_slice(&self.1[..n]);
+                self.1 = &self.1[n..];
+                Ok(n)
+            }
+        }
+        let mut src = ReadSource(Flaky(false, b"abcdef"));
+        let mut buf = b"xy".to_vec();
+        let e = src.read_append(&mut buf, 4).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        assert_eq!(buf, b"xy");
+        assert_eq!(src.read_append(&mut buf, 4).unwrap(), 4);
+        assert_eq!(buf, b"xyabcd");
+        let mut two = [0u8; 2];
+        let e = src.read_into(&mut two).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        assert_eq!(src.read_into(&mut two).unwrap(), 2);
+        assert_eq!(&two, b"ef");
     }
 
     #[test]

@@ -134,6 +134,50 @@ fn join_with_no_tasks_returns_at_once() {
     assert!(decode_value::<u64>(&r.expect_success()).unwrap() < 50);
 }
 
+/// The handle's Debug shows the queue's length and its unfinished tasks;
+/// a join with no end to its timeout (`Duration::MAX`) returns at once with
+/// nothing unfinished and waits for the last `task_done` otherwise, as
+/// `join` does.
+#[test]
+fn debug_output_and_a_join_timeout_with_no_end() {
+    let _g = fork::serial();
+    let q = JoinableQueue::new().unwrap();
+    q.join_timeout(Duration::MAX).unwrap();
+    q.put_bytes(b"a").unwrap();
+    q.put_bytes(b"b").unwrap();
+    q.get_bytes().unwrap();
+    assert_eq!(
+        format!("{q:?}"),
+        "JoinableQueue { len: 1, unfinished_tasks: 2 }"
+    );
+    assert_eq!(q.as_queue().len(), 1);
+    q.get_bytes().unwrap();
+    q.task_done().unwrap();
+    let done = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            q.task_done().unwrap();
+        })
+    };
+    q.join_timeout(Duration::MAX).unwrap();
+    assert_eq!(q.unfinished_tasks(), 0);
+    done.join().unwrap();
+    // The same through join(), which has no timeout at all.
+    q.put_bytes(b"c").unwrap();
+    q.get_bytes().unwrap();
+    let done = {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            q.task_done().unwrap();
+        })
+    };
+    q.join();
+    assert_eq!(q.unfinished_tasks(), 0);
+    done.join().unwrap();
+}
+
 #[test]
 fn join_waits_for_a_grandchild_that_gets_and_finishes() {
     let _g = fork::serial();

@@ -207,3 +207,33 @@ fn wait_for_writer(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<()> 
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_is_named_as_one_and_other_kinds_are_not_fifos() {
+        let path = Path::new("/tmp/x");
+        assert!(matches!(
+            not_a_fifo(path, Kind::Symlink),
+            Error::Symlink { path: p } if p == path
+        ));
+        assert!(matches!(
+            not_a_fifo(path, Kind::Directory),
+            Error::NotAFifo { path: p } if p == path
+        ));
+    }
+
+    #[test]
+    fn enxio_on_a_fifo_stays_the_open_error_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        sysfifo::mkfifo(&path, 0o600).unwrap();
+        let e = open_error(&path, io::Error::from_raw_os_error(libc::ENXIO));
+        assert!(
+            matches!(&e, Error::PathIo { context: "open", path: p, .. } if *p == path),
+            "{e:?}"
+        );
+    }
+}

@@ -208,3 +208,107 @@ impl Inner {
         Ok(rec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Queue;
+
+    fn record(seq: u64, total: u64, len: u32, flags: u32) -> Record {
+        Record {
+            seq,
+            total,
+            len,
+            flags,
+        }
+    }
+
+    /// Writes `rec`'s header at `tail` and reads it back with `head` published.
+    fn read_at(q: &Queue, rec: Record, tail: u64, head: u64) -> Result<Record> {
+        q.inner.region.ring_write(tail, &rec.encode());
+        q.inner.read_record(tail, head)
+    }
+
+    fn reason(r: Result<Record>) -> String {
+        match r {
+            Err(Error::Corrupt { reason }) => reason,
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_record_header_is_its_four_fields_little_endian() {
+        let rec = record(0x0102_0304_0506_0708, 0x1112_1314_1516_1718, 0x2122_2324, 3);
+        let b = rec.encode();
+        assert_eq!(
+            b,
+            [
+                8, 7, 6, 5, 4, 3, 2, 1, 0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11, 0x24, 0x23,
+                0x22, 0x21, 3, 0, 0, 0
+            ]
+        );
+        let back = Record::decode(&b);
+        assert_eq!(
+            (back.seq, back.total, back.len, back.flags),
+            (rec.seq, rec.total, rec.len, rec.flags)
+        );
+        assert_eq!(rec.size(), RECORD_HEADER_LEN as u64 + 0x2122_2324);
+        assert_eq!(record(1, 0, 0, 0).size(), 24);
+    }
+
+    #[test]
+    fn read_record_accepts_every_good_header_and_names_each_bad_one() {
+        let q = Queue::builder()
+            .ring_bytes(4096)
+            .max_message_size(100)
+            .build()
+            .unwrap();
+        let ring = q.inner.ring_len;
+        let both = FIRST | LAST;
+        // Good: exactly one record's bytes, an empty message's header alone,
+        // a whole ring of bytes, a message of the largest size, any flags.
+        let ok = |rec: Record, tail: u64, head: u64| {
+            let got = read_at(&q, rec, tail, head).unwrap();
+            assert_eq!(
+                (got.seq, got.total, got.len, got.flags),
+                (rec.seq, rec.total, rec.len, rec.flags)
+            );
+        };
+        ok(record(1, 5, 5, both), 0, 29);
+        ok(record(2, 0, 0, both), 100, 124);
+        ok(record(3, 5, 5, FIRST), 0, ring);
+        ok(record(4, 100, 100, both), 7, 7 + 124);
+        ok(record(5, 100, 50, 0), 0, 74);
+        ok(record(6, 100, 50, LAST), 0, 74);
+        // Positions past the ring's length wrap like the stream does.
+        ok(record(7, 5, 5, both), 3 * ring + 10, 3 * ring + 39);
+        // Bad: too few bytes for a header, more than the ring holds.
+        let short = read_at(&q, record(1, 0, 0, both), 0, 23);
+        assert_eq!(reason(short), "23 bytes between tail and head");
+        let over = read_at(&q, record(1, 5, 5, both), 0, ring + 1);
+        assert_eq!(
+            reason(over),
+            format!("{} bytes between tail and head", ring + 1)
+        );
+        // A head behind the tail is a huge distance, not a negative one.
+        let behind = read_at(&q, record(1, 5, 5, both), 50, 49);
+        assert_eq!(
+            reason(behind),
+            format!("{} bytes between tail and head", u64::MAX)
+        );
+        // Bad headers: longer than what is published, a message over the
+        // limit, an unknown flag, sequence number 0.
+        for rec in [
+            record(1, 5, 6, both),
+            record(1, 101, 5, both),
+            record(1, 5, 5, 4),
+            record(1, 5, 5, both | 8),
+            record(0, 5, 5, both),
+        ] {
+            assert_eq!(
+                reason(read_at(&q, rec, 0, 29)),
+                format!("a bad record header {rec:?}")
+            );
+        }
+    }
+}
