@@ -225,6 +225,32 @@ mod tests {
         ));
     }
 
+    /// A bare file name's directory is the working directory: a
+    /// world-writable one without the sticky bit is refused, named ".".
+    /// (In a child, which may change its working directory freely.)
+    #[test]
+    fn a_bare_name_is_judged_by_the_working_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let _serial = crate::harness::fork::serial();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let work = dir.path().to_path_buf();
+        let child = crate::harness::fork::spawn(move || {
+            std::env::set_current_dir(&work).unwrap();
+            match check_dir(Path::new("f"), &FifoOptions::new()) {
+                Err(Error::InsecureDirectory { dir, mode, .. })
+                    if dir == Path::new(".") && mode & 0o7777 == 0o777 =>
+                {
+                    b"refused".to_vec()
+                }
+                other => format!("{other:?}").into_bytes(),
+            }
+        })
+        .unwrap();
+        let report = child.wait(std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(String::from_utf8_lossy(&report.expect_success()), "refused");
+    }
+
     #[test]
     fn enxio_on_a_fifo_stays_the_open_error_it_was() {
         let dir = tempfile::tempdir().unwrap();
