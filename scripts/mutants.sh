@@ -62,6 +62,7 @@ table=(
     "src/queue/get.rs|lib queue lifecycle concurrent"
     "src/queue/*.rs|lib queue lifecycle concurrent"
     "src/joinable.rs|lib joinable"
+    "src/fifo/open.rs|lib fifo fifo_writer_fd exhaustion"
     "src/fifo/*.rs|lib fifo fifo_writer_fd"
 )
 

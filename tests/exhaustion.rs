@@ -52,7 +52,14 @@ fn running_out_of_fds_is_a_clear_error_and_leaks_nothing() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let n = std::sync::atomic::AtomicUsize::new(0);
+    // Writers of one FIFO whose reader is open: the open that fails is the
+    // writer's own (not taken for a FIFO without a reader).
+    let shared = Fifo::create(dir.path().join("writers")).unwrap();
+    let _reader = shared.reader(ipc_harness::fifo::Wait::NonBlocking).unwrap();
     for message in [
+        exhaust(|| {
+            ipc_harness::fifo::FifoWriter::open(shared.path(), ipc_harness::fifo::Wait::NonBlocking)
+        }),
         exhaust(pipe),
         exhaust(duplex),
         exhaust(RawPipe::new),
