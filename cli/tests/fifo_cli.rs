@@ -221,6 +221,25 @@ fn stderr_of(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Starts `ipc-harness fifo listen ARGS PATH` with its output captured,
+/// and waits (at most 10 s) until it has made the FIFO.
+fn start_listener(path: &std::path::Path, args: &[&str]) -> std::process::Child {
+    let child = binary()
+        .args(["fifo", "listen"])
+        .args(args)
+        .arg(path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "the listener made no FIFO");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
 #[test]
 fn send_into_a_missing_directory_says_to_start_listen_with_parents() {
     // Other tests here reap every child: hold off while ours run.
@@ -279,17 +298,7 @@ fn lines_sent_to_a_framed_listener_get_a_hint_to_use_lines_on_both_sides() {
     let dir = tempdir();
     let path = dir.path().join("spam");
     let p = path.to_str().unwrap();
-    let listener = binary()
-        .args(["fifo", "listen", p])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "the listener made no FIFO");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let listener = start_listener(&path, &[]);
     let sent = binary()
         .args([
             "fifo",
@@ -323,23 +332,6 @@ fn chunked_listen_hears_chunked_senders_and_refuses_a_framed_one() {
     let dir = tempdir();
     let path = dir.path().join("spam");
     let p = path.to_str().unwrap();
-    let listen = |extra: &[&str]| {
-        let mut args = vec!["fifo", "listen", "--chunked"];
-        args.extend_from_slice(extra);
-        args.push(p);
-        let child = binary()
-            .args(&args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !path.exists() {
-            assert!(Instant::now() < deadline, "the listener made no FIFO");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child
-    };
     let send = |chunked: bool, msg: &str| {
         let mut args = vec!["fifo", "send", "--timeout", "10"];
         if chunked {
@@ -349,7 +341,7 @@ fn chunked_listen_hears_chunked_senders_and_refuses_a_framed_one() {
         binary().args(&args).output().unwrap()
     };
     // Two chunked senders, one after the other: both heard, in order.
-    let listener = listen(&["--keep-listening", "--count", "2"]);
+    let listener = start_listener(&path, &["--chunked", "--keep-listening", "--count", "2"]);
     let long = "x".repeat(10_000); // three chunks
     for msg in ["Spam 000", &long] {
         let sent = send(true, msg);
@@ -363,7 +355,7 @@ fn chunked_listen_hears_chunked_senders_and_refuses_a_framed_one() {
     assert!(lines[0].contains("received: Spam 000 at "), "{out}");
     assert!(lines[1].contains(&format!("received: {long} at ")), "{out}");
     // A framed sender: the chunked listener refuses, naming the modes.
-    let listener = listen(&[]);
+    let listener = start_listener(&path, &["--chunked"]);
     let sent = send(false, "Spam 001");
     assert_eq!(sent.status.code(), Some(0), "{}", stderr_of(&sent));
     let heard = listener.wait_with_output().unwrap();
