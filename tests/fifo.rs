@@ -1214,3 +1214,45 @@ fn mixing_modes_stalls_the_locked_writer_and_never_tears_a_frame() {
     child.wait(CHILD_DEADLINE).unwrap().expect_success();
     assert_no_children();
 }
+
+/// A reader that owns the FIFO reads it without touching its access time
+/// (`O_NOATIME`): a FIFO's inode lives in a real file system, and updating
+/// its atime on every read costs a few percent of a small message.
+#[test]
+fn reads_leave_the_access_time_of_an_owned_fifo_alone() {
+    use std::fs::{File, FileTimes};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::time::SystemTime;
+
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = Fifo::create(dir.path().join("f")).unwrap();
+    // Long ago: with `relatime`, an access time a day older than now is
+    // always updated by a read, unless the reader opted out.
+    let long_ago = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let times = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo.path())
+        .unwrap();
+    times
+        .set_times(FileTimes::new().set_accessed(long_ago))
+        .unwrap();
+    drop(times);
+    assert_eq!(
+        fs::metadata(fifo.path()).unwrap().accessed().unwrap(),
+        long_ago
+    );
+
+    let mut rx = FifoReader::open(fifo.path(), Wait::NonBlocking).unwrap();
+    let tx = FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap();
+    for msg in [&b"one"[..], b"two", b""] {
+        tx.send_bytes(msg).unwrap();
+        assert_eq!(rx.recv_bytes().unwrap(), msg);
+    }
+    assert_eq!(
+        fs::metadata(fifo.path()).unwrap().accessed().unwrap(),
+        long_ago,
+        "a read updated the FIFO's access time"
+    );
+}

@@ -64,6 +64,17 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets `O_NOATIME` on the open file description behind `fd`: reads no
+/// longer update the file's access time. The kernel allows it only to the
+/// file's owner (or a process with `CAP_FOWNER`); otherwise this fails with
+/// `EPERM` and nothing changes.
+pub fn set_noatime(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    flags.insert(OFlag::O_NOATIME);
+    fcntl(fd, FcntlArg::F_SETFL(flags))?;
+    Ok(())
+}
+
 /// Clears `FD_CLOEXEC` on `fd`, so a program started with `exec` inherits it
 /// (used to hand an endpoint to a peer program such as `python3`).
 pub fn set_inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
