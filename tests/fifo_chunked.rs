@@ -7,7 +7,7 @@
 //! print: they return bytes through `fork::spawn`.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -600,6 +600,157 @@ fn a_writer_inherited_across_fork_takes_its_own_id() {
     assert_ne!(out, format!("{} {}", parent_id.pid, parent_id.nonce));
     assert_eq!(w.writer_id(), Some(parent_id));
     assert_eq!(r.abandoned_messages(), 0);
+    assert_no_children();
+}
+
+// ---------------------------------------------------------------------------
+// Large messages take turns
+// ---------------------------------------------------------------------------
+
+/// A message of at least `TURN` bytes waits for the FIFO's `flock` before
+/// its first chunk (so large messages take turns instead of waking each
+/// other in a herd); a smaller one never waits for it.
+const TURN: usize = 64 * 1024;
+
+#[test]
+fn a_large_message_waits_for_its_turn_and_a_small_one_does_not() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = chunked().create(dir.path().join("f")).unwrap();
+    let mut r = chunked()
+        .wait(Wait::NonBlocking)
+        .reader(fifo.path())
+        .unwrap();
+    // Someone else's turn: a description of our own on the FIFO, locked.
+    let holder = FifoWriter::open(fifo.path(), Wait::NonBlocking).unwrap();
+    sys::fifo::lock_exclusive(holder.as_fd()).unwrap();
+    let p = fifo.path().to_path_buf();
+    let read_end = r.as_raw_fd();
+    let child = fork::spawn(move || {
+        let _ = nix::unistd::close(read_end);
+        let tx = chunked().wait(PEER).writer(&p).unwrap();
+        for (seq, len) in [(0, TURN - 1), (1, TURN)] {
+            tx.send_bytes(&payload::make(MsgId { producer: 0, seq }, len))
+                .unwrap();
+        }
+        Vec::new()
+    })
+    .unwrap();
+    let small = r.recv_bytes_timeout(RECV_PATIENCE).unwrap();
+    assert_eq!(
+        (small.len(), payload::verify(&small)),
+        (
+            TURN - 1,
+            Verdict::Whole(MsgId {
+                producer: 0,
+                seq: 0
+            })
+        )
+    );
+    // Nothing of the large message is written while the turn is taken.
+    assert!(!r.poll(Some(Duration::from_millis(300))).unwrap());
+    assert_eq!(r.messages_in_progress(), (0, 0));
+    sys::fifo::unlock(holder.as_fd()).unwrap();
+    let large = r.recv_bytes_timeout(RECV_PATIENCE).unwrap();
+    assert_eq!(
+        (large.len(), payload::verify(&large)),
+        (
+            TURN,
+            Verdict::Whole(MsgId {
+                producer: 0,
+                seq: 1
+            })
+        )
+    );
+    child.wait(CHILD_DEADLINE).unwrap().expect_success();
+    drop(holder);
+    assert_no_children();
+}
+
+/// A writer inherited across `fork` takes its turns on a description of
+/// its own: killed inside a large message, its turn dies with it, even
+/// though its parent still has the writer open. Another writer's large
+/// message, and then the parent's, go through; only the cut one is lost.
+#[test]
+fn a_forked_writer_killed_in_its_turn_releases_it() {
+    let _serial = fork::serial();
+    let dir = tempdir();
+    let fifo = chunked().create(dir.path().join("f")).unwrap();
+    let mut r = chunked()
+        .wait(Wait::NonBlocking)
+        .reader(fifo.path())
+        .unwrap();
+    let w = std::sync::Arc::new(
+        chunked()
+            .wait(Wait::NonBlocking)
+            .writer(fifo.path())
+            .unwrap(),
+    );
+    let read_end = r.as_raw_fd();
+    let wc = w.clone();
+    let victim = fork::spawn(move || {
+        let _ = nix::unistd::close(read_end);
+        ipc_harness::fifo::set_chunk_kill_point(Some(3));
+        let _ = wc.send_bytes(&payload::make(
+            MsgId {
+                producer: 1,
+                seq: 0,
+            },
+            1 << 20,
+        ));
+        b"survived".to_vec()
+    })
+    .unwrap();
+    let v = victim.wait(CHILD_DEADLINE).unwrap();
+    assert_eq!(v.outcome, Outcome::Signaled(libc::SIGKILL), "{v:?}");
+    let p = fifo.path().to_path_buf();
+    let other = fork::spawn(move || {
+        let _ = nix::unistd::close(read_end);
+        let tx = chunked().wait(PEER).writer(&p).unwrap();
+        tx.send_bytes(&payload::make(
+            MsgId {
+                producer: 2,
+                seq: 0,
+            },
+            1 << 20,
+        ))
+        .unwrap();
+        Vec::new()
+    })
+    .unwrap();
+    let got = r.recv_bytes_timeout(RECV_PATIENCE).unwrap();
+    assert_eq!(
+        payload::verify(&got),
+        Verdict::Whole(MsgId {
+            producer: 2,
+            seq: 0
+        }),
+        "another writer's large message, after the victim's cut one"
+    );
+    other.wait(CHILD_DEADLINE).unwrap().expect_success();
+    // From a thread: the FIFO cannot hold the whole message.
+    let sender = std::thread::spawn(move || {
+        w.send_bytes(&payload::make(
+            MsgId {
+                producer: 0,
+                seq: 0,
+            },
+            1 << 20,
+        ))
+        .unwrap();
+        drop(w);
+    });
+    let got = r.recv_bytes_timeout(RECV_PATIENCE).unwrap();
+    assert_eq!(
+        payload::verify(&got),
+        Verdict::Whole(MsgId {
+            producer: 0,
+            seq: 0
+        })
+    );
+    sender.join().unwrap();
+    assert!(r.recv_bytes_timeout(RECV_PATIENCE).unwrap_err().is_closed());
+    assert_eq!(r.abandoned_messages(), 1, "the victim's cut message");
     assert_no_children();
 }
 

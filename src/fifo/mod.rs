@@ -120,7 +120,8 @@
 //!   under an exclusive `flock` on the FIFO itself (a program of your own
 //!   that writes to the FIFO must take it too). The kernel releases the
 //!   lock when its holder dies, so a killed writer never wedges the others
-//!   (but see **Limits**, and [chunked mode](#modes), which needs no lock).
+//!   (but see **Limits**, and [chunked mode](#modes), which needs no lock
+//!   to keep messages whole).
 //! - A [`FifoWriter`] may be shared by threads and inherited across `fork`:
 //!   its sends still never interleave with each other's.
 //! - **Small messages** ([`FifoOptions::small_messages`]), for speed: a
@@ -159,7 +160,7 @@
 //! |---|---|---|---|
 //! | [`Framed`](FifoMode::Framed) (default) | CPython's `Connection` | an exclusive `flock` per message | tears the stream for the others |
 //! | [`SmallMessages`](FifoMode::SmallMessages) | CPython's, at most [`SMALL_MESSAGE_MAX`] bytes | one atomic write per message, no lock | cannot happen: one write |
-//! | [`Chunked`](FifoMode::Chunked) | the crate's chunks | chunks interleave, no lock | loses that message only, counted |
+//! | [`Chunked`](FifoMode::Chunked) | the crate's chunks | chunks interleave; no lock keeps them whole (messages of 64 KiB and more take turns) | loses that message only, counted |
 //!
 //! **Chunked mode** ([`FifoOptions::chunked`]). A writer cuts every
 //! message into chunks of at most [`CHUNK_PAYLOAD_MAX`] (4080) bytes, each
@@ -186,6 +187,18 @@
 //!   turns this off, for writers in another pid namespace); or when a new
 //!   message starts under its id. [`FifoReader::messages_in_progress`] says
 //!   what the reader holds meanwhile.
+//! - **Large messages take turns.** A message of at least 64 KiB is
+//!   written holding an exclusive `flock` on the FIFO (small ones never
+//!   wait for it). Nothing depends on it for correctness: it only spares
+//!   the writers a herd, where every read that makes room in a full FIFO
+//!   would wake every blocked writer for one 4 KiB chunk each (eight
+//!   writers of 1 MiB messages moved about half of what one does; taking
+//!   turns, the same as one). A writer that dies releases its turn with
+//!   its fd (a writer inherited across `fork` takes its turns on an open
+//!   file description of its own, so its turn dies with it). A writer
+//!   *stopped* (`SIGSTOP`) inside a large message holds up the other
+//!   writers' large messages until it continues or dies; their small
+//!   messages go on.
 //! - **Memory.** [`FifoReader::set_max_message_size`] bounds every message
 //!   in progress: one whose chunks add up to more is refused with
 //!   [`Error::TooLarge`] at the chunk that crosses the limit (nothing more
@@ -225,9 +238,9 @@
 //! writer runs at about 0.6-0.75x of [`pipe()`](crate::pipe()) at 64 B
 //! (a locked framed writer: 0.2-0.3x), 0.35-1.0x at 4 KiB (a 4096-byte
 //! message is two chunks), 0.45-1.0x from 64 KiB up; eight chunked writers
-//! together run at 0.9x of one or more from 64 B to 64 KiB, and 0.35-0.5x at
-//! 1 MiB, where every read that makes room in the full FIFO wakes all the
-//! writers for one 4 KiB write each.
+//! together run at 0.9x of one or more at every size (1.0x at 64 KiB and
+//! 0.95x at 1 MiB, where they take turns; 0.35-0.5x at 1 MiB before large
+//! messages took turns).
 
 mod chunked;
 mod lines;

@@ -76,8 +76,9 @@ pub enum FifoMode {
     /// ([`FifoOptions::small_messages`]).
     SmallMessages,
     /// The crate's own chunked format: every write is one atomic chunk of at
-    /// most `PIPE_BUF` bytes naming its writer, no lock, messages of any
-    /// size; a writer killed mid-message loses only that message
+    /// most `PIPE_BUF` bytes naming its writer, no lock needed to keep
+    /// messages whole, messages of any size; a writer killed mid-message
+    /// loses only that message
     /// ([`FifoOptions::chunked`]).
     Chunked,
 }
@@ -128,7 +129,8 @@ impl FifoOptions {
 
     /// Chunked mode ([`FifoMode::Chunked`]): a writer cuts every message
     /// into chunks of at most `PIPE_BUF` bytes, each one atomic write with a
-    /// header naming the writer, and takes no lock; the reader puts each
+    /// header naming the writer, and needs no lock (messages of 64 KiB and
+    /// more take turns, for speed only); the reader puts each
     /// writer's messages back together. Messages of any size from many
     /// writers interleave at chunk boundaries, and a writer killed in the
     /// middle of a message loses that message only

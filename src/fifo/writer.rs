@@ -56,7 +56,9 @@ enum WriterEnd {
     Small(OwnedFd),
     /// [`FifoOptions::chunked`]: every message as chunks of at most
     /// `PIPE_BUF` bytes, each one atomic write naming the writer; no lock
-    /// between processes. The mutex keeps one thread's chunks of a message
+    /// between processes keeps messages whole (messages of at least
+    /// `chunked::TURN_AT` bytes take turns under an exclusive `flock`, for
+    /// speed). The mutex keeps one thread's chunks of a message
     /// together under the writer's id, and holds the id (a fresh one after
     /// `fork`, so parent and child never share one).
     Chunked {
@@ -82,6 +84,7 @@ impl FifoWriter {
                     state: Mutex::new(WriterState {
                         id: WriterId::fresh(),
                         next_seq: 0,
+                        description_owner: sys::cached_pid(),
                     }),
                 },
                 path: path.into(),
@@ -171,22 +174,36 @@ impl FifoWriter {
         let mut owner = owner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.own_description(fd, &mut owner)?;
+        self.holding_lock(fd.as_fd(), write)
+    }
+
+    /// Makes `fd`'s open file description this process's own, if `owner`
+    /// says it was inherited across fork: the description (and with it any
+    /// flock) is shared with the parent, so it gets one of its own, under
+    /// the same fd number.
+    fn own_description(&self, fd: &OwnedFd, owner: &mut Pid) -> Result<()> {
         let me = sys::cached_pid();
-        if *owner != me {
-            // Inherited across fork: the open file description (and with it
-            // any flock) is shared with the parent. Get one of our own, under
-            // the same fd number.
-            let new = match sysfifo::reopen_nonblocking(fd.as_fd(), Access::Write) {
-                Ok(fd) => fd,
-                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(Error::Closed),
-                Err(e) => return Err(Error::path_io("reopen", &self.path, e)),
-            };
-            clear_nonblocking(new.as_fd(), &self.path)?;
-            sys::replace_description(fd, new)
-                .map_err(|e| Error::path_io("reopen", &self.path, e))?;
-            *owner = me;
+        if *owner == me {
+            return Ok(());
         }
-        let fd = fd.as_fd();
+        let new = match sysfifo::reopen_nonblocking(fd.as_fd(), Access::Write) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(Error::Closed),
+            Err(e) => return Err(Error::path_io("reopen", &self.path, e)),
+        };
+        clear_nonblocking(new.as_fd(), &self.path)?;
+        sys::replace_description(fd, new).map_err(|e| Error::path_io("reopen", &self.path, e))?;
+        *owner = me;
+        Ok(())
+    }
+
+    /// Runs `write` holding an exclusive `flock` on `fd`.
+    fn holding_lock<T>(
+        &self,
+        fd: BorrowedFd<'_>,
+        write: impl FnOnce(BorrowedFd<'_>) -> Result<T>,
+    ) -> Result<T> {
         sysfifo::lock_exclusive(fd).map_err(|e| Error::path_io("lock", &self.path, e))?;
         let result = write(fd);
         let unlocked = sysfifo::unlock(fd).map_err(|e| Error::path_io("unlock", &self.path, e));
@@ -201,8 +218,10 @@ impl FifoWriter {
     /// (nothing written) if over the limit.
     ///
     /// In chunked mode the message goes out as chunks of at most `PIPE_BUF`
-    /// bytes without any lock between processes; the writer's threads take
-    /// turns per message.
+    /// bytes; a message of 64 KiB or more waits for its turn (an exclusive
+    /// `flock` on the FIFO, which only spares the writers a herd), a smaller
+    /// one takes no lock between processes. The writer's threads take turns
+    /// per message.
     pub fn send_bytes(&self, msg: &[u8]) -> Result<()> {
         frame::check_len(msg.len() as u64, self.max)?;
         if let WriterEnd::Chunked { fd, state } = &self.end {
@@ -212,14 +231,20 @@ impl FifoWriter {
             if state.id.pid != sys::cached_pid() as u32 {
                 // Inherited across fork: the parent still writes under the
                 // old id.
-                *state = WriterState {
-                    id: WriterId::fresh(),
-                    next_seq: 0,
-                };
+                state.id = WriterId::fresh();
+                state.next_seq = 0;
             }
             let seq = state.next_seq;
             state.next_seq = seq.wrapping_add(1);
-            return chunked::write_message(fd.as_fd(), state.id, seq, msg);
+            let id = state.id;
+            if msg.len() < chunked::TURN_AT {
+                return chunked::write_message(fd.as_fd(), id, seq, msg);
+            }
+            // Large messages take turns (see `TURN_AT`), each process on a
+            // description of its own, so that a child's lock excludes its
+            // parent and dies with it.
+            self.own_description(fd, &mut state.description_owner)?;
+            return self.holding_lock(fd.as_fd(), |fd| chunked::write_message(fd, id, seq, msg));
         }
         self.locked(|fd| frame::write_frame(fd, WriteKind::Pipe, msg, self.max))
     }
