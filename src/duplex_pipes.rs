@@ -11,8 +11,11 @@
 //!
 //! let (mut parent, mut child_end) = duplex_pipes()?;
 //! let child = fork::spawn(move || {
-//!     // An echo: every message goes straight back.
-//!     while let Ok(msg) = child_end.recv_bytes() {
+//!     // An echo of three messages. (The child also holds a copy of
+//!     // `parent`, open until it exits, so it counts rather than waiting
+//!     // for an end of stream that its own copy would hold off.)
+//!     for _ in 0..3 {
+//!         let msg = child_end.recv_bytes().unwrap();
 //!         child_end.send_bytes(&msg).unwrap();
 //!     }
 //!     Vec::new()
@@ -22,8 +25,8 @@
 //!     parent.send_bytes(msg)?;
 //!     assert_eq!(parent.recv_bytes()?, msg);
 //! }
-//! // Dropping our end closes the child's input: it sees end of stream.
-//! drop(parent);
+//! // `child_end` moved into the child: once it exits, our input ends.
+//! assert!(parent.recv_bytes().unwrap_err().is_closed());
 //! child.wait(Duration::from_secs(10))?.expect_success();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
