@@ -43,13 +43,14 @@
 //! |---|---|---|
 //! | kernel objects | two `pipe2`s | one `AF_UNIX` `SOCK_STREAM` socketpair |
 //! | fds per end | **two** (a read end and a write end) | one |
-//! | 64 B messages, one way | 2-3x `duplex()` | the socketpair's speed |
-//! | 64 B round trip, one CPU | level with two raw pipes | about 1.9x two raw pipes |
-//! | 1 MiB messages | pipes raised to 1 MiB (see [`GROW_AT`](crate::pipe::GROW_AT)) | faster: a socketpair's buffers |
+//! | 64 B messages, one way | about 3x `duplex()`: 0.89x a raw pipe | 0.32x a raw pipe (1.06x a raw socketpair) |
+//! | 64 B round trip, both processes on one CPU | 1.08x two raw pipes | 2.03x two raw pipes |
+//! | 1 MiB messages, one way | 2.9x the default raw pipe (its pipes raised to 1 MiB, see [`GROW_AT`](crate::pipe::GROW_AT)) | 7.0x the default raw pipe |
 //! | Python peer | two `Connection`s (below) | one `Connection(fd)`, as `multiprocessing.Pipe()` gives |
 //!
-//! The figures come from the measurements in [`duplex()`]'s notes
-//! ([`crate::pipe`](mod@crate::pipe#performance)).
+//! Medians of per-round ratios over 7 interleaved rounds of `ipc-harness
+//! bench` on 2 vCPUs; the measurements and the socket settings that were
+//! tried are in [`crate::pipe`](mod@crate::pipe#performance).
 //!
 //! # Talking to Python
 //! The wire format is CPython's, so a Python program can hold the other
