@@ -22,6 +22,7 @@
 //! |---|---|---|---|---|---|
 //! | [`pipe()`] | `pipe2` | kept | kept | no: one writer[^pipe-writers] | no |
 //! | [`duplex()`] | `socketpair(SOCK_STREAM)` | kept | kept, per direction | no | no |
+//! | [`duplex_pipes()`] | two `pipe2`s, one per direction (two fds per end; the faster two-way connection for small messages) | kept | kept, per direction | no | no |
 //! | [`Fifo`] | `mkfifo` | kept | kept, per writer | yes: `flock`, or no lock in [chunked mode](fifo::FifoOptions::chunked), where a dead writer loses only its own message | no |
 //! | [`Queue`] | shared-memory ring + robust locks | kept | per producer | yes | yes |
 //! | [`JoinableQueue`] | a `Queue` + shared task counters | kept | per producer | yes | yes |
@@ -105,6 +106,7 @@ compile_error!(
 
 #[cfg(feature = "serde")]
 pub mod codec;
+pub mod duplex_pipes;
 pub mod error;
 pub mod fifo;
 pub mod frame;
@@ -128,6 +130,7 @@ pub mod sys;
 #[allow(dead_code, unsafe_code)]
 mod sys;
 
+pub use duplex_pipes::{PipeConnection, duplex_pipes};
 pub use error::{Error, Result};
 pub use fifo::Fifo;
 pub use joinable::JoinableQueue;

@@ -1,7 +1,8 @@
 //! Framed pipes: [`pipe()`] gives a one-way `(Sender, Receiver)` over
 //! `pipe2(O_CLOEXEC)`, [`duplex()`] a two-way pair of [`Connection`]s over an
 //! `AF_UNIX` `SOCK_STREAM` socketpair, like Python's `Pipe(duplex=False)` and
-//! `Pipe()`.
+//! `Pipe()`. [`duplex_pipes()`](crate::duplex_pipes()) is the two-way
+//! connection on two pipes: faster for small messages, two fds per end.
 //!
 //! # Example
 //! ```
@@ -70,10 +71,53 @@
 //!   nothing (past it, the kernel gives new pipes just two pages).
 //! - [`duplex()`] is one `SOCK_STREAM` socketpair, whose end is one fd that
 //!   CPython's `Connection(fd)` takes as is. It moves large messages faster
-//!   than a pipe (about 5x the default pipe) and small ones slower (0.4x); a
-//!   program whose two directions carry small messages and that talks only
-//!   to itself gets the pipe figures with two [`pipe()`]s (2.2x a socketpair
-//!   at 64 B, 0.69x at 1 MiB).
+//!   than a pipe (about 7x the default pipe at 1 MiB) and small ones slower:
+//!   at 64 B, 0.3x the messages of a raw pipe and twice its round trip on
+//!   one CPU. That is the socket's own cost, not the code's: `duplex()`
+//!   moves 1.06x the 64 B messages of a raw socketpair, with one `sendto`
+//!   per send and one `read` per receive. No setting of the socket brings
+//!   it near a pipe (table below). A program whose two directions carry
+//!   small messages and that needs no single-fd end gets the pipe figures
+//!   from [`duplex_pipes()`](crate::duplex_pipes()).
+//!
+//! ## Two-way transports at 64 B
+//! Each figure is the median over 7 interleaved rounds of the ratio to two
+//! raw pipes of the same round (raw fds, fixed-size `write`/`read`, no
+//! framing unless said; 2 vCPUs). Throughput: higher is better; round trip:
+//! lower is better. "Free": the two processes may run on either CPU; the
+//! free round trip mostly measures where the scheduler puts them.
+//!
+//! | transport at 64 B | one way, free | one way, 1 CPU | round trip, free | round trip, 1 CPU |
+//! |---|---|---|---|---|
+//! | two pipes | 1.00 | 1.00 | 1.00 | 1.00 |
+//! | two pipes, framed (one `write`, one `read` per frame) | 0.97 | 0.94 | 1.02 | 1.01 |
+//! | two pipes, framed, 64 KiB read-ahead | 0.80 | 0.81 | 1.01 | 1.01 |
+//! | `SOCK_STREAM`, `write`/`read` | 0.30 | 0.30 | 2.06 | 1.95 |
+//! | `SOCK_STREAM`, `send(MSG_NOSIGNAL)`/`recv` | 0.34 | 0.32 | 2.01 | 1.94 |
+//! | `SOCK_STREAM`, `recv(MSG_DONTWAIT)`, `poll` when empty | 0.29 | 0.27 | 1.79 | 1.78 |
+//! | `SOCK_STREAM`, `SO_SNDBUF`/`SO_RCVBUF` 4 MiB | 0.32 | 0.27 | 2.04 | 2.00 |
+//! | `SOCK_STREAM`, `SO_SNDBUF`/`SO_RCVBUF` 16 KiB | 0.32 | 0.28 | 2.03 | 1.96 |
+//! | `SOCK_STREAM`, framed, one `read` per frame (as `duplex()`) | 0.33 | 0.29 | 2.26 | 2.00 |
+//! | `SOCK_STREAM`, framed, header and payload in two `read`s | 0.23 | 0.23 | 2.48 | 2.55 |
+//! | `SOCK_STREAM`, framed, 64 KiB read-ahead | 0.33 | 0.31 | 2.05 | 1.97 |
+//! | `SOCK_SEQPACKET`, `send`/`recv` | 0.30 | 0.27 | 1.65 | 1.63 |
+//! | `SOCK_DGRAM`, `send`/`recv` | 0.29 | 0.27 | 1.69 | 1.63 |
+//!
+//! Differences under about 1.15x are noise on these machines. The packet
+//! sockets round-trip a little faster but cannot carry CPython's framing (a
+//! `recv` of the 4-byte header would discard the rest of the packet), and
+//! the non-blocking receive saves less than the noise while costing
+//! throughput. Measured with `ipc-harness bench` in the same rounds (64 B):
+//!
+//! | | one way, x raw pipe | round trip on 1 CPU, x two raw pipes |
+//! |---|---|---|
+//! | raw socketpair | 0.29 | 1.96 |
+//! | `duplex()` | 0.32 | 2.03 |
+//! | [`pipe()`] | 0.91 | 1.09 |
+//! | [`duplex_pipes()`](crate::duplex_pipes()) | 0.89 | 1.08 |
+//!
+//! At 1 MiB the socketpair wins: `duplex()` 7.0x the default raw pipe,
+//! `duplex_pipes()` 2.9x (its pipes raised to 1 MiB).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -98,9 +142,26 @@ pub fn pipe() -> Result<(Sender, Receiver)> {
 // pipes. duplex() nevertheless stays one socketpair: its end is one fd that
 // a CPython Connection(fd) takes as is (the interop tests hand our end to
 // Python), Connection::split is a dup, and Connection::from_fd must take
-// Python's socket anyway.
+// Python's socket anyway. The two-pipe connection is duplex_pipes().
+//
+// Our own cost on this path, counted with callgrind in one process (send on
+// one end, receive on the other, 64 B): 574 instructions per message for
+// duplex(), 554 for duplex_pipes(), 94 for a raw 68-byte write and read;
+// strace: one sendto per send, one read per receive, nothing else. What is
+// left is in frame::write_frame (it zeroes its 516-byte stack buffer on
+// every send: memset is 49 of the 574), sys::write_all_vectored (134 for
+// one slice) and the decoder (about 190). Tried and not kept here: a
+// 128-byte stack buffer for payloads of at most 124 bytes (574 -> 543) and
+// a one-slice fast path in write_all_vectored (543 -> 435; duplex_pipes()
+// 554 -> 418) moved neither duplex() nor pipe() beyond the noise in the
+// bench (7 rounds: duplex() 0.29x the raw pipe, pinned round trip 2.02x;
+// pipe() 0.82x and 1.07x): the kernel's side of a socket or pipe message
+// dwarfs it.
 /// Creates a two-way framed connection on a `SOCK_STREAM` socketpair: each
-/// [`Connection`] sends to and receives from the other.
+/// [`Connection`] sends to and receives from the other. Each end is one fd,
+/// which a Python peer takes as `Connection(fd)`. For small messages
+/// [`duplex_pipes()`](crate::duplex_pipes()) is about 3x faster (two fds per
+/// end; see the module docs).
 pub fn duplex() -> Result<(Connection, Connection)> {
     let (a, b) = sys::socketpair(SocketKind::Stream).map_err(|e| Error::io("socketpair", e))?;
     Ok((Connection::from_fd(a), Connection::from_fd(b)))

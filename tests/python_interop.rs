@@ -1,7 +1,8 @@
 //! Interop with a real CPython peer: `python3` holding
 //! `multiprocessing.connection.Connection` objects on fds it inherited from
 //! this process, exchanging messages of every boundary size both ways over
-//! `pipe()` and `duplex()`, byte-identical, with end of stream seen on both
+//! `pipe()`, `duplex()` and `duplex_pipes()` (two one-way `Connection`s on the
+//! Python side), byte-identical, with end of stream seen on both
 //! sides, and the long (> 2^31-1 bytes) header compared with the one
 //! CPython's own `Connection._send_bytes` builds.
 //!
@@ -23,7 +24,7 @@ use ipc_harness::frame::{LONG_HEADER_LEN, encode_header};
 use ipc_harness::harness::fork::{self, serial};
 use ipc_harness::harness::payload::{self, MsgId};
 use ipc_harness::sys;
-use ipc_harness::{Connection, Error, duplex, pipe};
+use ipc_harness::{Connection, Error, duplex, duplex_pipes, pipe};
 use rstest::rstest;
 
 const MIB: usize = 1 << 20;
@@ -294,6 +295,9 @@ impl Drop for Peer {
 enum Kind {
     Pipe,
     Duplex,
+    /// `duplex_pipes()`: Python holds the other end's two fds as two
+    /// one-way `Connection`s.
+    DuplexPipes,
 }
 
 fn id(seq: usize) -> MsgId {
@@ -355,7 +359,7 @@ fn assert_same(got: &[u8], want: &[u8], what: &str) {
 /// closes its sending side: Python must see `EOFError` (it prints how many
 /// it echoed and exits), and Rust must then see `Closed`.
 #[rstest]
-fn rust_to_python_and_back(#[values(Kind::Pipe, Kind::Duplex)] kind: Kind) {
+fn rust_to_python_and_back(#[values(Kind::Pipe, Kind::Duplex, Kind::DuplexPipes)] kind: Kind) {
     let _serial = serial();
     require_python!();
     let hygiene = Hygiene::start();
@@ -409,6 +413,33 @@ fn rust_to_python_and_back(#[values(Kind::Pipe, Kind::Duplex)] kind: Kind) {
             peer.finish()
                 .expect_stdout(&format!("EOFError after {}", SIZES.len()));
         }
+        Kind::DuplexPipes => {
+            let (ours, theirs) = duplex_pipes().unwrap();
+            let (py_in, py_out) = theirs.into_fds();
+            let args = vec![
+                "echo".into(),
+                "pipe".into(),
+                py_in.as_raw_fd().to_string(),
+                py_out.as_raw_fd().to_string(),
+            ];
+            let peer = spawn_python(&args, vec![py_in, py_out]);
+            let (to_py, mut from_py) = ours.split();
+            for (seq, &size) in SIZES.iter().enumerate() {
+                let msg = payload::make(id(seq), size);
+                to_py.send_bytes(&msg).unwrap();
+                let echo = from_py.recv_bytes_timeout(RECV_TIMEOUT).unwrap();
+                assert_same(&echo, &msg, &format!("echo of {size} bytes"));
+            }
+            // Dropping the sending half alone ends Python's input.
+            drop(to_py);
+            let end = from_py.recv_bytes_timeout(RECV_TIMEOUT);
+            assert!(
+                matches!(end, Err(Error::Closed)),
+                "after the echoes: {end:?}"
+            );
+            peer.finish()
+                .expect_stdout(&format!("EOFError after {}", SIZES.len()));
+        }
     }
     hygiene.check();
 }
@@ -429,7 +460,9 @@ fn send_all(send: impl Fn(&[u8]) -> ipc_harness::Result<()>) {
 /// with the bytes it computes itself, then must get `EOFError` once Rust
 /// drops its end.
 #[rstest]
-fn python_checks_what_rust_sends(#[values(Kind::Pipe, Kind::Duplex)] kind: Kind) {
+fn python_checks_what_rust_sends(
+    #[values(Kind::Pipe, Kind::Duplex, Kind::DuplexPipes)] kind: Kind,
+) {
     let _serial = serial();
     require_python!();
     let hygiene = Hygiene::start();
@@ -456,6 +489,16 @@ fn python_checks_what_rust_sends(#[values(Kind::Pipe, Kind::Duplex)] kind: Kind)
             send_all(|m| ours.send_bytes(m));
             peer
         }
+        Kind::DuplexPipes => {
+            let (ours, theirs) = duplex_pipes().unwrap();
+            // Python only receives: it gets the read fd, the write fd goes.
+            let (py_in, _unused) = theirs.into_fds();
+            let mut args = vec!["check".into(), "pipe".into(), py_in.as_raw_fd().to_string()];
+            args.extend(sizes_argv());
+            let peer = spawn_python(&args, vec![py_in]);
+            send_all(|m| ours.send_bytes(m));
+            peer
+        }
     };
     // Our sending end was dropped with the match arm above.
     peer.finish()
@@ -466,7 +509,9 @@ fn python_checks_what_rust_sends(#[values(Kind::Pipe, Kind::Duplex)] kind: Kind)
 /// Python makes and sends a message of each size itself, then closes its
 /// end and exits; Rust checks each one, then must get `Closed`.
 #[rstest]
-fn rust_checks_what_python_sends(#[values(Kind::Pipe, Kind::Duplex)] kind: Kind) {
+fn rust_checks_what_python_sends(
+    #[values(Kind::Pipe, Kind::Duplex, Kind::DuplexPipes)] kind: Kind,
+) {
     let _serial = serial();
     require_python!();
     let hygiene = Hygiene::start();
@@ -489,6 +534,16 @@ fn rust_checks_what_python_sends(#[values(Kind::Pipe, Kind::Duplex)] kind: Kind)
             ];
             args.extend(sizes_argv());
             let peer = spawn_python(&args, vec![theirs.into_fd()]);
+            recv = Box::new(move || ours.recv_bytes_timeout(RECV_TIMEOUT));
+            peer
+        }
+        Kind::DuplexPipes => {
+            let (mut ours, theirs) = duplex_pipes().unwrap();
+            // Python only sends: it gets the write fd, the read fd goes.
+            let (_unused, py_out) = theirs.into_fds();
+            let mut args = vec!["send".into(), "pipe".into(), py_out.as_raw_fd().to_string()];
+            args.extend(sizes_argv());
+            let peer = spawn_python(&args, vec![py_out]);
             recv = Box::new(move || ours.recv_bytes_timeout(RECV_TIMEOUT));
             peer
         }

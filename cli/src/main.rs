@@ -168,8 +168,8 @@ struct CheckArgs {
     include_pitfalls: bool,
     /// Check only histories for linearizability (no delivery campaigns):
     /// every primitive that has a model, or those named by --primitive
-    /// (queue-1, queue-2, queue-3, queue, joinable, pipe, duplex, fifo,
-    /// fifo-chunked).
+    /// (queue-1, queue-2, queue-3, queue, joinable, pipe, duplex,
+    /// duplex-pipes, fifo, fifo-chunked).
     #[arg(long)]
     linearizability: bool,
     /// Histories per primitive and fault mode (none, kill, stop, storm)

@@ -9,8 +9,8 @@ use ipc_harness::harness::campaign::{CampaignConfig, CampaignResult, campaign};
 use ipc_harness::harness::channel::{Channel, Promises};
 use ipc_harness::harness::pitfalls::{Pitfall, PitfallChannel, Variant};
 use ipc_harness::harness::transports::{
-    DuplexChannel, FifoChannel, FifoChunkedChannel, JoinableChannel, PipeChannel, QueueChannel,
-    RawChannel, RawKind,
+    DuplexChannel, DuplexPipesChannel, FifoChannel, FifoChunkedChannel, JoinableChannel,
+    PipeChannel, QueueChannel, RawChannel, RawKind,
 };
 use ipc_harness::probe::Feature;
 
@@ -172,6 +172,10 @@ pub fn primitives() -> Vec<Entry> {
             .alias(&["duplex", "duplex-ab"]),
         Entry::new(Kind::Primitive, DuplexChannel { reversed: true })
             .alias(&["duplex", "duplex-ba"]),
+        Entry::new(Kind::Primitive, DuplexPipesChannel { reversed: false })
+            .alias(&["duplex-pipes", "duplex-pipes-ab"]),
+        Entry::new(Kind::Primitive, DuplexPipesChannel { reversed: true })
+            .alias(&["duplex-pipes", "duplex-pipes-ba"]),
         Entry::new(Kind::Primitive, FifoChannel).alias(&["fifo"]),
         Entry::new(Kind::Primitive, FifoChunkedChannel).alias(&["fifo-chunked"]),
         Entry::new(Kind::Primitive, QueueChannel::DEFAULT).alias(&["queue"]),

@@ -171,7 +171,7 @@ fn a_name_without_a_model_is_refused_with_the_names_there_are() {
     assert!(
         err.contains("no primitive with a model named \"raw pipe\"")
             && err.contains(
-                "queue-1, queue-2, queue-3, queue, joinable, pipe, duplex, fifo, fifo-chunked"
+                "queue-1, queue-2, queue-3, queue, joinable, pipe, duplex, duplex-pipes, fifo, fifo-chunked"
             ),
         "{err}"
     );

@@ -13,8 +13,8 @@ use ipc_harness::harness::proptest_config;
 use ipc_harness::harness::run::run;
 use ipc_harness::harness::scenario::{Limits, scenarios};
 use ipc_harness::harness::transports::{
-    DuplexChannel, FifoChannel, FifoChunkedChannel, JoinableChannel, PipeChannel, QueueChannel,
-    RawChannel, RawKind,
+    DuplexChannel, DuplexPipesChannel, FifoChannel, FifoChunkedChannel, JoinableChannel,
+    PipeChannel, QueueChannel, RawChannel, RawKind,
 };
 use ipc_harness_cli::registry;
 use proptest::prelude::*;
@@ -67,6 +67,8 @@ battery! {
     pipe_keeps_every_promise => PipeChannel;
     duplex_a_to_b_keeps_every_promise => DuplexChannel { reversed: false };
     duplex_b_to_a_keeps_every_promise => DuplexChannel { reversed: true };
+    duplex_pipes_a_to_b_keeps_every_promise => DuplexPipesChannel { reversed: false };
+    duplex_pipes_b_to_a_keeps_every_promise => DuplexPipesChannel { reversed: true };
     fifo_keeps_every_promise => FifoChannel;
     chunked_fifo_keeps_every_promise => FifoChunkedChannel;
     queue_keeps_every_promise => QueueChannel::DEFAULT;

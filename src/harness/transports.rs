@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::channel::{Channel, Consumer, Ends, Producer, Promises};
+use crate::duplex_pipes::PipeConnection;
 use crate::error::{Error, Result};
 use crate::fifo::{Fifo, FifoMode, FifoOptions, FifoReader, FifoWriter, Wait};
 use crate::joinable::JoinableQueue;
@@ -80,6 +81,29 @@ impl Consumer for Connection {
 
     fn shrink_buffer(&mut self) {
         shrink_socket(&*self);
+    }
+}
+
+impl Producer for PipeConnection {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_bytes(msg)
+    }
+
+    /// Shrinks the pipe this end sends on (a frame of at least
+    /// [`GROW_AT`](crate::frame::GROW_AT) bytes raises it again, as for a
+    /// [`Sender`]).
+    fn shrink_buffer(&mut self) {
+        shrink_pipe(self.write_fd());
+    }
+}
+
+impl Consumer for PipeConnection {
+    fn recv(&mut self, deadline: Instant) -> Result<Vec<u8>> {
+        self.recv_bytes_timeout(left(deadline))
+    }
+
+    fn shrink_buffer(&mut self) {
+        shrink_pipe(self.read_fd());
     }
 }
 
@@ -170,6 +194,44 @@ impl Channel for DuplexChannel {
 
     fn open(&self, _producers: usize, _consumers: usize) -> Result<Ends<Connection, Connection>> {
         let (a, b) = crate::duplex()?;
+        let (tx, rx) = if self.reversed { (b, a) } else { (a, b) };
+        Ok(Ends {
+            producers: vec![tx],
+            consumers: vec![rx],
+        })
+    }
+}
+
+/// One direction of [`duplex_pipes()`](crate::duplex_pipes()).
+#[derive(Debug, Clone, Copy)]
+pub struct DuplexPipesChannel {
+    /// Send on the second end and receive on the first, instead of the
+    /// other way round.
+    pub reversed: bool,
+}
+
+impl Channel for DuplexPipesChannel {
+    type Producer = PipeConnection;
+    type Consumer = PipeConnection;
+
+    fn name(&self) -> String {
+        if self.reversed {
+            "duplex_pipes() b->a".into()
+        } else {
+            "duplex_pipes() a->b".into()
+        }
+    }
+
+    fn promises(&self) -> Promises {
+        Promises::MESSAGES.single_producer().single_consumer()
+    }
+
+    fn open(
+        &self,
+        _producers: usize,
+        _consumers: usize,
+    ) -> Result<Ends<PipeConnection, PipeConnection>> {
+        let (a, b) = crate::duplex_pipes()?;
         let (tx, rx) = if self.reversed { (b, a) } else { (a, b) };
         Ok(Ends {
             producers: vec![tx],

@@ -16,6 +16,8 @@ pub enum Case {
     PipeAlloc,
     /// [`duplex()`](ipc_harness::duplex()), `recv_bytes_into` a reused buffer.
     Duplex,
+    /// [`duplex_pipes()`](ipc_harness::duplex_pipes()), `recv_bytes_into` a reused buffer.
+    DuplexPipes,
     /// [`Fifo`](ipc_harness::fifo::Fifo), framed, `recv_bytes_into`.
     Fifo,
     /// [`Fifo`](ipc_harness::fifo::Fifo) in [small-messages mode](ipc_harness::fifo::FifoOptions::small_messages)
@@ -65,13 +67,14 @@ pub enum Case {
 
 impl Case {
     /// The cases this crate runs itself, in table order.
-    pub const RUST: [Case; 12] = [
+    pub const RUST: [Case; 13] = [
         Case::RawPipe,
         Case::RawPipe1M,
         Case::RawSocket,
         Case::Pipe,
         Case::PipeAlloc,
         Case::Duplex,
+        Case::DuplexPipes,
         Case::Fifo,
         Case::FifoSmall,
         Case::FifoChunked,
@@ -109,6 +112,7 @@ impl Case {
             Case::Pipe => "pipe()",
             Case::PipeAlloc => "pipe() recv_bytes",
             Case::Duplex => "duplex()",
+            Case::DuplexPipes => "duplex_pipes()",
             Case::Fifo => "Fifo",
             Case::FifoSmall => "Fifo small_messages",
             Case::FifoChunked => "Fifo chunked",
@@ -146,6 +150,7 @@ impl Case {
             Case::Pipe => "pipe",
             Case::PipeAlloc => "pipe_recv_bytes",
             Case::Duplex => "duplex",
+            Case::DuplexPipes => "duplex_pipes",
             Case::Fifo => "fifo",
             Case::FifoSmall => "fifo_small_messages",
             Case::FifoChunked => "fifo_chunked",
@@ -171,6 +176,7 @@ impl Case {
             Case::Pipe
             | Case::PipeAlloc
             | Case::Duplex
+            | Case::DuplexPipes
             | Case::Fifo
             | Case::FifoSmall
             | Case::FifoChunked => Some(Case::PyPipe),
@@ -224,6 +230,8 @@ pub enum LatencyCase {
     Pipe,
     /// One [`duplex()`](ipc_harness::duplex()).
     Duplex,
+    /// One [`duplex_pipes()`](ipc_harness::duplex_pipes()).
+    DuplexPipes,
     /// Two [`Queue`](ipc_harness::queue::Queue)s.
     Queue,
     /// Two `ipc-channel` bytes channels (a peer, with the `peers` feature).
@@ -236,11 +244,12 @@ pub enum LatencyCase {
 
 impl LatencyCase {
     /// The cases this crate runs itself.
-    pub const RUST: [LatencyCase; 5] = [
+    pub const RUST: [LatencyCase; 6] = [
         LatencyCase::RawPipe,
         LatencyCase::RawSocket,
         LatencyCase::Pipe,
         LatencyCase::Duplex,
+        LatencyCase::DuplexPipes,
         LatencyCase::Queue,
     ];
     /// The Python cases.
@@ -255,6 +264,7 @@ impl LatencyCase {
             LatencyCase::RawSocket => "raw socketpair",
             LatencyCase::Pipe => "pipe()",
             LatencyCase::Duplex => "duplex()",
+            LatencyCase::DuplexPipes => "duplex_pipes()",
             LatencyCase::Queue => "Queue",
             LatencyCase::IpcChannel => "ipc-channel",
             LatencyCase::PyPipe => "py Pipe()",
@@ -269,6 +279,7 @@ impl LatencyCase {
             LatencyCase::RawSocket => "raw_socketpair",
             LatencyCase::Pipe => "pipe",
             LatencyCase::Duplex => "duplex",
+            LatencyCase::DuplexPipes => "duplex_pipes",
             LatencyCase::Queue => "queue",
             LatencyCase::IpcChannel => "ipc_channel",
             LatencyCase::PyPipe => "python_pipe",

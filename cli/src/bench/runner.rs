@@ -12,7 +12,7 @@ use ipc_harness::fifo::FifoOptions;
 use ipc_harness::harness::fork;
 use ipc_harness::queue::Queue;
 use ipc_harness::sys::{self, SocketKind};
-use ipc_harness::{duplex, pipe};
+use ipc_harness::{duplex, duplex_pipes, pipe};
 
 use super::cases::{Case, LatencyCase};
 use super::peers::{peer_latency, peer_throughput};
@@ -360,6 +360,26 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
             }));
             1
         }
+        Case::DuplexPipes => {
+            let (a, mut b) = duplex_pipes()?;
+            jobs.push(Box::new(move |go| {
+                let mut buf = vec![0u8; size];
+                go()?;
+                for _ in 0..messages {
+                    b.recv_bytes_into(&mut buf)?;
+                }
+                Ok(Vec::new())
+            }));
+            jobs.push(Box::new(move |go| {
+                let msg = vec![0x5au8; size];
+                go()?;
+                for _ in 0..messages {
+                    a.send_bytes(&msg)?;
+                }
+                Ok(Vec::new())
+            }));
+            1
+        }
         Case::Fifo | Case::FifoSmall | Case::Fifo8x1 | Case::FifoChunked | Case::FifoChunked8x1 => {
             let writers = case.producers();
             let path = fifo_path();
@@ -594,6 +614,28 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
         }
         LatencyCase::Duplex => {
             let (mut a, mut b) = duplex()?;
+            jobs.push(Box::new(move |go| {
+                pin(cpu)?;
+                let msg = [0x5au8; LATENCY_SIZE];
+                let mut buf = [0u8; LATENCY_SIZE];
+                ping_loop(go, n, || {
+                    a.send_bytes(&msg)?;
+                    a.recv_bytes_into(&mut buf).map(drop)
+                })
+            }));
+            jobs.push(Box::new(move |go| {
+                pin(cpu)?;
+                let mut buf = [0u8; LATENCY_SIZE];
+                go()?;
+                for _ in 0..total {
+                    let len = b.recv_bytes_into(&mut buf)?;
+                    b.send_bytes(&buf[..len])?;
+                }
+                Ok(Vec::new())
+            }));
+        }
+        LatencyCase::DuplexPipes => {
+            let (mut a, mut b) = duplex_pipes()?;
             jobs.push(Box::new(move |go| {
                 pin(cpu)?;
                 let msg = [0x5au8; LATENCY_SIZE];

@@ -29,6 +29,7 @@
 //! | [`JoinableQueue`] | 1-2 producers, 1-2 consumers, 1 joiner | `put`; `get`, `try_get`, `get_timeout`, `task_done`; `join_timeout` | [`TasksModel`] |
 //! | [`pipe()`](crate::pipe()) | 1-3 senders on one [`Sender`] (frames of at most `PIPE_BUF` bytes keep their boundaries with several writers), 1 receiver | `send_bytes`; `recv_bytes`, `recv_bytes_timeout` | [`ChannelModel`] |
 //! | [`duplex()`](crate::duplex()) | 1 sender on one end, 1 receiver on the other (a socket promises nothing to several writers) | as a pipe | [`ChannelModel`] |
+//! | [`duplex_pipes()`](crate::duplex_pipes()) | 1 sender on one end, 1 receiver on the other | as a pipe | [`ChannelModel`] |
 //! | [`Fifo`], framed or [chunked](crate::fifo::FifoOptions::chunked) | 1-3 writers, each opening the path itself, 1 reader | as a pipe | [`ChannelModel`] |
 //!
 //! Every message is 8 bytes: a producer's number in the high 32 bits and
@@ -88,6 +89,7 @@ use super::models::{
     TasksModel,
 };
 use super::{History, Model, Recorder, Verdict, Wire};
+use crate::duplex_pipes::PipeConnection;
 use crate::error::{Error, Result};
 use crate::fifo::{Fifo, FifoOptions, FifoReader, FifoWriter, Wait};
 use crate::harness::fault::FaultKind;
@@ -110,6 +112,8 @@ pub enum Primitive {
     Pipe,
     /// A [`duplex()`](crate::duplex()) connection, one way.
     Duplex,
+    /// A [`duplex_pipes()`](crate::duplex_pipes()) connection, one way.
+    DuplexPipes,
     /// A named [`Fifo`].
     Fifo,
     /// A named [`Fifo`] in [chunked mode](crate::fifo::FifoOptions::chunked).
@@ -119,7 +123,7 @@ pub enum Primitive {
 impl Primitive {
     /// Every primitive with a model, the queue at each bound it is
     /// recorded with.
-    pub const ALL: [Primitive; 9] = [
+    pub const ALL: [Primitive; 10] = [
         Primitive::Queue { max_items: Some(1) },
         Primitive::Queue { max_items: Some(2) },
         Primitive::Queue { max_items: Some(3) },
@@ -127,12 +131,13 @@ impl Primitive {
         Primitive::JoinableQueue,
         Primitive::Pipe,
         Primitive::Duplex,
+        Primitive::DuplexPipes,
         Primitive::Fifo,
         Primitive::FifoChunked,
     ];
 
     /// Its name: `queue-1`..`queue-3`, `queue`, `joinable`, `pipe`,
-    /// `duplex`, `fifo`.
+    /// `duplex`, `duplex-pipes`, `fifo`, `fifo-chunked`.
     pub fn name(self) -> String {
         match self {
             Primitive::Queue { max_items: Some(n) } => format!("queue-{n}"),
@@ -140,6 +145,7 @@ impl Primitive {
             Primitive::JoinableQueue => "joinable".into(),
             Primitive::Pipe => "pipe".into(),
             Primitive::Duplex => "duplex".into(),
+            Primitive::DuplexPipes => "duplex-pipes".into(),
             Primitive::Fifo => "fifo".into(),
             Primitive::FifoChunked => "fifo-chunked".into(),
         }
@@ -153,6 +159,7 @@ impl Primitive {
             "joinable" => Primitive::JoinableQueue,
             "pipe" => Primitive::Pipe,
             "duplex" => Primitive::Duplex,
+            "duplex-pipes" => Primitive::DuplexPipes,
             "fifo" => Primitive::Fifo,
             "fifo-chunked" => Primitive::FifoChunked,
             _ => {
@@ -165,7 +172,7 @@ impl Primitive {
     /// Whether its docs promise that several processes may send on it at
     /// once (each message staying whole).
     pub fn several_senders(self) -> bool {
-        !matches!(self, Primitive::Duplex)
+        !matches!(self, Primitive::Duplex | Primitive::DuplexPipes)
     }
 
     fn index(self) -> u64 {
@@ -176,6 +183,7 @@ impl Primitive {
             Primitive::Duplex => 103,
             Primitive::Fifo => 104,
             Primitive::FifoChunked => 105,
+            Primitive::DuplexPipes => 106,
         }
     }
 }
@@ -458,7 +466,11 @@ impl Schedule {
                     steps,
                 });
             }
-            Primitive::Pipe | Primitive::Duplex | Primitive::Fifo | Primitive::FifoChunked => {
+            Primitive::Pipe
+            | Primitive::Duplex
+            | Primitive::DuplexPipes
+            | Primitive::Fifo
+            | Primitive::FifoChunked => {
                 let senders = if primitive.several_senders() {
                     rng.range(1, 3)
                 } else {
@@ -1065,7 +1077,11 @@ fn record_on(primitive: Primitive, plan: &Plan, queue: Option<Queue>) -> Result<
                 unexpected,
             )
         }
-        Primitive::Pipe | Primitive::Duplex | Primitive::Fifo | Primitive::FifoChunked => {
+        Primitive::Pipe
+        | Primitive::Duplex
+        | Primitive::DuplexPipes
+        | Primitive::Fifo
+        | Primitive::FifoChunked => {
             let ends = RefCell::new(Ends::new(primitive)?);
             let children = spawn_all(&schedule, &journals, |p, j| {
                 channel_process(&ends, &schedule, p, j)
@@ -1471,12 +1487,14 @@ struct Ends {
 enum Tx {
     Pipe(Sender),
     Duplex(Connection),
+    DuplexPipes(PipeConnection),
     Fifo(FifoWriter),
 }
 
 enum Rx {
     Pipe(Receiver),
     Duplex(Connection),
+    DuplexPipes(PipeConnection),
     Fifo(FifoReader),
 }
 
@@ -1498,6 +1516,14 @@ impl Ends {
                 Ends {
                     tx: Some(Tx::Duplex(a)),
                     rx: Some(Rx::Duplex(b)),
+                    fifo: None,
+                }
+            }
+            Primitive::DuplexPipes => {
+                let (a, b) = crate::duplex_pipes()?;
+                Ends {
+                    tx: Some(Tx::DuplexPipes(a)),
+                    rx: Some(Rx::DuplexPipes(b)),
                     fifo: None,
                 }
             }
@@ -1529,6 +1555,7 @@ impl Tx {
         match self {
             Tx::Pipe(t) => t.send_bytes(msg),
             Tx::Duplex(t) => t.send_bytes(msg),
+            Tx::DuplexPipes(t) => t.send_bytes(msg),
             Tx::Fifo(t) => t.send_bytes(msg),
         }
     }
@@ -1541,6 +1568,8 @@ impl Rx {
             (Rx::Pipe(r), Some(t)) => r.recv_bytes_timeout(t),
             (Rx::Duplex(r), None) => r.recv_bytes(),
             (Rx::Duplex(r), Some(t)) => r.recv_bytes_timeout(t),
+            (Rx::DuplexPipes(r), None) => r.recv_bytes(),
+            (Rx::DuplexPipes(r), Some(t)) => r.recv_bytes_timeout(t),
             (Rx::Fifo(r), None) => r.recv_bytes(),
             (Rx::Fifo(r), Some(t)) => r.recv_bytes_timeout(t),
         }
