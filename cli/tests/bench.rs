@@ -156,10 +156,10 @@ fn iceoryx2_files() -> Vec<String> {
     }
     let mut out = Vec::new();
     walk(std::path::Path::new("/tmp/iceoryx2"), &mut out);
-    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+    if let Ok(entries) = std::fs::read_dir("/tmp") {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("ipc-harness-bench-iceoryx2-") {
+            if name.starts_with("iox2_") {
                 out.push(e.path().display().to_string());
             }
         }

@@ -3,11 +3,12 @@
 //! Its nodes and ports cannot be inherited across `fork`: every forked side
 //! creates its own [`Node`] and opens the services by name after the fork.
 //! Each measurement runs in a domain of its own (a file prefix in
-//! `/dev/shm` and a directory under the temporary directory, both named
-//! after this process's pid and a counter), which the parent removes once
+//! `/dev/shm` and a directory in `/tmp`, both named after this process's
+//! pid and a counter), which the parent removes once
 //! the measurement's processes are gone: nothing is left behind, even by a
 //! side killed at its deadline, and no other iceoryx2 user on the machine
-//! is touched.
+//! is touched. (The domains of a benchmark process that was killed itself
+//! are removed by the next one.)
 //!
 //! Every message is copied in (`loan_slice_uninit` + `write_from_slice` into
 //! the shared-memory sample) and copied out (from the received sample into a
@@ -28,6 +29,7 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSub;
 use ipc_harness::error::{Error, Result};
+use ipc_harness::queue::DEFAULT_RING_BYTES;
 use ipc_harness::sys;
 
 use super::super::LATENCY_SIZE;
@@ -55,9 +57,11 @@ const SPIN_POLLS: u32 = 64;
 const SET_UP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// How many samples a subscriber's buffer holds for messages of `size`
-/// bytes: about 8 MiB, at least 4 and at most 1024 samples.
+/// bytes: as many as fill a [`Queue`](ipc_harness::queue::Queue)'s default
+/// ring ([`DEFAULT_RING_BYTES`]), at least 4 and at most 1024. (A buffer
+/// far larger than the caches would make every copy go to memory.)
 fn buffer_for(size: usize) -> usize {
-    ((8 << 20) / size.max(1)).clamp(4, 1024)
+    (DEFAULT_RING_BYTES / size.max(1)).clamp(4, 1024)
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -72,11 +76,20 @@ pub(super) struct Domain {
 }
 
 impl Domain {
+    /// `iox2_ihb_` and 16 hex digits (pid, counter), as the prefix and as
+    /// the name of the root directory in `/tmp`. Short, because the
+    /// listeners' Unix sockets are named root + prefix + port + suffix and a
+    /// socket's path has at most 107 bytes; of a fixed length, because a
+    /// name that worked for the first measurement then works for all.
     fn new() -> Domain {
-        let id = format!("{}_{}", sys::getpid(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed) as u32;
+        if seq == 0 {
+            remove_abandoned_domains();
+        }
+        let id = format!("iox2_ihb_{:08x}{seq:08x}", sys::getpid());
         Domain {
-            prefix: format!("iox2_ipc_harness_bench_{id}_"),
-            root: std::env::temp_dir().join(format!("ipc-harness-bench-iceoryx2-{id}")),
+            prefix: format!("{id}_"),
+            root: PathBuf::from(format!("/tmp/{id}")),
         }
     }
 
@@ -94,17 +107,40 @@ impl Domain {
     /// Removes every file of the domain. Only once no process uses it.
     pub(super) fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.root);
-        let Ok(entries) = std::fs::read_dir("/dev/shm") else {
-            return;
-        };
+        remove_shm(|name| name.starts_with(&self.prefix));
+    }
+}
+
+/// Removes the domains of benchmark processes that are gone (one killed in
+/// the middle of a measurement could not remove its own).
+fn remove_abandoned_domains() {
+    remove_shm(abandoned);
+    if let Ok(entries) = std::fs::read_dir("/tmp") {
         for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(&self.prefix)
-            {
-                let _ = std::fs::remove_file(entry.path());
+            if abandoned(&entry.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
+        }
+    }
+}
+
+/// Whether `name` (in `/dev/shm` or `/tmp`) belongs to the domain of a
+/// benchmark process that is gone.
+fn abandoned(name: &str) -> bool {
+    name.strip_prefix("iox2_ihb_")
+        .and_then(|rest| rest.get(..8))
+        .and_then(|pid| sys::Pid::from_str_radix(pid, 16).ok())
+        .is_some_and(|pid| !sys::process_alive(pid))
+}
+
+/// Removes the entries of `/dev/shm` whose names `select` picks.
+fn remove_shm(select: impl Fn(&str) -> bool) {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if select(&entry.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -534,4 +570,29 @@ pub(super) fn latency<'a>(
         Ok(Vec::new())
     }));
     domain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_have_one_name_length_and_only_dead_ones_are_abandoned() {
+        let (a, b) = (Domain::new(), Domain::new());
+        assert_eq!(a.prefix.len(), "iox2_ihb_".len() + 16 + 1, "{a:?}");
+        assert_eq!(b.prefix.len(), a.prefix.len(), "{b:?}");
+        assert_ne!(a.prefix, b.prefix);
+        let dir = a.root.to_str().expect("a UTF-8 path");
+        assert_eq!(format!("{dir}_"), format!("/tmp/{}", a.prefix));
+        // This process is alive; pid 0x7ffffffe is past any possible pid (at most 2^22);
+        // files of other iceoryx2 users are never ours.
+        assert!(!abandoned(&a.prefix));
+        assert!(!abandoned(&format!("{}x.data", b.prefix)));
+        assert!(abandoned("iox2_ihb_7ffffffe00000000_x.data"));
+        assert!(abandoned("iox2_ihb_7ffffffe00000007"));
+        assert!(!abandoned(
+            "iox2_9204dd183d1c4d8e1ff592a30766ffa6765aa8b5_node.0_10_0.global_mgmt"
+        ));
+        assert!(!abandoned("iox2_ihb_zz"));
+    }
 }
