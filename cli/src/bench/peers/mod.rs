@@ -22,10 +22,6 @@ use super::runner::{WARM_UP, pin, ping_loop};
 /// measurement's iceoryx2 domain (its files in `/dev/shm` and its
 /// directory), whatever a killed side left there.
 #[must_use]
-#[cfg_attr(
-    not(feature = "peers"),
-    expect(dead_code, reason = "without the peers, nothing is measured")
-)]
 pub(super) struct PeerCleanup {
     #[cfg(feature = "peers")]
     iceoryx2: Option<iceoryx::Domain>,
