@@ -137,8 +137,48 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
     assert!(json["targets"].as_array().is_some_and(|t| !t.is_empty()));
 }
 
-/// `--peers` measures ipc-channel and interprocess in a build with the
-/// `peers` feature, and says how to get them in one without.
+/// The files iceoryx2 keeps for its nodes and services (in `/dev/shm`,
+/// under its default directory in `/tmp`, and in the directories the
+/// benchmark gives it), sorted.
+fn iceoryx2_files() -> Vec<String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(std::path::Path::new("/tmp/iceoryx2"), &mut out);
+    if let Ok(entries) = std::fs::read_dir("/tmp") {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("iox2_") {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+        out.extend(
+            entries
+                .flatten()
+                .map(|e| e.path().display().to_string())
+                .filter(|p| p.contains("iox2")),
+        );
+    }
+    out.sort();
+    out
+}
+
+/// `--peers` measures ipc-channel, interprocess and iceoryx2 in a build
+/// with the `peers` feature (leaving none of iceoryx2's files behind), and
+/// says how to get them in one without.
 #[test]
 fn peers_are_measured_or_the_report_says_how_to_get_them() {
     let _serial = serial();
@@ -152,11 +192,21 @@ fn peers_are_measured_or_the_report_says_how_to_get_them() {
         scaling: false,
         peers: true,
     };
+    let before = iceoryx2_files();
     let report = bench::run(&opts, |_| {}).expect("benchmark runs");
     let table = report.table();
     if bench::PEERS_BUILT {
         assert!(report.options.peers);
         assert!(report.notes.is_empty(), "{:#?}", report.notes);
+        assert_eq!(
+            Case::PEERS,
+            [
+                Case::IpcChannel,
+                Case::Interprocess,
+                Case::Iceoryx2Poll,
+                Case::Iceoryx2Event
+            ]
+        );
         for case in Case::PEERS {
             for size in [64, 70_000] {
                 let r = report.rate(case, size);
@@ -165,11 +215,56 @@ fn peers_are_measured_or_the_report_says_how_to_get_them() {
             }
             assert!(table.contains(case.label()), "{table}");
         }
-        for pinned in [false, true] {
-            let r = report.latency_ratio(LatencyCase::IpcChannel, pinned);
-            assert!(r.is_finite() && r > 0.0, "pinned={pinned}: {r}");
+        assert_eq!(
+            LatencyCase::PEERS,
+            [
+                LatencyCase::IpcChannel,
+                LatencyCase::Iceoryx2Poll,
+                LatencyCase::Iceoryx2Event
+            ]
+        );
+        for case in LatencyCase::PEERS {
+            for pinned in [false, true] {
+                let r = report.latency_ratio(case, pinned);
+                assert!(r.is_finite() && r > 0.0, "{case:?} pinned={pinned}: {r}");
+            }
+            assert!(table.contains(case.label()), "{table}");
+        }
+        // The best peer of a round is the fastest of all four.
+        for size in [64, 70_000] {
+            let best = Case::PEERS
+                .iter()
+                .map(|&c| report.rate(c, size))
+                .fold(f64::NAN, f64::max);
+            let x = report.ratio_to_best_peer(Case::Queue1x1, size);
+            let want = report.rate(Case::Queue1x1, size) / best;
+            assert!((x - want).abs() <= 1e-9 * want, "at {size}: {x} vs {want}");
         }
         assert!(table.contains("ahead of every peer"), "{table}");
+        assert!(table.contains("Queue 1x1 / iceoryx2 poll"), "{table}");
+        assert!(table.contains("Queue 1x1 / iceoryx2 event"), "{table}");
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("valid JSON");
+        let keys = |what: &str| -> Vec<String> {
+            json[what]
+                .as_array()
+                .expect("rows")
+                .iter()
+                .map(|r| r["case"].as_str().expect("a key").to_owned())
+                .collect()
+        };
+        for key in ["iceoryx2_poll", "iceoryx2_event"] {
+            assert_eq!(
+                keys("throughput").iter().filter(|k| *k == key).count(),
+                2,
+                "{key}"
+            );
+            assert_eq!(
+                keys("latency").iter().filter(|k| *k == key).count(),
+                2,
+                "{key}"
+            );
+        }
+        assert_eq!(iceoryx2_files(), before, "iceoryx2 files left behind");
     } else {
         assert!(!report.options.peers);
         assert!(

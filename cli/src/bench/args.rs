@@ -38,7 +38,7 @@ pub struct BenchArgs {
     /// Skip the round-trip measurements.
     #[arg(long)]
     pub no_latency: bool,
-    /// Add the peers ipc-channel and interprocess in the same rounds (needs
+    /// Add the peers ipc-channel, interprocess and iceoryx2 in the same rounds (needs
     /// a build with `--features peers`; without it, a note says so).
     #[arg(long)]
     pub peers: bool,

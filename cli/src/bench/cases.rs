@@ -55,6 +55,23 @@ pub enum Case {
     /// a 64 KiB `BufReader` with two `read_exact`s into a reused buffer, as
     /// a user of the crate would frame it. A peer, like [`Case::IpcChannel`].
     Interprocess,
+    /// `iceoryx2` publish-subscribe over `[u8]` (shared memory, zero-copy
+    /// transport, slices up to the message size), busy-polling: the
+    /// publisher copies each message into a loaned sample
+    /// (`loan_slice_uninit` + `write_from_slice`) and sends it, retrying
+    /// while the subscriber's buffer is full (nothing is dropped); the
+    /// subscriber spins on `receive()` (after 64 empty polls, a
+    /// `sched_yield` after each) and copies each sample into a reused buffer. No system call
+    /// per message while both keep up. Each side opens its node and ports
+    /// after the fork; the connection and a warm-up of full-size samples are
+    /// done before the clock starts. A peer, like [`Case::IpcChannel`].
+    Iceoryx2Poll,
+    /// As [`Case::Iceoryx2Poll`], event-driven: beside the data service an
+    /// event service, the publisher calls `notify()` after each send (a
+    /// datagram to the listener's socket, one system call), the subscriber
+    /// drains `receive()` and then sleeps in the listener's
+    /// `blocking_wait` until the next notification.
+    Iceoryx2Event,
     /// Python `multiprocessing.Pipe()`, `send_bytes`/`recv_bytes`.
     PyPipe,
     /// Python `multiprocessing.Queue`, 1 x 1.
@@ -99,7 +116,12 @@ impl Case {
     ];
     /// The other crates (with [`Options::peers`](super::Options::peers), in a build with the
     /// `peers` feature).
-    pub const PEERS: [Case; 2] = [Case::IpcChannel, Case::Interprocess];
+    pub const PEERS: [Case; 4] = [
+        Case::IpcChannel,
+        Case::Interprocess,
+        Case::Iceoryx2Poll,
+        Case::Iceoryx2Event,
+    ];
     /// The raw transports: the "best raw" of a round is the fastest of these.
     pub const RAW: [Case; 3] = [Case::RawPipe, Case::RawPipe1M, Case::RawSocket];
 
@@ -125,6 +147,8 @@ impl Case {
             Case::FifoChunked8x1 => "Fifo chunked 8 writers",
             Case::IpcChannel => "ipc-channel bytes_channel",
             Case::Interprocess => "interprocess pipe, framed",
+            Case::Iceoryx2Poll => "iceoryx2 pub-sub, busy-poll",
+            Case::Iceoryx2Event => "iceoryx2 pub-sub, event",
             Case::PyPipe => "py Pipe() send_bytes",
             Case::PyQueue1x1 => "py Queue 1x1",
             Case::PyQueue2x2 => "py Queue 2x2",
@@ -163,6 +187,8 @@ impl Case {
             Case::FifoChunked8x1 => "fifo_chunked_8_writers",
             Case::IpcChannel => "ipc_channel",
             Case::Interprocess => "interprocess_pipe",
+            Case::Iceoryx2Poll => "iceoryx2_poll",
+            Case::Iceoryx2Event => "iceoryx2_event",
             Case::PyPipe => "python_pipe",
             Case::PyQueue1x1 => "python_queue_1x1",
             Case::PyQueue2x2 => "python_queue_2x2",
@@ -236,6 +262,14 @@ pub enum LatencyCase {
     Queue,
     /// Two `ipc-channel` bytes channels (a peer, with the `peers` feature).
     IpcChannel,
+    /// Two `iceoryx2` publish-subscribe services (ping, pong) over `[u8]`,
+    /// each side busy-polling `receive()` as in [`Case::Iceoryx2Poll`]
+    /// (a peer, with the `peers` feature).
+    Iceoryx2Poll,
+    /// Two `iceoryx2` publish-subscribe services, each with an event
+    /// service: `notify()` after each send, `blocking_wait` before each
+    /// receive, as in [`Case::Iceoryx2Event`] (a peer, with the `peers` feature).
+    Iceoryx2Event,
     /// Python `Pipe()`.
     PyPipe,
     /// Two Python `Queue`s.
@@ -255,7 +289,11 @@ impl LatencyCase {
     /// The Python cases.
     pub const PYTHON: [LatencyCase; 2] = [LatencyCase::PyPipe, LatencyCase::PyQueue];
     /// The peers' cases (with [`Options::peers`](super::Options::peers) and the `peers` feature).
-    pub const PEERS: [LatencyCase; 1] = [LatencyCase::IpcChannel];
+    pub const PEERS: [LatencyCase; 3] = [
+        LatencyCase::IpcChannel,
+        LatencyCase::Iceoryx2Poll,
+        LatencyCase::Iceoryx2Event,
+    ];
 
     /// The row label.
     pub fn label(self) -> &'static str {
@@ -267,6 +305,8 @@ impl LatencyCase {
             LatencyCase::DuplexPipes => "duplex_pipes()",
             LatencyCase::Queue => "Queue",
             LatencyCase::IpcChannel => "ipc-channel",
+            LatencyCase::Iceoryx2Poll => "iceoryx2 busy-poll",
+            LatencyCase::Iceoryx2Event => "iceoryx2 event",
             LatencyCase::PyPipe => "py Pipe()",
             LatencyCase::PyQueue => "py Queue",
         }
@@ -282,6 +322,8 @@ impl LatencyCase {
             LatencyCase::DuplexPipes => "duplex_pipes",
             LatencyCase::Queue => "queue",
             LatencyCase::IpcChannel => "ipc_channel",
+            LatencyCase::Iceoryx2Poll => "iceoryx2_poll",
+            LatencyCase::Iceoryx2Event => "iceoryx2_event",
             LatencyCase::PyPipe => "python_pipe",
             LatencyCase::PyQueue => "python_queue",
         }

@@ -21,10 +21,20 @@
 //!   the path) and its one reader, at every size; each is divided by its
 //!   1x1 form *of the same round* (the project's performance target: at least 0.7x).
 //! - **Peers** ([`Case::PEERS`], `--peers`, in a build with the `peers`
-//!   cargo feature): `ipc-channel`'s bytes channel and `interprocess`'s
-//!   unnamed pipe (framed as a user would: it has no framing), with an
-//!   `ipc-channel` round trip; each primitive's ratio to the fastest peer of
-//!   the round is a target ("ahead of every peer").
+//!   cargo feature): `ipc-channel`'s bytes channel (system calls on a
+//!   `SOCK_SEQPACKET` socketpair, a new `Vec` per message),
+//!   `interprocess`'s unnamed pipe (framed as a user would: it has no
+//!   framing; a `write` per message, reads through a `BufReader`), and
+//!   `iceoryx2`'s shared-memory publish-subscribe over `[u8]` in two receive
+//!   modes: busy-polling ([`Case::Iceoryx2Poll`]: no system call per message,
+//!   the subscriber spins) and event-driven ([`Case::Iceoryx2Event`]: a
+//!   notification after each send, the subscriber sleeps until one comes).
+//!   Each iceoryx2 message is copied into a loaned sample and out into a
+//!   reused buffer, as [`Queue`](ipc_harness::queue::Queue)'s are, and none is
+//!   dropped (the publisher waits for room). Round trips: `ipc-channel`, and
+//!   `iceoryx2` in both modes ([`LatencyCase::PEERS`]). Each primitive's
+//!   ratio to the fastest peer of the round is a target ("ahead of every
+//!   peer").
 //! - **Round trip** of a 64-byte message (median and 99th percentile): a
 //!   pinger sends, an echoer sends it back. Once with both processes free to
 //!   run anywhere, once with both pinned to the same CPU: on these VMs a
@@ -105,8 +115,8 @@ pub struct Options {
     /// Run the scaling cases ([`Case::SCALING`]: 8 producers x 8 consumers
     /// for the queues, 8 writers for a FIFO) at every size (default true).
     pub scaling: bool,
-    /// Add the peers ([`Case::PEERS`]: `ipc-channel`, `interprocess`) in
-    /// the same rounds. Needs a build with the `peers` cargo feature;
+    /// Add the peers ([`Case::PEERS`]: `ipc-channel`, `interprocess`,
+    /// `iceoryx2`) in the same rounds. Needs a build with the `peers` cargo feature;
     /// without it the report says so in a note and runs the rest.
     pub peers: bool,
 }

@@ -367,6 +367,8 @@ impl Report {
                 for (peer, short) in [
                     (Case::IpcChannel, "ipc-channel"),
                     (Case::Interprocess, "interprocess"),
+                    (Case::Iceoryx2Poll, "iceoryx2 poll"),
+                    (Case::Iceoryx2Event, "iceoryx2 event"),
                 ] {
                     let _ = write!(s, "{:<30}", format!("{} / {short}", case.label()));
                     for &size in sizes {

@@ -151,7 +151,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
 }
 
 /// What `--peers` says in a build without the `peers` feature.
-pub const NO_PEERS: &str = "the peers (ipc-channel, interprocess) are not in this build: \
+pub const NO_PEERS: &str = "the peers (ipc-channel, interprocess, iceoryx2) are not in this build: \
      rebuild with `cargo build --release --features peers` \
      (or `cargo run --release --features peers -- bench --peers`)";
 
@@ -295,6 +295,7 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
     }
     let mut jobs: Vec<Job<'_>> = Vec::new();
     let mut _keep_fifo = None;
+    let mut _peer = None;
     let consumers = match case {
         Case::RawPipe | Case::RawPipe1M | Case::RawSocket => {
             let (r, w) = raw_pair(case)?;
@@ -478,8 +479,8 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
             }
             n
         }
-        Case::IpcChannel | Case::Interprocess => {
-            peer_throughput(case, size, messages, &mut jobs)?;
+        Case::IpcChannel | Case::Interprocess | Case::Iceoryx2Poll | Case::Iceoryx2Event => {
+            _peer = Some(peer_throughput(case, size, messages, &mut jobs)?);
             1
         }
         _ => unreachable!("python cases are handled above"),
@@ -543,6 +544,7 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
     }
     let total = n + WARM_UP;
     let mut jobs: Vec<Job<'_>> = Vec::new();
+    let mut _peer = None;
     match case {
         LatencyCase::RawPipe => {
             let (ping_r, ping_w) = raw_pair(Case::RawPipe)?;
@@ -677,7 +679,9 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
                 Ok(Vec::new())
             }));
         }
-        LatencyCase::IpcChannel => peer_latency(n, cpu, &mut jobs)?,
+        LatencyCase::IpcChannel | LatencyCase::Iceoryx2Poll | LatencyCase::Iceoryx2Event => {
+            _peer = Some(peer_latency(case, n, cpu, &mut jobs)?);
+        }
         LatencyCase::PyPipe | LatencyCase::PyQueue => unreachable!("handled above"),
     }
     let (_, results) = run_sides(jobs)?;

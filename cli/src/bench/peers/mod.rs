@@ -1,5 +1,8 @@
-//! The peers measured with `--peers`: `ipc-channel` and `interprocess`
-//! (the `peers` cargo feature; without it, each says so).
+//! The peers measured with `--peers`: `ipc-channel`, `interprocess` and
+//! `iceoryx2` (the `peers` cargo feature; without it, each says so).
+
+#[cfg(feature = "peers")]
+mod iceoryx;
 
 #[cfg(feature = "peers")]
 use ipc_harness::error::Error;
@@ -7,27 +10,58 @@ use ipc_harness::error::Result;
 
 #[cfg(feature = "peers")]
 use super::LATENCY_SIZE;
-use super::cases::Case;
+use super::cases::{Case, LatencyCase};
 #[cfg(not(feature = "peers"))]
 use super::runner::NO_PEERS;
 use super::runner::{Job, bench_error};
 #[cfg(feature = "peers")]
 use super::runner::{WARM_UP, pin, ping_loop};
 
-/// Pushes a peer's consumer, then its producer. Each crate's channel is
-/// created here, before the fork: both are plain file descriptors (a
-/// `SOCK_SEQPACKET` socketpair for `ipc-channel` on Linux, a `pipe` for
-/// `interprocess`) that the children inherit, with no thread or global
-/// state behind them.
+/// Held by the parent across one peer measurement; when dropped (after its
+/// processes are reaped, whether it succeeded or not) it removes the
+/// measurement's iceoryx2 domain (its files in `/dev/shm` and its
+/// directory), whatever a killed side left there.
+#[must_use]
+pub(super) struct PeerCleanup {
+    #[cfg(feature = "peers")]
+    iceoryx2: Option<iceoryx::Domain>,
+}
+
+#[cfg(feature = "peers")]
+impl Drop for PeerCleanup {
+    fn drop(&mut self) {
+        if let Some(domain) = &self.iceoryx2 {
+            domain.remove();
+        }
+    }
+}
+
+/// Pushes a peer's consumer, then its producer. The channels of
+/// `ipc-channel` and `interprocess` are created here, before the fork: both
+/// are plain file descriptors (a `SOCK_SEQPACKET` socketpair for
+/// `ipc-channel` on Linux, a `pipe` for `interprocess`) that the children
+/// inherit, with no thread or global state behind them. iceoryx2's cannot
+/// be inherited: each side opens its own after the fork.
 #[cfg(feature = "peers")]
 pub(super) fn peer_throughput<'a>(
     case: Case,
     size: usize,
     messages: usize,
     jobs: &mut Vec<Job<'a>>,
-) -> Result<()> {
+) -> Result<PeerCleanup> {
     use std::io::{BufReader, Read, Write};
     match case {
+        Case::Iceoryx2Poll | Case::Iceoryx2Event => {
+            let mode = if case == Case::Iceoryx2Poll {
+                iceoryx::Mode::Poll
+            } else {
+                iceoryx::Mode::Event
+            };
+            let domain = iceoryx::throughput(mode, size, messages, jobs);
+            return Ok(PeerCleanup {
+                iceoryx2: Some(domain),
+            });
+        }
         Case::IpcChannel => {
             let (tx, rx) = ipc_channel::ipc::bytes_channel()
                 .map_err(|e| Error::io("ipc-channel bytes_channel", e))?;
@@ -82,15 +116,33 @@ pub(super) fn peer_throughput<'a>(
         }
         _ => unreachable!("not a peer"),
     }
-    Ok(())
+    Ok(PeerCleanup { iceoryx2: None })
 }
 
+/// Pushes a peer's pinger, then its echoer.
 #[cfg(feature = "peers")]
 pub(super) fn peer_latency<'a>(
+    case: LatencyCase,
     n: usize,
     cpu: Option<usize>,
     jobs: &mut Vec<Job<'a>>,
-) -> Result<()> {
+) -> Result<PeerCleanup> {
+    match case {
+        LatencyCase::Iceoryx2Poll => {
+            let domain = iceoryx::latency(iceoryx::Mode::Poll, n, cpu, jobs);
+            return Ok(PeerCleanup {
+                iceoryx2: Some(domain),
+            });
+        }
+        LatencyCase::Iceoryx2Event => {
+            let domain = iceoryx::latency(iceoryx::Mode::Event, n, cpu, jobs);
+            return Ok(PeerCleanup {
+                iceoryx2: Some(domain),
+            });
+        }
+        LatencyCase::IpcChannel => {}
+        _ => unreachable!("not a peer"),
+    }
     let chan =
         || ipc_channel::ipc::bytes_channel().map_err(|e| Error::io("ipc-channel bytes_channel", e));
     let (ping_tx, ping_rx) = chan()?;
@@ -121,7 +173,7 @@ pub(super) fn peer_latency<'a>(
         }
         Ok(Vec::new())
     }));
-    Ok(())
+    Ok(PeerCleanup { iceoryx2: None })
 }
 
 #[cfg(feature = "peers")]
@@ -130,11 +182,21 @@ fn peer_error(what: &str, e: impl std::fmt::Debug) -> Error {
 }
 
 #[cfg(not(feature = "peers"))]
-pub(super) fn peer_throughput(_: Case, _: usize, _: usize, _: &mut Vec<Job<'_>>) -> Result<()> {
+pub(super) fn peer_throughput(
+    _: Case,
+    _: usize,
+    _: usize,
+    _: &mut Vec<Job<'_>>,
+) -> Result<PeerCleanup> {
     Err(bench_error(NO_PEERS.into()))
 }
 
 #[cfg(not(feature = "peers"))]
-pub(super) fn peer_latency(_: usize, _: Option<usize>, _: &mut Vec<Job<'_>>) -> Result<()> {
+pub(super) fn peer_latency(
+    _: LatencyCase,
+    _: usize,
+    _: Option<usize>,
+    _: &mut Vec<Job<'_>>,
+) -> Result<PeerCleanup> {
     Err(bench_error(NO_PEERS.into()))
 }
