@@ -221,6 +221,53 @@ fn get_forms_empty_and_timeouts() {
     child.wait(WAIT).unwrap().expect_success();
 }
 
+/// `get_bytes_into` replaces the buffer's contents with exactly one whole
+/// message each time (empty, one byte, messages of several records of the
+/// ring, from another process), keeps one allocation once it is large
+/// enough, and leaves the buffer empty on an error.
+#[test]
+fn get_bytes_into_reuses_one_buffer() {
+    let _g = fork::serial();
+    // Records carry at most a quarter of the ring: 5000 and 13000 bytes
+    // are several records each.
+    let q = Queue::builder().ring_bytes(4096).build().unwrap();
+    let sizes = [1usize, 0, 5000, 3, 13000, 12999, 2];
+    let payload =
+        |n: usize, salt: usize| -> Vec<u8> { (0..n).map(|i| ((i + salt) % 251) as u8).collect() };
+    let producer = {
+        let q = q.clone();
+        fork::spawn(move || {
+            q.close_consumer();
+            for (salt, &n) in sizes.iter().enumerate() {
+                q.put_bytes(&payload(n, salt)).unwrap();
+            }
+            Vec::new()
+        })
+        .unwrap()
+    };
+    q.close_producer();
+    // Old contents never show through.
+    let mut buf = vec![0xeeu8; 100];
+    let mut allocation = None;
+    for (salt, &n) in sizes.iter().enumerate() {
+        assert_eq!(q.get_bytes_into(&mut buf).unwrap(), n, "message {salt}");
+        assert_eq!(buf, payload(n, salt), "message {salt}");
+        if n == 13000 {
+            allocation = Some(buf.as_ptr());
+        } else if let Some(at) = allocation {
+            // Smaller than the largest so far: the same allocation.
+            assert_eq!(buf.as_ptr(), at, "message {salt}");
+        }
+    }
+    producer.wait(WAIT).unwrap().expect_success();
+    let capacity = buf.capacity();
+    assert!(capacity >= 13000);
+    // No producer is left: Closed, and the buffer is empty, its allocation kept.
+    assert!(matches!(q.get_bytes_into(&mut buf), Err(Error::Closed)));
+    assert_eq!(buf, b"");
+    assert_eq!(buf.capacity(), capacity);
+}
+
 /// `test_qsize`: 0, 1, 2, 1, 0, seen from another process too.
 #[test]
 fn qsize_sequence() {
