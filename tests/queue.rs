@@ -504,6 +504,66 @@ fn shared_mappings() -> usize {
         .count()
 }
 
+/// (size, resident) in KiB of the one shared anonymous mapping of this
+/// process that is longer than `ring` bytes by less than 64 KiB (a
+/// queue's header and ring), from `/proc/self/smaps`.
+fn queue_mapping_kib(ring: usize) -> (u64, u64) {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut found = Vec::new();
+    let mut lines = smaps.lines();
+    while let Some(l) = lines.next() {
+        if !l.contains("/dev/zero") {
+            continue;
+        }
+        let range = l.split_whitespace().next().unwrap();
+        let (a, b) = range.split_once('-').unwrap();
+        let len = u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap();
+        if len <= ring as u64 || len >= ring as u64 + 65536 {
+            continue;
+        }
+        let rss = lines
+            .by_ref()
+            .find_map(|l| l.strip_prefix("Rss:"))
+            .map(|v| {
+                v.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .unwrap();
+        found.push((len / 1024, rss));
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0]
+}
+
+/// A forked process has none of the queue's shared memory in its page
+/// tables until its first put or get, or `map_in`, which maps all of it.
+#[test]
+fn map_in_maps_the_whole_queue_into_a_forked_process() {
+    let _g = fork::serial();
+    let ring = 40 * 4096;
+    let q = Queue::builder().ring_bytes(ring).build().unwrap();
+    let child = {
+        let q = q.clone();
+        fork::spawn(move || {
+            let before = queue_mapping_kib(ring);
+            q.map_in();
+            let after = queue_mapping_kib(ring);
+            q.map_in();
+            let again = queue_mapping_kib(ring);
+            format!("{before:?} {after:?} {again:?}").into_bytes()
+        })
+        .unwrap()
+    };
+    let out = String::from_utf8(child.wait(WAIT).unwrap().expect_success()).unwrap();
+    // The creator maps it all in when it makes the queue.
+    let (kib, rss) = queue_mapping_kib(ring);
+    assert_eq!(rss, kib);
+    assert_eq!(out, format!("({kib}, 0) ({kib}, {kib}) ({kib}, {kib})"));
+}
+
 #[test]
 fn no_fd_or_shared_memory_leaks() {
     let _g = fork::serial();

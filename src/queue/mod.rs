@@ -641,6 +641,33 @@ impl Queue {
         self.inner.shutdown_state() != 0
     }
 
+    /// Maps the queue's shared memory into this process now, as its first
+    /// put or get would otherwise do (see [Cost](self#cost)): a forked
+    /// process that calls it while it sets up pays that cost before its
+    /// first message rather than with it. Calling it again in the same
+    /// process does nothing.
+    ///
+    /// ```
+    /// use ipc_harness::{Queue, harness::fork};
+    /// use std::time::Duration;
+    ///
+    /// # let _serial = fork::serial(); // doctests run on threads: see harness::fork
+    /// let q = Queue::new()?;
+    /// let consumer = {
+    ///     let q = q.clone();
+    ///     fork::spawn(move || {
+    ///         q.map_in(); // set-up, before the first message
+    ///         q.get_bytes().unwrap()
+    ///     })?
+    /// };
+    /// q.put_bytes(b"hello")?;
+    /// assert_eq!(consumer.wait(Duration::from_secs(10))?.expect_success(), b"hello");
+    /// # Ok::<(), ipc_harness::Error>(())
+    /// ```
+    pub fn map_in(&self) {
+        self.inner.map_in();
+    }
+
     /// True after [`close`](Self::close) in this process.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Relaxed)
