@@ -221,6 +221,53 @@ fn get_forms_empty_and_timeouts() {
     child.wait(WAIT).unwrap().expect_success();
 }
 
+/// `get_bytes_into` replaces the buffer's contents with exactly one whole
+/// message each time (empty, one byte, messages of several records of the
+/// ring, from another process), keeps one allocation once it is large
+/// enough, and leaves the buffer empty on an error.
+#[test]
+fn get_bytes_into_reuses_one_buffer() {
+    let _g = fork::serial();
+    // Records carry at most a quarter of the ring: 5000 and 13000 bytes
+    // are several records each.
+    let q = Queue::builder().ring_bytes(4096).build().unwrap();
+    let sizes = [1usize, 0, 5000, 3, 13000, 12999, 2];
+    let payload =
+        |n: usize, salt: usize| -> Vec<u8> { (0..n).map(|i| ((i + salt) % 251) as u8).collect() };
+    let producer = {
+        let q = q.clone();
+        fork::spawn(move || {
+            q.close_consumer();
+            for (salt, &n) in sizes.iter().enumerate() {
+                q.put_bytes(&payload(n, salt)).unwrap();
+            }
+            Vec::new()
+        })
+        .unwrap()
+    };
+    q.close_producer();
+    // Old contents never show through.
+    let mut buf = vec![0xeeu8; 100];
+    let mut allocation = None;
+    for (salt, &n) in sizes.iter().enumerate() {
+        assert_eq!(q.get_bytes_into(&mut buf).unwrap(), n, "message {salt}");
+        assert_eq!(buf, payload(n, salt), "message {salt}");
+        if n == 13000 {
+            allocation = Some(buf.as_ptr());
+        } else if let Some(at) = allocation {
+            // Smaller than the largest so far: the same allocation.
+            assert_eq!(buf.as_ptr(), at, "message {salt}");
+        }
+    }
+    producer.wait(WAIT).unwrap().expect_success();
+    let capacity = buf.capacity();
+    assert!(capacity >= 13000);
+    // No producer is left: Closed, and the buffer is empty, its allocation kept.
+    assert!(matches!(q.get_bytes_into(&mut buf), Err(Error::Closed)));
+    assert_eq!(buf, b"");
+    assert_eq!(buf.capacity(), capacity);
+}
+
 /// `test_qsize`: 0, 1, 2, 1, 0, seen from another process too.
 #[test]
 fn qsize_sequence() {
@@ -455,6 +502,66 @@ fn shared_mappings() -> usize {
         .lines()
         .filter(|l| l.contains("/dev/zero"))
         .count()
+}
+
+/// (size, resident) in KiB of the one shared anonymous mapping of this
+/// process that is longer than `ring` bytes by less than 64 KiB (a
+/// queue's header and ring), from `/proc/self/smaps`.
+fn queue_mapping_kib(ring: usize) -> (u64, u64) {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut found = Vec::new();
+    let mut lines = smaps.lines();
+    while let Some(l) = lines.next() {
+        if !l.contains("/dev/zero") {
+            continue;
+        }
+        let range = l.split_whitespace().next().unwrap();
+        let (a, b) = range.split_once('-').unwrap();
+        let len = u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap();
+        if len <= ring as u64 || len >= ring as u64 + 65536 {
+            continue;
+        }
+        let rss = lines
+            .by_ref()
+            .find_map(|l| l.strip_prefix("Rss:"))
+            .map(|v| {
+                v.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .unwrap();
+        found.push((len / 1024, rss));
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0]
+}
+
+/// A forked process has none of the queue's shared memory in its page
+/// tables until its first put or get, or `map_in`, which maps all of it.
+#[test]
+fn map_in_maps_the_whole_queue_into_a_forked_process() {
+    let _g = fork::serial();
+    let ring = 40 * 4096;
+    let q = Queue::builder().ring_bytes(ring).build().unwrap();
+    let child = {
+        let q = q.clone();
+        fork::spawn(move || {
+            let before = queue_mapping_kib(ring);
+            q.map_in();
+            let after = queue_mapping_kib(ring);
+            q.map_in();
+            let again = queue_mapping_kib(ring);
+            format!("{before:?} {after:?} {again:?}").into_bytes()
+        })
+        .unwrap()
+    };
+    let out = String::from_utf8(child.wait(WAIT).unwrap().expect_success()).unwrap();
+    // The creator maps it all in when it makes the queue.
+    let (kib, rss) = queue_mapping_kib(ring);
+    assert_eq!(rss, kib);
+    assert_eq!(out, format!("({kib}, 0) ({kib}, {kib}) ({kib}, {kib})"));
 }
 
 #[test]

@@ -17,12 +17,40 @@ const SHUTDOWN_RECHECK: Duration = Duration::from_millis(1);
 
 impl Inner {
     pub(super) fn get(&self, deadline: Option<Instant>, nonblocking: bool) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.get_into(&mut buf, deadline, nonblocking)?;
+        Ok(buf)
+    }
+
+    /// A get into `buf`: on success it holds exactly the message, on an
+    /// error it is empty; its allocation is reused either way (and grown if
+    /// the message needs more).
+    pub(super) fn get_into(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        nonblocking: bool,
+    ) -> Result<()> {
+        buf.clear();
+        let got = self.take_into(buf, deadline, nonblocking);
+        if got.is_err() {
+            buf.clear();
+        }
+        got
+    }
+
+    fn take_into(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        nonblocking: bool,
+    ) -> Result<()> {
         if self.closed.load(Relaxed) || self.get_closed.load(Relaxed) {
             return Err(Error::Closed);
         }
         self.map_in();
         if cfg!(feature = "test-hooks") && self.racing {
-            return self.get_racing(deadline, nonblocking);
+            return self.get_racing(buf, deadline, nonblocking);
         }
         // The deferred-put pitfall: this process's last put goes in first.
         self.publish_deferred()?;
@@ -59,7 +87,6 @@ impl Inner {
         if nonblocking && self.len() == 0 && c.cur_seq.load(Relaxed) == 0 {
             return Err(self.nothing_to_take()?);
         }
-        let mut buf = Vec::new();
         // Started when a message first stalls (not on every get: reading
         // the clock is a measurable part of a same-core round trip).
         let mut last_probe: Option<Instant> = None;
@@ -163,7 +190,7 @@ impl Inner {
                 self.region.ring_read_append(
                     tail + RECORD_HEADER_LEN as u64,
                     rec.len as usize,
-                    &mut buf,
+                    buf,
                 );
             }
             let new_tail = tail + rec.size();
@@ -191,7 +218,7 @@ impl Inner {
                         got: buf.len() as u64,
                     });
                 }
-                return Ok(buf);
+                return Ok(());
             }
             self.commit_consumer(new_tail, taken, cur, discard, 0);
             Self::wake(&h.not_full);
@@ -214,10 +241,14 @@ impl Inner {
     }
 
     /// The racing-readers pitfall: no consumer lock, private progress.
-    fn get_racing(&self, deadline: Option<Instant>, nonblocking: bool) -> Result<Vec<u8>> {
+    fn get_racing(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        nonblocking: bool,
+    ) -> Result<()> {
         let h = self.header();
         let c = &h.cons;
-        let mut buf = Vec::new();
         let mut started = false;
         loop {
             let tail = c.tail.load(Acquire);
@@ -241,17 +272,14 @@ impl Inner {
                 buf.clear();
             }
             started = true;
-            self.region.ring_read_append(
-                tail + RECORD_HEADER_LEN as u64,
-                rec.len as usize,
-                &mut buf,
-            );
+            self.region
+                .ring_read_append(tail + RECORD_HEADER_LEN as u64, rec.len as usize, buf);
             // The pitfall: another reader may have moved the tail meanwhile.
             c.tail.store(tail + rec.size(), Release);
             Self::wake(&h.not_full);
             if rec.flags & LAST != 0 {
                 c.taken.fetch_add(1, SeqCst);
-                return Ok(buf);
+                return Ok(());
             }
         }
     }
