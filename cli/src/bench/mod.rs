@@ -74,8 +74,11 @@ use std::time::Duration;
 
 pub use args::{BenchArgs, Format};
 pub use cases::{Case, LatencyCase};
-pub use report::{Latency, Report, Target, Throughput, median, size_label};
-pub use runner::{NO_PEERS, PEERS_BUILT, measure_latency, measure_throughput, run};
+pub use report::{Idle, Latency, Report, Target, Throughput, median, size_label};
+pub use runner::{
+    FIRST, IDLE_AFTER, IDLE_WAIT, IdleCost, Measured, NO_PEERS, PEERS_BUILT, RoundTrips, SideTrace,
+    measure_idle, measure_latency, measure_throughput, percentile_us, run,
+};
 
 /// The message sizes of the throughput table.
 pub const SIZES: [usize; 5] = [64, 4 << 10, 64 << 10, 1 << 20, 16 << 20];
