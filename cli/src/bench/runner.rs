@@ -575,7 +575,7 @@ pub const FIRST: usize = 1000;
 /// each side saw.
 #[derive(Debug, Clone, Default)]
 pub struct RoundTrips {
-    /// Timed round trips (after [`WARM_UP`](self) untimed ones), ns, in
+    /// Timed round trips (after 100 untimed ones), ns, in
     /// the order they ran. Empty for Python, which reports only its
     /// median and p99.
     pub samples_ns: Vec<u64>,
@@ -770,7 +770,7 @@ pub(super) fn pin(cpu: Option<usize>) -> Result<()> {
 }
 
 /// One round-trip measurement of `n` timed round trips (after
-/// [`WARM_UP`](self) untimed ones). `cpu`: pin both processes to it.
+/// 100 untimed ones). `cpu`: pin both processes to it.
 pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Result<RoundTrips> {
     if matches!(case, LatencyCase::PyPipe | LatencyCase::PyQueue) {
         let (med, p99) = python_latency(case, n, cpu)?;
