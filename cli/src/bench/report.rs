@@ -476,12 +476,12 @@ impl Report {
                     .map(|c| format!("; pinned: both processes on CPU {c}"))
                     .unwrap_or_default()
             );
-            let _ = writeln!(s, "{:<30} {:-^39}   {:-^39}", "", " unpinned ", " pinned ");
+            let _ = writeln!(s, "{:<30}  {:-^39}  {:-^39}", "", " unpinned ", " pinned ");
             let _ = write!(s, "{:<30}", "case");
             for _ in 0..2 {
                 let _ = write!(
                     s,
-                    " {:>8} {:>7} {:>7} {:>6} {:>7} ",
+                    "  {:>8} {:>7} {:>7} {:>6} {:>7}",
                     "first1k", "median", "p99", "x raw", "CPU"
                 );
             }
@@ -500,7 +500,7 @@ impl Report {
                         Some(l) => {
                             let _ = write!(
                                 s,
-                                " {:>8} {:>7} {:>7} {:>6} {:>7} ",
+                                "  {:>8} {:>7} {:>7} {:>6} {:>7}",
                                 fixed(median(&l.first_median_us)),
                                 fixed(median(&l.median_us)),
                                 fixed1(median(&l.p99_us)),
@@ -511,7 +511,7 @@ impl Report {
                         None => {
                             let _ = write!(
                                 s,
-                                " {:>8} {:>7} {:>7} {:>6} {:>7} ",
+                                "  {:>8} {:>7} {:>7} {:>6} {:>7}",
                                 "-", "-", "-", "-", "-"
                             );
                         }
