@@ -22,7 +22,8 @@
 // empty queue `poll`s the producers pipe (zero timeout) before each sleep,
 // never while spinning. A waiter on the waker's CPU asks
 // `sched_getaffinity` before it first sleeps to leave it, and then at most
-// once per 1024 such waits if it may run on one CPU only.
+// once per 1024 such waits if it may run on one CPU only. A waker that made
+// a `futex(FUTEX_WAKE)` spins and yields up to 50 us through its next wait.
 
 use std::cell::Cell;
 use std::os::fd::AsFd;
@@ -96,7 +97,12 @@ const ESCAPE_MAX: u32 = 1 << 10;
 // the waker's `FUTEX_WAKE` then lets the kernel place it on an idle CPU. If
 // the next wait still finds the waker on its CPU (none was idle), the
 // interval doubles up to `ESCAPE_MAX`; once apart, it is back to
-// `ESCAPE_MIN`, ready for the next time they share a CPU.
+// `ESCAPE_MIN`, ready for the next time they share a CPU. The waker, for its
+// part, spins through its next wait (`patient`) rather than sleeping at
+// once: asleep, it would be woken beside the one that just left. The kernel
+// places a woken process on another CPU only if one is idle: on a machine
+// whose CPUs are all busy (even with low-priority work) the two stay
+// together until the load balancer parts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Adapt {
     est_ns: u32,
