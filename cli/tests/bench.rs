@@ -4,7 +4,7 @@
 //! in a timed test on a shared machine.
 
 use ipc_harness::harness::fork::serial;
-use ipc_harness_cli::bench::{self, Case, LatencyCase, Options};
+use ipc_harness_cli::bench::{self, Case, FIRST, LatencyCase, Options};
 
 fn python3_present() -> bool {
     std::process::Command::new("python3")
@@ -50,6 +50,16 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
             }
             let rate = report.rate(case, size);
             assert!(rate.is_finite() && rate > 0.0, "{case:?} at {size}: {rate}");
+            // CPU time is measured for every case but Python's.
+            let cpu = report.cpu_per_msg(case, size);
+            assert_eq!(
+                cpu.is_finite(),
+                !case.is_python(),
+                "{case:?} at {size}: {cpu}"
+            );
+            if !case.is_python() {
+                assert!(cpu > 0.0, "{case:?} at {size}: {cpu}");
+            }
             for ratio in [
                 report.ratio(case, Case::RawPipe, size),
                 report.ratio_to_best_raw(case, size),
@@ -92,7 +102,21 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
         for pinned in [false, true] {
             let r = report.latency_ratio(case, pinned);
             assert!(r.is_finite() && r > 0.0, "{case:?} pinned={pinned}: {r}");
+            let l = report.lat(case, pinned).expect("a latency row");
+            let python = matches!(case, LatencyCase::PyPipe | LatencyCase::PyQueue);
+            for (what, v) in [("first", &l.first_median_us), ("cpu", &l.cpu_us)] {
+                assert_eq!(v.len(), 1);
+                assert_eq!(v[0].is_finite(), !python, "{case:?} {what}: {v:?}");
+            }
         }
+    }
+    let idle = report
+        .idle
+        .as_ref()
+        .expect("the idle wait runs with the round trips");
+    assert_eq!(idle.wait_ms, 100);
+    for v in [&idle.cold_us, &idle.after_busy_us, &idle.sleep_floor_us] {
+        assert!(v.len() == 1 && v[0].is_finite() && v[0] >= 0.0, "{idle:?}");
     }
 
     let table = report.table();
@@ -109,6 +133,9 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
         );
     }
     assert!(table.contains("Targets"), "{table}");
+    assert!(table.contains("CPU time per message"), "{table}");
+    assert!(table.contains("first1k"), "{table}");
+    assert!(table.contains("Idle wait"), "{table}");
     assert!(table.contains("Scaling"), "{table}");
 
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("valid JSON");
@@ -128,12 +155,40 @@ fn one_quick_round_has_every_row_and_finite_ratios() {
             "{row}"
         );
         assert!(row["gb_per_s"].as_f64().is_some(), "{row}");
+        let python = row["case"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("python"));
+        assert_eq!(
+            row["cpu_ns_per_msg"].as_f64().is_some_and(f64::is_finite),
+            !python,
+            "{row}"
+        );
+        assert_eq!(
+            row["per_round_cpu_ns_per_msg"].as_array().map(Vec::len),
+            Some(1)
+        );
     }
     let lat = json["latency"].as_array().expect("latency rows");
     assert_eq!(
         lat.len(),
         2 * (LatencyCase::RUST.len() + if python { 2 } else { 0 })
     );
+    for row in lat {
+        let python = row["case"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("python"));
+        for key in ["first_1000_median_us", "cpu_us_per_round_trip"] {
+            assert_eq!(row[key].as_f64().is_some(), !python, "{key}: {row}");
+        }
+    }
+    for key in ["cpu_us_cold", "cpu_us_after_busy", "cpu_us_sleep_floor"] {
+        assert!(
+            json["idle"][key].as_f64().is_some(),
+            "{key}: {}",
+            json["idle"]
+        );
+    }
+    assert_eq!(json["idle"]["wait_ms"], 100);
     assert!(json["targets"].as_array().is_some_and(|t| !t.is_empty()));
 }
 
@@ -174,6 +229,43 @@ fn iceoryx2_files() -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// A round-trip measurement keeps every timed round trip in order, and
+/// each side's CPU at each of them and its context switches per block of
+/// [`FIRST`]; pinned, both sides ran on the pinned CPU at every one.
+#[test]
+fn round_trips_keep_every_sample_and_each_sides_trace() {
+    let _serial = serial();
+    let cpu = *ipc_harness::sys::allowed_cpus()
+        .expect("affinity")
+        .last()
+        .expect("a CPU");
+    let n = 2 * FIRST + 500;
+    for case in [LatencyCase::Queue, LatencyCase::RawPipe] {
+        for pin in [None, Some(cpu)] {
+            let r = bench::measure_latency(case, n, pin).expect("measured");
+            assert_eq!(r.samples_ns.len(), n, "{case:?}");
+            assert_eq!(r.total, n + 100, "{case:?}");
+            assert!(r.samples_ns.iter().all(|&s| s > 0), "{case:?}");
+            for side in [&r.pinger, &r.echoer] {
+                assert_eq!(side.cpus.len(), n, "{case:?}");
+                assert_eq!(side.switches.len(), 3, "{case:?}");
+                if let Some(c) = pin {
+                    let wrong: Vec<_> = side.cpus.iter().filter(|&&x| x as usize != c).collect();
+                    assert!(
+                        wrong.is_empty(),
+                        "{case:?} pinned to {c}: {} elsewhere",
+                        wrong.len()
+                    );
+                }
+            }
+            assert!(r.cpu_ns > 0, "{case:?}");
+            let first = r.first_median_us();
+            assert_eq!(first, bench::percentile_us(&r.samples_ns[..FIRST], 50));
+            assert!(r.median_us().is_finite() && r.p99_us() >= r.median_us());
+        }
+    }
 }
 
 /// `--peers` measures ipc-channel, interprocess and iceoryx2 in a build

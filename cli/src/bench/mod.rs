@@ -40,7 +40,27 @@
 //!   run anywhere, once with both pinned to the same CPU: on these VMs a
 //!   cross-core wake-up costs tens of microseconds, which hides the
 //!   software's own cost; on one core what remains is the primitive's own
-//!   work plus a context switch.
+//!   work plus a context switch. Beside the median of the whole run, the
+//!   median of its first [`FIRST`] timed round trips (after 100 untimed
+//!   ones): a primitive that needs a long run to reach its best shows it
+//!   there. The `rtt_blocks` example prints one case's round trip per block
+//!   of 1000 over a long run, with the CPU each side ran on and its context
+//!   switches (`cargo run --release -p ipc-harness-cli --example rtt_blocks
+//!   -- queue 60000`).
+//! - **CPU time** beside every figure: user + system time (`getrusage`) of
+//!   all of a measurement's processes, each from "go" to the end of its
+//!   work (set-up is not counted), per message for the throughput cases and
+//!   per round trip for the round trips (warm-up included). A primitive
+//!   that spins shows it here: it may be fast and cost a whole core.
+//!   Python's cases are not measured (their processes are Python's).
+//! - **Idle wait** (with the round trips): the CPU time of a
+//!   [`Queue`](ipc_harness::queue::Queue) consumer waiting [`IDLE_WAIT`]
+//!   (100 ms) on an empty queue, fresh and right after it answered
+//!   [`IDLE_AFTER`] round trips (when its spin is at its longest), beside
+//!   the same process sleeping as long in plain 10 ms sleeps: what the
+//!   kernel charges for timer wake-ups alone (tens of microseconds per
+//!   wake-up on these VMs), the floor of any waiter that re-checks every
+//!   10 ms. A waiter that burns a core shows ~100 000 us here.
 //!
 //! # Method
 //! - Every process is forked ([`fork::spawn`](ipc_harness::harness::fork::spawn)); each does its set-up (opening
@@ -63,6 +83,15 @@
 //! - No timing is ever asserted in a test: targets are checked here, in the
 //!   report, and are the reader's to judge.
 //!
+//! # Output
+//! [`Report::table`] gives text tables; [`Report::to_json`] the same figures
+//! under stable snake_case keys: per throughput row `msgs_per_s`,
+//! `gb_per_s`, `cpu_ns_per_msg` and the ratios (`x_raw_pipe`, ...); per
+//! round-trip row `median_us`, `p99_us`, `first_1000_median_us`,
+//! `cpu_us_per_round_trip`; `idle` (`null` without round trips) with
+//! `wait_ms`, `cpu_us_cold`, `cpu_us_after_busy` and `cpu_us_sleep_floor`;
+//! each also per round (`per_round_...`). A figure not measured is `null`.
+//!
 //! # Example
 //! ```no_run
 //! use ipc_harness_cli::bench::{self, Options};
@@ -84,8 +113,11 @@ use std::time::Duration;
 
 pub use args::{BenchArgs, Format};
 pub use cases::{Case, LatencyCase};
-pub use report::{Latency, Report, Target, Throughput, median, size_label};
-pub use runner::{NO_PEERS, PEERS_BUILT, measure_latency, measure_throughput, run};
+pub use report::{Idle, Latency, Report, Target, Throughput, median, size_label};
+pub use runner::{
+    FIRST, IDLE_AFTER, IDLE_WAIT, IdleCost, Measured, NO_PEERS, PEERS_BUILT, RoundTrips, SideTrace,
+    measure_idle, measure_latency, measure_throughput, percentile_us, run,
+};
 
 /// The message sizes of the throughput table.
 pub const SIZES: [usize; 5] = [64, 4 << 10, 64 << 10, 1 << 20, 16 << 20];

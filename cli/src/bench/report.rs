@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::cases::{Case, LatencyCase};
-use super::{LATENCY_SIZE, Options};
+use super::{FIRST, IDLE_AFTER, LATENCY_SIZE, Options};
 
 /// Per-round samples of one throughput case at one size.
 #[derive(Debug, Clone)]
@@ -19,6 +19,10 @@ pub struct Throughput {
     pub messages: usize,
     /// Messages per second, one per round (NaN where a round failed).
     pub per_round: Vec<f64>,
+    /// CPU time per message, ns, one per round: user + system time of all
+    /// the measurement's processes, each from "go" to the end of its work,
+    /// divided by the messages (NaN where not measured: Python).
+    pub cpu_ns_per_msg: Vec<f64>,
 }
 
 /// Per-round samples of one round-trip case.
@@ -34,6 +38,29 @@ pub struct Latency {
     pub median_us: Vec<f64>,
     /// 99th percentile in microseconds, one per round.
     pub p99_us: Vec<f64>,
+    /// Median of the first [`FIRST`](super::FIRST) timed round trips in
+    /// microseconds, one per round (NaN for Python).
+    pub first_median_us: Vec<f64>,
+    /// CPU time of both processes per round trip in microseconds, one per
+    /// round (NaN for Python).
+    pub cpu_us: Vec<f64>,
+}
+
+/// Per-round CPU cost of a consumer waiting on an empty
+/// [`Queue`](ipc_harness::queue::Queue) (see
+/// [`measure_idle`](super::measure_idle)).
+#[derive(Debug, Clone)]
+pub struct Idle {
+    /// How long each wait lasts, ms.
+    pub wait_ms: u64,
+    /// CPU time of a fresh consumer's wait, microseconds, one per round.
+    pub cold_us: Vec<f64>,
+    /// CPU time of a wait right after the consumer answered
+    /// [`IDLE_AFTER`](super::IDLE_AFTER) round trips, microseconds, one per round.
+    pub after_busy_us: Vec<f64>,
+    /// CPU time of as long in plain 10 ms sleeps, microseconds, one per
+    /// round: what timer wake-ups alone cost on this machine.
+    pub sleep_floor_us: Vec<f64>,
 }
 
 /// Everything one run measured.
@@ -49,6 +76,8 @@ pub struct Report {
     pub throughput: Vec<Throughput>,
     /// Round-trip samples.
     pub latency: Vec<Latency>,
+    /// The idle-wait CPU cost (with the round trips).
+    pub idle: Option<Idle>,
     /// Things worth knowing (skipped cases, failures).
     pub notes: Vec<String>,
 }
@@ -83,6 +112,21 @@ impl Report {
     pub fn rate(&self, case: Case, size: usize) -> f64 {
         self.samples(case, size)
             .map_or(f64::NAN, |t| median(&t.per_round))
+    }
+
+    /// Median CPU ns per message of `case` at `size`.
+    pub fn cpu_per_msg(&self, case: Case, size: usize) -> f64 {
+        self.samples(case, size)
+            .map_or(f64::NAN, |t| median(&t.cpu_ns_per_msg))
+    }
+
+    /// Median over rounds of `a`'s CPU per message / `b`'s at `size`, both
+    /// from the same round.
+    pub fn cpu_ratio(&self, a: Case, b: Case, size: usize) -> f64 {
+        match (self.samples(a, size), self.samples(b, size)) {
+            (Some(x), Some(y)) => median(&ratios(&x.cpu_ns_per_msg, &y.cpu_ns_per_msg)),
+            _ => f64::NAN,
+        }
     }
 
     /// Median over rounds of `a / b` at `size`, both from the same round.
@@ -128,7 +172,8 @@ impl Report {
         }
     }
 
-    fn lat(&self, case: LatencyCase, pinned: bool) -> Option<&Latency> {
+    /// The samples of one round-trip case.
+    pub fn lat(&self, case: LatencyCase, pinned: bool) -> Option<&Latency> {
         self.latency
             .iter()
             .find(|l| l.case == case && l.pinned == pinned)
@@ -332,6 +377,32 @@ impl Report {
             }
             let _ = writeln!(s);
         }
+        if self
+            .throughput
+            .iter()
+            .any(|t| t.cpu_ns_per_msg.iter().any(|x| x.is_finite()))
+        {
+            let _ = writeln!(s);
+            header(
+                &mut s,
+                "CPU time per message, user + system of all processes (x raw pipe of the same round)",
+            );
+            for &case in &cases {
+                if case.is_python() {
+                    continue;
+                }
+                let _ = write!(s, "{:<30}", case.label());
+                for &size in sizes {
+                    let cell = format!(
+                        "{} ({})",
+                        duration_ns(self.cpu_per_msg(case, size)),
+                        fixed(self.cpu_ratio(case, Case::RawPipe, size))
+                    );
+                    let _ = write!(s, " {cell:>17}");
+                }
+                let _ = writeln!(s);
+            }
+        }
         if self.throughput.iter().any(|t| t.case.scales().is_some()) {
             let _ = writeln!(s);
             header(
@@ -401,12 +472,22 @@ impl Report {
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
-                "Round trip of {LATENCY_SIZE} B, microseconds: median / p99 (median x raw pipes){}",
+                "Round trip of {LATENCY_SIZE} B, microseconds: median of the first {FIRST}, median, p99, \
+                 median x raw pipes, CPU time of both processes per round trip{}",
                 self.pinned_cpu
                     .map(|c| format!("; pinned: both processes on CPU {c}"))
                     .unwrap_or_default()
             );
-            let _ = writeln!(s, "{:<30} {:>26} {:>26}", "case", "unpinned", "pinned");
+            let _ = writeln!(s, "{:<30}  {:-^39}  {:-^39}", "", " unpinned ", " pinned ");
+            let _ = write!(s, "{:<30}", "case");
+            for _ in 0..2 {
+                let _ = write!(
+                    s,
+                    "  {:>8} {:>7} {:>7} {:>6} {:>7}",
+                    "first1k", "median", "p99", "x raw", "CPU"
+                );
+            }
+            let _ = writeln!(s);
             for case in LatencyCase::RUST
                 .iter()
                 .chain(LatencyCase::PEERS.iter())
@@ -417,19 +498,42 @@ impl Report {
                 }
                 let _ = write!(s, "{:<30}", case.label());
                 for pinned in [false, true] {
-                    let cell = match self.lat(*case, pinned) {
-                        Some(l) => format!(
-                            "{} / {} ({})",
-                            fixed1(median(&l.median_us)),
-                            fixed1(median(&l.p99_us)),
-                            fixed(self.latency_ratio(*case, pinned))
-                        ),
-                        None => "-".into(),
-                    };
-                    let _ = write!(s, " {cell:>26}");
+                    match self.lat(*case, pinned) {
+                        Some(l) => {
+                            let _ = write!(
+                                s,
+                                "  {:>8} {:>7} {:>7} {:>6} {:>7}",
+                                fixed(median(&l.first_median_us)),
+                                fixed(median(&l.median_us)),
+                                fixed1(median(&l.p99_us)),
+                                fixed(self.latency_ratio(*case, pinned)),
+                                fixed(median(&l.cpu_us)),
+                            );
+                        }
+                        None => {
+                            let _ = write!(
+                                s,
+                                "  {:>8} {:>7} {:>7} {:>6} {:>7}",
+                                "-", "-", "-", "-", "-"
+                            );
+                        }
+                    }
                 }
                 let _ = writeln!(s);
             }
+        }
+        if let Some(idle) = &self.idle {
+            let _ = writeln!(s);
+            let _ = writeln!(
+                s,
+                "Idle wait: CPU time of a Queue consumer waiting {} ms on an empty queue: \
+                 {} us fresh, {} us right after {IDLE_AFTER} round trips \
+                 (plain 10 ms sleeps as long: {} us)",
+                idle.wait_ms,
+                fixed1(median(&idle.cold_us)),
+                fixed1(median(&idle.after_busy_us)),
+                fixed1(median(&idle.sleep_floor_us)),
+            );
         }
         let _ = writeln!(s);
         let _ = writeln!(s, "Targets (medians of per-round ratios)");
@@ -488,7 +592,15 @@ impl Report {
                             .scales()
                             .map(|one| Num(self.ratio(t.case, one, t.size))),
                         x_best_peer: Num(self.ratio_to_best_peer(t.case, t.size)),
+                        cpu_ns_per_msg: Num(median(&t.cpu_ns_per_msg)),
+                        cpu_x_raw_pipe: Num(self.cpu_ratio(t.case, Case::RawPipe, t.size)),
                         per_round_msgs_per_s: t.per_round.iter().copied().map(Num).collect(),
+                        per_round_cpu_ns_per_msg: t
+                            .cpu_ns_per_msg
+                            .iter()
+                            .copied()
+                            .map(Num)
+                            .collect(),
                     }
                 })
                 .collect(),
@@ -503,9 +615,27 @@ impl Report {
                     median_us: Num(median(&l.median_us)),
                     p99_us: Num(median(&l.p99_us)),
                     x_raw_pipes: Num(self.latency_ratio(l.case, l.pinned)),
+                    first_1000_median_us: Num(median(&l.first_median_us)),
+                    cpu_us_per_round_trip: Num(median(&l.cpu_us)),
                     per_round_median_us: l.median_us.iter().copied().map(Num).collect(),
+                    per_round_first_1000_median_us: l
+                        .first_median_us
+                        .iter()
+                        .copied()
+                        .map(Num)
+                        .collect(),
+                    per_round_cpu_us_per_round_trip: l.cpu_us.iter().copied().map(Num).collect(),
                 })
                 .collect(),
+            idle: self.idle.as_ref().map(|i| JsonIdle {
+                wait_ms: i.wait_ms,
+                cpu_us_cold: Num(median(&i.cold_us)),
+                cpu_us_after_busy: Num(median(&i.after_busy_us)),
+                cpu_us_sleep_floor: Num(median(&i.sleep_floor_us)),
+                per_round_cpu_us_cold: i.cold_us.iter().copied().map(Num).collect(),
+                per_round_cpu_us_after_busy: i.after_busy_us.iter().copied().map(Num).collect(),
+                per_round_cpu_us_sleep_floor: i.sleep_floor_us.iter().copied().map(Num).collect(),
+            }),
             targets: self
                 .targets()
                 .into_iter()
@@ -533,6 +663,7 @@ struct JsonReport<'a> {
     pinned_cpu: Option<usize>,
     throughput: Vec<JsonThroughput>,
     latency: Vec<JsonLatency>,
+    idle: Option<JsonIdle>,
     targets: Vec<JsonTarget>,
     notes: &'a [String],
 }
@@ -550,7 +681,10 @@ struct JsonThroughput {
     x_python: Option<Num>,
     x_1x1: Option<Num>,
     x_best_peer: Num,
+    cpu_ns_per_msg: Num,
+    cpu_x_raw_pipe: Num,
     per_round_msgs_per_s: Vec<Num>,
+    per_round_cpu_ns_per_msg: Vec<Num>,
 }
 
 #[derive(Serialize)]
@@ -562,7 +696,22 @@ struct JsonLatency {
     median_us: Num,
     p99_us: Num,
     x_raw_pipes: Num,
+    first_1000_median_us: Num,
+    cpu_us_per_round_trip: Num,
     per_round_median_us: Vec<Num>,
+    per_round_first_1000_median_us: Vec<Num>,
+    per_round_cpu_us_per_round_trip: Vec<Num>,
+}
+
+#[derive(Serialize)]
+struct JsonIdle {
+    wait_ms: u64,
+    cpu_us_cold: Num,
+    cpu_us_after_busy: Num,
+    cpu_us_sleep_floor: Num,
+    per_round_cpu_us_cold: Vec<Num>,
+    per_round_cpu_us_after_busy: Vec<Num>,
+    per_round_cpu_us_sleep_floor: Vec<Num>,
 }
 
 #[derive(Serialize)]
@@ -643,6 +792,20 @@ fn fixed(x: f64) -> String {
         format!("{x:.2}")
     } else {
         "-".into()
+    }
+}
+
+/// A duration given in ns, in the unit that suits it: `410 ns`, `3.2 us`,
+/// `4.1 ms`.
+fn duration_ns(ns: f64) -> String {
+    if !ns.is_finite() {
+        "-".into()
+    } else if ns >= 1e6 {
+        format!("{:.1} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.1} us", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
     }
 }
 

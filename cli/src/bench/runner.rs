@@ -17,7 +17,7 @@ use ipc_harness::{duplex, duplex_pipes, pipe};
 use super::cases::{Case, LatencyCase};
 use super::peers::{peer_latency, peer_throughput};
 use super::python::{python_latency, python_throughput};
-use super::report::{Latency, Report, Throughput, size_label};
+use super::report::{Idle, Latency, Report, Throughput, size_label};
 use super::{LATENCY_SIZE, MEASUREMENT_DEADLINE, Options};
 use crate::fdio::{read_exact, write_all};
 
@@ -58,6 +58,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
                 size,
                 messages: opts.messages_for(case, size),
                 per_round: vec![f64::NAN; rounds],
+                cpu_ns_per_msg: vec![f64::NAN; rounds],
             });
         }
     }
@@ -82,10 +83,19 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
                     round_trips: opts.round_trips(pinned, is_py),
                     median_us: vec![f64::NAN; rounds],
                     p99_us: vec![f64::NAN; rounds],
+                    first_median_us: vec![f64::NAN; rounds],
+                    cpu_us: vec![f64::NAN; rounds],
                 });
             }
         }
     }
+
+    let mut idle = opts.latency.then(|| Idle {
+        wait_ms: IDLE_WAIT.as_millis() as u64,
+        cold_us: vec![f64::NAN; rounds],
+        after_busy_us: vec![f64::NAN; rounds],
+        sleep_floor_us: vec![f64::NAN; rounds],
+    });
 
     for round in 0..rounds {
         for &size in &opts.sizes {
@@ -102,7 +112,10 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
             here.rotate_left(k);
             for t in here {
                 match measure_throughput(t.case, size, t.messages) {
-                    Ok(secs) => t.per_round[round] = t.messages as f64 / secs,
+                    Ok(m) => {
+                        t.per_round[round] = t.messages as f64 / m.secs;
+                        t.cpu_ns_per_msg[round] = m.cpu_secs * 1e9 / t.messages as f64;
+                    }
                     Err(e) => notes.push(format!(
                         "round {}: {} at {}: {}",
                         round + 1,
@@ -122,15 +135,31 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
         for l in order {
             let cpu = if l.pinned { pinned_cpu } else { None };
             match measure_latency(l.case, l.round_trips, cpu) {
-                Ok((med, p99)) => {
-                    l.median_us[round] = med;
-                    l.p99_us[round] = p99;
+                Ok(r) => {
+                    l.median_us[round] = r.median_us();
+                    l.p99_us[round] = r.p99_us();
+                    l.first_median_us[round] = r.first_median_us();
+                    l.cpu_us[round] = r.cpu_us_per_round_trip();
                 }
                 Err(e) => notes.push(format!(
                     "round {}: round trip {}{}: {}",
                     round + 1,
                     l.case.label(),
                     if l.pinned { " pinned" } else { "" },
+                    ipc_harness::error::chain(&e)
+                )),
+            }
+        }
+        if let Some(idle) = idle.as_mut() {
+            match measure_idle() {
+                Ok(c) => {
+                    idle.cold_us[round] = c.cold_us;
+                    idle.after_busy_us[round] = c.after_busy_us;
+                    idle.sleep_floor_us[round] = c.sleep_floor_us;
+                }
+                Err(e) => notes.push(format!(
+                    "round {}: idle wait: {}",
+                    round + 1,
                     ipc_harness::error::chain(&e)
                 )),
             }
@@ -146,6 +175,7 @@ pub fn run(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Report> {
         pinned_cpu,
         throughput,
         latency,
+        idle,
         notes,
     })
 }
@@ -189,7 +219,37 @@ pub(super) type Job<'a> = Box<dyn FnOnce(&mut dyn FnMut() -> Result<()>) -> Resu
 struct SideResult {
     /// When its timed work ended (`CLOCK_MONOTONIC` ns).
     end_ns: u64,
+    /// User + system CPU time it used from "go" to the end of its work.
+    cpu_ns: u64,
     extra: Vec<u8>,
+}
+
+/// What this process has used, from `getrusage(RUSAGE_SELF)`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    /// User + system CPU time, ns.
+    cpu_ns: u64,
+    /// Voluntary context switches (the process blocked: a futex sleep, a
+    /// read with nothing to read).
+    voluntary: u64,
+    /// Involuntary context switches (preempted, or a `sched_yield` that
+    /// ran someone else).
+    involuntary: u64,
+}
+
+fn usage() -> Usage {
+    use nix::sys::resource::{UsageWho, getrusage};
+    use nix::sys::time::TimeValLike;
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => Usage {
+            cpu_ns: (u.user_time().num_microseconds() + u.system_time().num_microseconds()).max(0)
+                as u64
+                * 1000,
+            voluntary: u.voluntary_context_switches().max(0) as u64,
+            involuntary: u.involuntary_context_switches().max(0) as u64,
+        },
+        Err(_) => Usage::default(),
+    }
 }
 
 /// Forks every job, waits until all are ready, starts the clock and lets
@@ -220,9 +280,10 @@ fn run_sides(jobs: Vec<Job<'_>>) -> Result<(u64, Vec<SideResult>)> {
         }
         let bytes = r.output;
         match bytes.split_first() {
-            Some((0, rest)) if rest.len() >= 8 => out.push(SideResult {
+            Some((0, rest)) if rest.len() >= 16 => out.push(SideResult {
                 end_ns: u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")),
-                extra: rest[8..].to_vec(),
+                cpu_ns: u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes")),
+                extra: rest[16..].to_vec(),
             }),
             Some((_, rest)) => return Err(bench_error(String::from_utf8_lossy(rest).into())),
             None => return Err(bench_error("a benchmark process returned nothing".into())),
@@ -232,21 +293,31 @@ fn run_sides(jobs: Vec<Job<'_>>) -> Result<(u64, Vec<SideResult>)> {
 }
 
 fn side_main(job: Job<'_>, ready_w: BorrowedFd<'_>, go_r: BorrowedFd<'_>) -> Vec<u8> {
+    // CPU time is counted from "go" on: set-up (mapping, opening, pinning,
+    // first page faults before go) is not the measurement's.
+    let at_go = std::cell::Cell::new(None);
     let mut go = || -> Result<()> {
         write_all(ready_w, &[1])?;
         let mut byte = [0u8; 1];
         match sys::read(go_r, &mut byte) {
-            Ok(1) => Ok(()),
+            Ok(1) => {
+                at_go.set(Some(usage().cpu_ns));
+                Ok(())
+            }
             Ok(_) => Err(Error::Closed),
             Err(e) => Err(Error::io("read", e)),
         }
     };
     let result = job(&mut go);
     let end = sys::monotonic_ns();
+    let cpu = at_go
+        .get()
+        .map_or(0, |start| usage().cpu_ns.saturating_sub(start));
     match result {
         Ok(extra) => {
             let mut out = vec![0u8];
             out.extend_from_slice(&end.to_le_bytes());
+            out.extend_from_slice(&cpu.to_le_bytes());
             out.extend_from_slice(&extra);
             out
         }
@@ -288,10 +359,24 @@ fn fifo_path() -> PathBuf {
     ))
 }
 
-/// One throughput measurement: seconds from "go" to the last receive.
-pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f64> {
+/// What one throughput measurement took.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    /// Seconds from "go" to the last consumer's last receive.
+    pub secs: f64,
+    /// User + system CPU seconds of all the measurement's processes, each
+    /// from "go" to the end of its work (NaN where not measured: Python).
+    pub cpu_secs: f64,
+}
+
+/// One throughput measurement: the time from "go" to the last receive, and
+/// the CPU time all its processes used.
+pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Measured> {
     if case.is_python() {
-        return python_throughput(case, size, messages);
+        return Ok(Measured {
+            secs: python_throughput(case, size, messages)?,
+            cpu_secs: f64::NAN,
+        });
     }
     let mut jobs: Vec<Job<'_>> = Vec::new();
     let mut _keep_fifo = None;
@@ -491,41 +576,210 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<f6
         .map(|r| r.end_ns)
         .max()
         .unwrap_or(start);
-    Ok(end.saturating_sub(start).max(1) as f64 / 1e9)
+    Ok(Measured {
+        secs: end.saturating_sub(start).max(1) as f64 / 1e9,
+        cpu_secs: results.iter().map(|r| r.cpu_ns).sum::<u64>() as f64 / 1e9,
+    })
 }
 
-/// Sorted round trips (ns) as (median us, p99 us).
-fn percentiles(samples: &mut [u64]) -> (f64, f64) {
-    if samples.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    samples.sort_unstable();
-    let n = samples.len();
-    let med = samples[n / 2] as f64 / 1e3;
-    let p99 = samples[((n * 99) / 100).min(n - 1)] as f64 / 1e3;
-    (med, p99)
-}
+// ---------------------------------------------------------------------------
+// Round trips
+// ---------------------------------------------------------------------------
 
+/// Round trips not timed at the start of each measurement.
 pub(super) const WARM_UP: usize = 100;
 
-/// A pinger's loop: `once` does one round trip; returns the timings.
+/// The round trips a "first thousand" median is taken over.
+pub const FIRST: usize = 1000;
+
+/// One round-trip measurement: every timed round trip, in order, and what
+/// each side saw.
+#[derive(Debug, Clone, Default)]
+pub struct RoundTrips {
+    /// Timed round trips (after 100 untimed ones), ns, in
+    /// the order they ran. Empty for Python, which reports only its
+    /// median and p99.
+    pub samples_ns: Vec<u64>,
+    /// Round trips run, warm-up included.
+    pub total: usize,
+    /// User + system CPU time of both processes from "go" to the end of
+    /// their loops, ns (0 where not measured).
+    pub cpu_ns: u64,
+    /// The pinger's trace (see [`SideTrace`]).
+    pub pinger: SideTrace,
+    /// The echoer's trace, where its loop records one.
+    pub echoer: SideTrace,
+    python: Option<(f64, f64)>,
+}
+
+/// What one side of a round-trip measurement saw, per round trip and per
+/// block of [`FIRST`] round trips.
+#[derive(Debug, Clone, Default)]
+pub struct SideTrace {
+    /// The CPU it ran on (from `sched_getcpu`, 255 if unknown) at the
+    /// start of each timed round trip; empty if not recorded.
+    pub cpus: Vec<u8>,
+    /// Per block of [`FIRST`] timed round trips: its voluntary (blocked:
+    /// futex sleep, empty read) and involuntary (preempted, or a yield that
+    /// ran another process) context switches.
+    pub switches: Vec<(u64, u64)>,
+}
+
+impl RoundTrips {
+    /// Median round trip, microseconds.
+    pub fn median_us(&self) -> f64 {
+        match self.python {
+            Some((med, _)) => med,
+            None => percentile_us(&self.samples_ns, 50),
+        }
+    }
+
+    /// 99th percentile, microseconds.
+    pub fn p99_us(&self) -> f64 {
+        match self.python {
+            Some((_, p99)) => p99,
+            None => percentile_us(&self.samples_ns, 99),
+        }
+    }
+
+    /// Median of the first [`FIRST`] timed round trips, microseconds (NaN
+    /// where the samples are not known).
+    pub fn first_median_us(&self) -> f64 {
+        percentile_us(&self.samples_ns[..self.samples_ns.len().min(FIRST)], 50)
+    }
+
+    /// CPU time of both processes per round trip (warm-up included in both
+    /// the time and the count), microseconds; NaN where not measured.
+    pub fn cpu_us_per_round_trip(&self) -> f64 {
+        if self.cpu_ns == 0 || self.total == 0 {
+            f64::NAN
+        } else {
+            self.cpu_ns as f64 / 1e3 / self.total as f64
+        }
+    }
+}
+
+/// The `pct`th percentile of `samples` (ns) in microseconds; NaN if empty.
+pub fn percentile_us(samples: &[u64], pct: usize) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = samples.to_vec();
+    v.sort_unstable();
+    let n = v.len();
+    v[((n * pct) / 100).min(n - 1)] as f64 / 1e3
+}
+
+/// Records one side's trace as its loop runs: the CPU at each timed round
+/// trip, context switches at each block boundary. Costs a `sched_getcpu`
+/// (no system call with `rseq`) per round trip and a `getrusage` per block.
+struct Tracer {
+    cpus: Vec<u8>,
+    marks: Vec<Usage>,
+}
+
+impl Tracer {
+    fn new(n: usize) -> Tracer {
+        Tracer {
+            cpus: Vec::with_capacity(n),
+            marks: Vec::with_capacity(n / FIRST + 2),
+        }
+    }
+
+    /// Called before round trip `i` (warm-up included).
+    #[inline]
+    fn at(&mut self, i: usize) {
+        if i >= WARM_UP {
+            let k = i - WARM_UP;
+            if k % FIRST == 0 {
+                self.marks.push(usage());
+            }
+            // `current_cpu` is the CPU plus one, 0 if unknown (255 here).
+            self.cpus
+                .push(ipc_harness::sys::shm::current_cpu().wrapping_sub(1) as u8);
+        }
+    }
+
+    fn finish(mut self, out: &mut Vec<u8>) {
+        self.marks.push(usage());
+        out.extend_from_slice(&(self.cpus.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.cpus);
+        let blocks: Vec<(u64, u64)> = self
+            .marks
+            .windows(2)
+            .map(|w| {
+                (
+                    w[1].voluntary.saturating_sub(w[0].voluntary),
+                    w[1].involuntary.saturating_sub(w[0].involuntary),
+                )
+            })
+            .collect();
+        out.extend_from_slice(&(blocks.len() as u64).to_le_bytes());
+        for (v, i) in blocks {
+            out.extend_from_slice(&v.to_le_bytes());
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+    }
+}
+
+/// Reads what [`Tracer::finish`] wrote; `None` if `bytes` holds none.
+fn read_trace(bytes: &[u8]) -> Option<SideTrace> {
+    let word = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    };
+    let n = word(0)? as usize;
+    let cpus = bytes.get(8..8 + n)?.to_vec();
+    let k = word(8 + n)? as usize;
+    let mut switches = Vec::with_capacity(k);
+    for b in 0..k {
+        let at = 16 + n + 16 * b;
+        switches.push((word(at)?, word(at + 8)?));
+    }
+    Some(SideTrace { cpus, switches })
+}
+
+/// A pinger's loop: `once` does one round trip; returns its timings and
+/// trace for [`measure_latency`].
 pub(super) fn ping_loop(
     go: &mut dyn FnMut() -> Result<()>,
     n: usize,
     mut once: impl FnMut() -> Result<()>,
 ) -> Result<Vec<u8>> {
-    go()?;
     let mut samples = Vec::with_capacity(n);
+    let mut tracer = Tracer::new(n);
+    go()?;
     for i in 0..n + WARM_UP {
+        tracer.at(i);
         let t = sys::monotonic_ns();
         once()?;
         if i >= WARM_UP {
             samples.push(sys::monotonic_ns() - t);
         }
     }
-    let (med, p99) = percentiles(&mut samples);
-    let mut out = med.to_le_bytes().to_vec();
-    out.extend_from_slice(&p99.to_le_bytes());
+    let mut out = Vec::with_capacity(16 + 9 * n);
+    out.extend_from_slice(&(samples.len() as u64).to_le_bytes());
+    for s in &samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    tracer.finish(&mut out);
+    Ok(out)
+}
+
+/// An echoer's loop: `once` answers one round trip, `total` times (warm-up
+/// included); returns its trace.
+pub(super) fn echo_loop(
+    go: &mut dyn FnMut() -> Result<()>,
+    total: usize,
+    mut once: impl FnMut() -> Result<()>,
+) -> Result<Vec<u8>> {
+    let mut tracer = Tracer::new(total.saturating_sub(WARM_UP));
+    go()?;
+    for i in 0..total {
+        tracer.at(i);
+        once()?;
+    }
+    let mut out = Vec::new();
+    tracer.finish(&mut out);
     Ok(out)
 }
 
@@ -536,11 +790,16 @@ pub(super) fn pin(cpu: Option<usize>) -> Result<()> {
     }
 }
 
-/// One round-trip measurement of `n` round trips: (median us, p99 us).
-/// `cpu`: pin both processes to it.
-pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Result<(f64, f64)> {
+/// One round-trip measurement of `n` timed round trips (after
+/// 100 untimed ones). `cpu`: pin both processes to it.
+pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Result<RoundTrips> {
     if matches!(case, LatencyCase::PyPipe | LatencyCase::PyQueue) {
-        return python_latency(case, n, cpu);
+        let (med, p99) = python_latency(case, n, cpu)?;
+        return Ok(RoundTrips {
+            total: n + WARM_UP,
+            python: Some((med, p99)),
+            ..RoundTrips::default()
+        });
     }
     let total = n + WARM_UP;
     let mut jobs: Vec<Job<'_>> = Vec::new();
@@ -561,12 +820,10 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
             jobs.push(Box::new(move |go| {
                 pin(cpu)?;
                 let mut buf = [0u8; LATENCY_SIZE];
-                go()?;
-                for _ in 0..total {
+                echo_loop(go, total, || {
                     read_exact(ping_r.as_fd(), &mut buf, None)?;
-                    write_all(pong_w.as_fd(), &buf)?;
-                }
-                Ok(Vec::new())
+                    write_all(pong_w.as_fd(), &buf)
+                })
             }));
         }
         LatencyCase::RawSocket => {
@@ -583,12 +840,10 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
             jobs.push(Box::new(move |go| {
                 pin(cpu)?;
                 let mut buf = [0u8; LATENCY_SIZE];
-                go()?;
-                for _ in 0..total {
+                echo_loop(go, total, || {
                     read_exact(b.as_fd(), &mut buf, None)?;
-                    write_all(b.as_fd(), &buf)?;
-                }
-                Ok(Vec::new())
+                    write_all(b.as_fd(), &buf)
+                })
             }));
         }
         LatencyCase::Pipe => {
@@ -606,12 +861,10 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
             jobs.push(Box::new(move |go| {
                 pin(cpu)?;
                 let mut buf = [0u8; LATENCY_SIZE];
-                go()?;
-                for _ in 0..total {
+                echo_loop(go, total, || {
                     let len = ping_rx.recv_bytes_into(&mut buf)?;
-                    pong_tx.send_bytes(&buf[..len])?;
-                }
-                Ok(Vec::new())
+                    pong_tx.send_bytes(&buf[..len])
+                })
             }));
         }
         LatencyCase::Duplex => {
@@ -628,12 +881,10 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
             jobs.push(Box::new(move |go| {
                 pin(cpu)?;
                 let mut buf = [0u8; LATENCY_SIZE];
-                go()?;
-                for _ in 0..total {
+                echo_loop(go, total, || {
                     let len = b.recv_bytes_into(&mut buf)?;
-                    b.send_bytes(&buf[..len])?;
-                }
-                Ok(Vec::new())
+                    b.send_bytes(&buf[..len])
+                })
             }));
         }
         LatencyCase::DuplexPipes => {
@@ -671,12 +922,10 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
             }));
             jobs.push(Box::new(move |go| {
                 pin(cpu)?;
-                go()?;
-                for _ in 0..total {
+                echo_loop(go, total, || {
                     let m = ping2.get_bytes()?;
-                    pong2.put_bytes(&m)?;
-                }
-                Ok(Vec::new())
+                    pong2.put_bytes(&m)
+                })
             }));
         }
         LatencyCase::IpcChannel | LatencyCase::Iceoryx2Poll | LatencyCase::Iceoryx2Event => {
@@ -686,10 +935,113 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
     }
     let (_, results) = run_sides(jobs)?;
     let extra = &results[0].extra;
-    if extra.len() < 16 {
+    let count = extra
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
+    let Some(samples_ns) = count.and_then(|k| {
+        let body = extra.get(8..8 + 8 * k)?;
+        Some(
+            body.chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect::<Vec<u64>>(),
+        )
+    }) else {
         return Err(bench_error("the pinger returned no timings".into()));
+    };
+    let pinger = read_trace(&extra[8 + 8 * samples_ns.len()..]).unwrap_or_default();
+    let echoer = results
+        .get(1)
+        .and_then(|r| read_trace(&r.extra))
+        .unwrap_or_default();
+    Ok(RoundTrips {
+        samples_ns,
+        total,
+        cpu_ns: results.iter().map(|r| r.cpu_ns).sum(),
+        pinger,
+        echoer,
+        python: None,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Idle waiting
+// ---------------------------------------------------------------------------
+
+/// How long the idle measurement's consumer waits on an empty queue.
+pub const IDLE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Round trips the idle measurement's consumer answers before its second
+/// idle wait (so its waits have just been answered quickly, as on a busy
+/// queue that falls quiet).
+pub const IDLE_AFTER: usize = 1000;
+
+/// What a consumer waiting [`IDLE_WAIT`] on an empty [`Queue`] costs, in
+/// microseconds of CPU time (user + system).
+#[derive(Debug, Clone, Copy)]
+pub struct IdleCost {
+    /// A fresh consumer's first wait.
+    pub cold_us: f64,
+    /// Its wait right after it answered [`IDLE_AFTER`] round trips.
+    pub after_busy_us: f64,
+    /// The same process sleeping as long in `std::thread::sleep`s of the
+    /// queue's sleep slice (10 ms): what the kernel charges for the timer
+    /// wake-ups alone, the floor of any bounded-sleep wait.
+    pub sleep_floor_us: f64,
+}
+
+/// Measures [`IdleCost`]. Each wait must end in `Error::Timeout`.
+pub fn measure_idle() -> Result<IdleCost> {
+    let (ping, pong) = (Queue::new()?, Queue::new()?);
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    jobs.push(Box::new(move |go| {
+        go()?;
+        let idle = |q: &Queue| -> Result<u64> {
+            let before = usage().cpu_ns;
+            match q.get_bytes_timeout(IDLE_WAIT) {
+                Err(Error::Timeout) => Ok(usage().cpu_ns.saturating_sub(before)),
+                Ok(_) => Err(bench_error("an idle wait got a message".into())),
+                Err(e) => Err(e),
+            }
+        };
+        let cold = idle(&ping2)?;
+        // The pinger starts once the first wait is over.
+        pong2.put_bytes(b"go")?;
+        for _ in 0..IDLE_AFTER {
+            let m = ping2.get_bytes()?;
+            pong2.put_bytes(&m)?;
+        }
+        let warm = idle(&ping2)?;
+        let before = usage().cpu_ns;
+        let slice = std::time::Duration::from_millis(10);
+        for _ in 0..IDLE_WAIT.as_millis() / slice.as_millis() {
+            std::thread::sleep(slice);
+        }
+        let floor = usage().cpu_ns.saturating_sub(before);
+        let mut out = cold.to_le_bytes().to_vec();
+        out.extend_from_slice(&warm.to_le_bytes());
+        out.extend_from_slice(&floor.to_le_bytes());
+        Ok(out)
+    }));
+    jobs.push(Box::new(move |go| {
+        go()?;
+        pong.get_bytes()?;
+        let msg = [0x5au8; LATENCY_SIZE];
+        for _ in 0..IDLE_AFTER {
+            ping.put_bytes(&msg)?;
+            pong.get_bytes()?;
+        }
+        Ok(Vec::new())
+    }));
+    let (_, results) = run_sides(jobs)?;
+    let extra = &results[0].extra;
+    if extra.len() < 24 {
+        return Err(bench_error("the idle consumer returned nothing".into()));
     }
-    let med = f64::from_le_bytes(extra[..8].try_into().expect("8 bytes"));
-    let p99 = f64::from_le_bytes(extra[8..16].try_into().expect("8 bytes"));
-    Ok((med, p99))
+    let us = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes")) as f64 / 1e3;
+    Ok(IdleCost {
+        cold_us: us(&extra[..8]),
+        after_busy_us: us(&extra[8..16]),
+        sleep_floor_us: us(&extra[16..24]),
+    })
 }
