@@ -67,7 +67,13 @@
 //!   a FIFO, pinning itself), reports ready, and waits for a "go" byte. The
 //!   clock starts when the parent sends "go" and stops at the last
 //!   consumer's last receive (`CLOCK_MONOTONIC`, one clock for all
-//!   processes). Set-up and process exit are not timed.
+//!   processes). Set-up and process exit are not timed: a side that is
+//!   done waits until every side is before it exits, so no exit's kernel
+//!   work lands in another side's measurement. Set-up includes mapping a
+//!   [`Queue`](ipc_harness::queue::Queue) in ([`Queue::map_in`](ipc_harness::queue::Queue::map_in)), as it includes
+//!   opening a FIFO; consumers receive into a reused buffer whose pages were
+//!   written once in set-up (but `pipe() recv_bytes` and `ipc-channel`, which
+//!   allocate per message).
 //! - **Interleaved rounds**: each round runs every case once at every size
 //!   (and every latency case), then the next round starts. Slow drift in
 //!   machine load (other people compiling) then hits every case alike. Each

@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use ipc_harness::error::{Error, Result};
 use ipc_harness::fifo::FifoOptions;
@@ -257,21 +258,27 @@ fn usage() -> Usage {
 fn run_sides(jobs: Vec<Job<'_>>) -> Result<(u64, Vec<SideResult>)> {
     let (ready_r, ready_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
     let (go_r, go_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
+    let (release_r, release_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
     let n = jobs.len();
     let mut kids = Vec::with_capacity(n);
     for job in jobs {
-        let (ready_w, go_r) = (ready_w.as_fd(), go_r.as_fd());
-        kids.push(fork::spawn(move || side_main(job, ready_w, go_r))?);
+        let (ready_w, go_r, release_r) = (ready_w.as_fd(), go_r.as_fd(), release_r.as_fd());
+        kids.push(fork::spawn(move || {
+            side_main(job, ready_w, go_r, release_r)
+        })?);
     }
+    // Only the sides write to `ready`: once they are all gone, it ends.
+    drop(ready_w);
+    let deadline = Instant::now() + MEASUREMENT_DEADLINE;
     // Every side is set up and waiting: start the clock.
-    let mut byte = [0u8; 1];
-    for _ in 0..n {
-        if sys::read(ready_r.as_fd(), &mut byte).map_err(|e| Error::io("read", e))? == 0 {
-            break;
-        }
-    }
+    count_bytes(ready_r.as_fd(), n, deadline)?;
     let start = sys::monotonic_ns();
     write_all(go_w.as_fd(), &vec![1u8; n])?;
+    // Every side stays until the last one is done, so that no process's
+    // exit (about 0.4 ms of kernel work each) falls inside another's
+    // measurement.
+    count_bytes(ready_r.as_fd(), n, deadline)?;
+    let _ = write_all(release_w.as_fd(), &vec![1u8; n]);
     let reports = fork::wait_all(kids, MEASUREMENT_DEADLINE)?;
     let mut out = Vec::with_capacity(n);
     for r in reports {
@@ -292,7 +299,40 @@ fn run_sides(jobs: Vec<Job<'_>>) -> Result<(u64, Vec<SideResult>)> {
     Ok((start, out))
 }
 
-fn side_main(job: Job<'_>, ready_w: BorrowedFd<'_>, go_r: BorrowedFd<'_>) -> Vec<u8> {
+/// A receive buffer of `size` bytes whose pages are in memory: written
+/// once during set-up, so that no consumer's first receives pay its page
+/// faults inside the measurement (`vec![0; n]` of a large `n` maps pages
+/// that only the first write brings in).
+pub(super) fn warm_buffer(size: usize) -> Vec<u8> {
+    vec![0xa5u8; size]
+}
+
+/// Reads `n` bytes from `fd` (each side writes one when it is ready, and
+/// one when it is done), or fewer if every writer is gone, or until
+/// `deadline` (then the caller's wait for the sides reports the one that
+/// hangs).
+fn count_bytes(fd: BorrowedFd<'_>, n: usize, deadline: Instant) -> Result<()> {
+    let mut got = 0;
+    let mut buf = vec![0u8; n.max(1)];
+    while got < n {
+        let ready = sys::wait_readable(fd, Some(deadline)).map_err(|e| Error::io("poll", e))?;
+        if ready != sys::Readiness::Ready {
+            return Ok(());
+        }
+        match sys::read(fd, &mut buf[..n - got]).map_err(|e| Error::io("read", e))? {
+            0 => return Ok(()),
+            k => got += k,
+        }
+    }
+    Ok(())
+}
+
+fn side_main(
+    job: Job<'_>,
+    ready_w: BorrowedFd<'_>,
+    go_r: BorrowedFd<'_>,
+    release_r: BorrowedFd<'_>,
+) -> Vec<u8> {
     // CPU time is counted from "go" on: set-up (mapping, opening, pinning,
     // first page faults before go) is not the measurement's.
     let at_go = std::cell::Cell::new(None);
@@ -313,6 +353,14 @@ fn side_main(job: Job<'_>, ready_w: BorrowedFd<'_>, go_r: BorrowedFd<'_>) -> Vec
     let cpu = at_go
         .get()
         .map_or(0, |start| usage().cpu_ns.saturating_sub(start));
+    if at_go.get().is_none() {
+        // Failed before it was ready: say ready anyway, so that the others
+        // are not kept waiting for the start.
+        let _ = write_all(ready_w, &[1]);
+    }
+    // Done; then wait until every side is, before exiting.
+    let _ = write_all(ready_w, &[1]);
+    let _ = sys::read(release_r, &mut [0u8; 1]);
     match result {
         Ok(extra) => {
             let mut out = vec![0u8];
@@ -385,7 +433,7 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
         Case::RawPipe | Case::RawPipe1M | Case::RawSocket => {
             let (r, w) = raw_pair(case)?;
             jobs.push(Box::new(move |go| {
-                let mut buf = vec![0u8; size];
+                let mut buf = warm_buffer(size);
                 go()?;
                 for _ in 0..messages {
                     read_exact(r.as_fd(), &mut buf, None)?;
@@ -405,7 +453,7 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
         Case::Pipe | Case::PipeAlloc => {
             let (tx, mut rx) = pipe()?;
             jobs.push(Box::new(move |go| {
-                let mut buf = vec![0u8; size];
+                let mut buf = warm_buffer(size);
                 go()?;
                 for _ in 0..messages {
                     if case == Case::PipeAlloc {
@@ -429,7 +477,7 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
         Case::Duplex => {
             let (a, mut b) = duplex()?;
             jobs.push(Box::new(move |go| {
-                let mut buf = vec![0u8; size];
+                let mut buf = warm_buffer(size);
                 go()?;
                 for _ in 0..messages {
                     b.recv_bytes_into(&mut buf)?;
@@ -449,7 +497,7 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
         Case::DuplexPipes => {
             let (a, mut b) = duplex_pipes()?;
             jobs.push(Box::new(move |go| {
-                let mut buf = vec![0u8; size];
+                let mut buf = warm_buffer(size);
                 go()?;
                 for _ in 0..messages {
                     b.recv_bytes_into(&mut buf)?;
@@ -476,7 +524,7 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
             let p2 = path.clone();
             jobs.push(Box::new(move |go| {
                 let mut rx = options.reader(&path)?;
-                let mut buf = vec![0u8; size];
+                let mut buf = warm_buffer(size);
                 go()?;
                 for _ in 0..messages {
                     rx.recv_bytes_into(&mut buf)?;
@@ -508,14 +556,21 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
                 let q = q.clone();
                 jobs.push(Box::new(move |go| {
                     q.close_producer();
+                    // Set-up, as opening a FIFO is: the mapping is faulted
+                    // in before the clock starts.
+                    q.map_in();
+                    // Into a reused buffer, as `pipe()` receives.
+                    let mut buf = warm_buffer(size);
+                    buf.clear();
                     go()?;
-                    while !q.get_bytes()?.is_empty() {}
+                    while q.get_bytes_into(&mut buf)? != 0 {}
                     Ok(Vec::new())
                 }));
             }
             for _ in 0..n {
                 let q = q.clone();
                 jobs.push(Box::new(move |go| {
+                    q.map_in();
                     let msg = vec![0x5au8; size];
                     go()?;
                     for _ in 0..messages / n {
@@ -538,9 +593,12 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
                 let q = q.clone();
                 jobs.push(Box::new(move |go| {
                     q.close_producer();
+                    q.map_in();
+                    let mut buf = warm_buffer(size);
+                    buf.clear();
                     go()?;
                     loop {
-                        let last = q.get_bytes()?.is_empty();
+                        let last = q.get_bytes_into(&mut buf)? == 0;
                         q.task_done()?;
                         if last {
                             break;
@@ -552,6 +610,7 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
             for _ in 0..n {
                 let q = q.clone();
                 jobs.push(Box::new(move |go| {
+                    q.map_in();
                     let msg = vec![0x5au8; size];
                     go()?;
                     for _ in 0..messages / n {
@@ -915,16 +974,22 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
             jobs.push(Box::new(move |go| {
                 pin(cpu)?;
                 let msg = [0x5au8; LATENCY_SIZE];
+                let mut buf = Vec::with_capacity(LATENCY_SIZE);
+                ping.map_in();
+                pong.map_in();
                 ping_loop(go, n, || {
                     ping.put_bytes(&msg)?;
-                    pong.get_bytes().map(drop)
+                    pong.get_bytes_into(&mut buf).map(drop)
                 })
             }));
             jobs.push(Box::new(move |go| {
                 pin(cpu)?;
+                let mut buf = Vec::with_capacity(LATENCY_SIZE);
+                ping2.map_in();
+                pong2.map_in();
                 echo_loop(go, total, || {
-                    let m = ping2.get_bytes()?;
-                    pong2.put_bytes(&m)
+                    ping2.get_bytes_into(&mut buf)?;
+                    pong2.put_bytes(&buf)
                 })
             }));
         }

@@ -454,7 +454,7 @@ pub(super) fn throughput<'a>(
         let (_node, mut rx, mut buf) = set_up_then_go(go, || {
             let node = node(&domain2)?;
             let mut rx = Rx::open(&node, &names, mode, buffer)?;
-            let mut buf = vec![0u8; size];
+            let mut buf = super::super::runner::warm_buffer(size);
             for _ in 0..hellos {
                 rx.recv_set_up(&mut buf)?;
             }

@@ -88,7 +88,7 @@ pub(super) fn peer_throughput<'a>(
                 .map_err(|e| Error::io("interprocess pipe", e))?;
             jobs.push(Box::new(move |go| {
                 let mut rx = BufReader::with_capacity(64 << 10, rx);
-                let mut buf = vec![0u8; size];
+                let mut buf = super::runner::warm_buffer(size);
                 go()?;
                 for _ in 0..messages {
                     let mut header = [0u8; 4];
