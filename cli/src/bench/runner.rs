@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipc_harness::error::{Error, Result};
 use ipc_harness::fifo::FifoOptions;
@@ -217,6 +217,7 @@ fn python_available(notes: &mut Vec<String>) -> bool {
 pub(super) type Job<'a> = Box<dyn FnOnce(&mut dyn FnMut() -> Result<()>) -> Result<Vec<u8>> + 'a>;
 
 /// What came back from one side.
+#[derive(Debug)]
 struct SideResult {
     /// When its timed work ended (`CLOCK_MONOTONIC` ns).
     end_ns: u64,
@@ -256,6 +257,11 @@ fn usage() -> Usage {
 /// Forks every job, waits until all are ready, starts the clock and lets
 /// them go; returns the start time and each job's result, in order.
 fn run_sides(jobs: Vec<Job<'_>>) -> Result<(u64, Vec<SideResult>)> {
+    run_sides_within(jobs, MEASUREMENT_DEADLINE)
+}
+
+/// [`run_sides`], giving up on the sides after `limit`.
+fn run_sides_within(jobs: Vec<Job<'_>>, limit: Duration) -> Result<(u64, Vec<SideResult>)> {
     let (ready_r, ready_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
     let (go_r, go_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
     let (release_r, release_w) = sys::pipe(false).map_err(|e| Error::io("pipe2", e))?;
@@ -269,7 +275,7 @@ fn run_sides(jobs: Vec<Job<'_>>) -> Result<(u64, Vec<SideResult>)> {
     }
     // Only the sides write to `ready`: once they are all gone, it ends.
     drop(ready_w);
-    let deadline = Instant::now() + MEASUREMENT_DEADLINE;
+    let deadline = Instant::now() + limit;
     // Every side is set up and waiting: start the clock.
     count_bytes(ready_r.as_fd(), n, deadline)?;
     let start = sys::monotonic_ns();
@@ -279,7 +285,7 @@ fn run_sides(jobs: Vec<Job<'_>>) -> Result<(u64, Vec<SideResult>)> {
     // measurement.
     count_bytes(ready_r.as_fd(), n, deadline)?;
     let _ = write_all(release_w.as_fd(), &vec![1u8; n]);
-    let reports = fork::wait_all(kids, MEASUREMENT_DEADLINE)?;
+    let reports = fork::wait_all(kids, deadline.saturating_duration_since(Instant::now()))?;
     let mut out = Vec::with_capacity(n);
     for r in reports {
         if !r.is_success() {
@@ -1109,4 +1115,79 @@ pub fn measure_idle() -> Result<IdleCost> {
         after_busy_us: us(&extra[8..16]),
         sleep_floor_us: us(&extra[16..24]),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A side that fails in its set-up, before it is ready, ends the
+    /// measurement with its error; the other side is started and released,
+    /// and nobody waits for the start forever.
+    #[test]
+    fn a_side_that_fails_before_it_is_ready_ends_the_measurement() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _serial = fork::serial();
+            let jobs: Vec<Job<'_>> = vec![
+                Box::new(|go| {
+                    go()?;
+                    Ok(b"ran".to_vec())
+                }),
+                Box::new(|_go| Err(bench_error("set-up failed".into()))),
+            ];
+            // No deadline to save it: only the sides' own handshake can.
+            let _ = done_tx.send(run_sides_within(jobs, Duration::from_secs(3600)));
+        });
+        let e = done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the measurement hung waiting for a side that had failed")
+            .unwrap_err();
+        assert!(
+            ipc_harness::error::chain(&e).contains("set-up failed"),
+            "{e:?}"
+        );
+    }
+
+    /// Every side waits until the last is done before it exits: the first
+    /// side is done at once, and is still there, waiting, while the second
+    /// goes on.
+    #[test]
+    fn sides_stay_until_every_side_is_done() {
+        let _serial = fork::serial();
+        let (pid_r, pid_w) = sys::pipe(false).unwrap();
+        let (word_r, word_w) = sys::pipe(false).unwrap();
+        let jobs: Vec<Job<'_>> = vec![
+            Box::new(move |go| {
+                go()?;
+                write_all(pid_w.as_fd(), &sys::getpid().to_le_bytes())?;
+                Ok(Vec::new())
+            }),
+            Box::new(move |go| {
+                go()?;
+                // Until the parent has looked at the first side.
+                let mut b = [0u8; 1];
+                sys::read(word_r.as_fd(), &mut b).map_err(|e| Error::io("read", e))?;
+                Ok(Vec::new())
+            }),
+        ];
+        let checker = std::thread::spawn(move || {
+            let mut pid = [0u8; 4];
+            read_exact(pid_r.as_fd(), &mut pid, None).unwrap();
+            // Had it exited when done, it would be reaped or a zombie by now.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let pid = i32::from_le_bytes(pid);
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            write_all(word_w.as_fd(), &[1]).unwrap();
+            stat.rsplit(')').next().unwrap_or("").trim().chars().next()
+        });
+        let (_, results) = run_sides(jobs).unwrap();
+        assert_eq!(
+            checker.join().unwrap(),
+            Some('S'),
+            "the first side, waiting"
+        );
+        assert_eq!(results.len(), 2);
+        assert!(results[0].end_ns <= results[1].end_ns);
+    }
 }
