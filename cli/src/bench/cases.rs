@@ -10,6 +10,13 @@ pub enum Case {
     RawPipe1M,
     /// `socketpair(AF_UNIX, SOCK_STREAM)`, no framing.
     RawSocket,
+    /// A FIFO (`mkfifo`, default capacity), fixed-size `write`/`read` on the
+    /// fds of a [`FifoWriter`](ipc_harness::fifo::FifoWriter) and a
+    /// [`FifoReader`](ipc_harness::fifo::FifoReader), no framing: what the
+    /// kernel's FIFO path costs, the same-transport baseline of the `Fifo`
+    /// cases (not one of [`Case::RAW`]: a FIFO is slower than an anonymous
+    /// pipe, its inode lives in a real file system).
+    RawFifo,
     /// [`pipe()`](ipc_harness::pipe()), `recv_bytes_into` a reused buffer.
     Pipe,
     /// [`pipe()`](ipc_harness::pipe()), `recv_bytes` (a new `Vec` per message).
@@ -84,10 +91,11 @@ pub enum Case {
 
 impl Case {
     /// The cases this crate runs itself, in table order.
-    pub const RUST: [Case; 13] = [
+    pub const RUST: [Case; 14] = [
         Case::RawPipe,
         Case::RawPipe1M,
         Case::RawSocket,
+        Case::RawFifo,
         Case::Pipe,
         Case::PipeAlloc,
         Case::Duplex,
@@ -131,6 +139,7 @@ impl Case {
             Case::RawPipe => "raw pipe (64 KiB)",
             Case::RawPipe1M => "raw pipe (1 MiB)",
             Case::RawSocket => "raw socketpair",
+            Case::RawFifo => "raw FIFO",
             Case::Pipe => "pipe()",
             Case::PipeAlloc => "pipe() recv_bytes",
             Case::Duplex => "duplex()",
@@ -171,6 +180,7 @@ impl Case {
             Case::RawPipe => "raw_pipe",
             Case::RawPipe1M => "raw_pipe_1mib",
             Case::RawSocket => "raw_socketpair",
+            Case::RawFifo => "raw_fifo",
             Case::Pipe => "pipe",
             Case::PipeAlloc => "pipe_recv_bytes",
             Case::Duplex => "duplex",

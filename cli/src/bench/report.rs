@@ -239,7 +239,11 @@ impl Report {
                 0.9,
             ));
         }
-        for case in [LatencyCase::Pipe, LatencyCase::Duplex] {
+        for case in [
+            LatencyCase::Pipe,
+            LatencyCase::Duplex,
+            LatencyCase::DuplexPipes,
+        ] {
             out.push(Target::at_most(
                 format!("{} same-core round trip <= 1.2x raw pipes", case.label()),
                 self.latency_ratio(case, true),
@@ -316,6 +320,19 @@ impl Report {
                     0.9,
                 ));
             }
+            out.push(Target::at_least(
+                format!("Fifo chunked >= 0.9x pipe() at {}", size_label(size)),
+                self.ratio(Case::FifoChunked, Case::Pipe, size),
+                0.9,
+            ));
+            out.push(Target::at_least(
+                format!(
+                    "(same transport) Fifo chunked >= 0.9x raw FIFO at {}",
+                    size_label(size)
+                ),
+                self.ratio(Case::FifoChunked, Case::RawFifo, size),
+                0.9,
+            ));
         }
         out
     }

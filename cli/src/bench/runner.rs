@@ -456,6 +456,32 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
             }));
             1
         }
+        Case::RawFifo => {
+            let path = fifo_path();
+            let options = FifoOptions::new();
+            _keep_fifo = Some(options.create(&path)?);
+            let p2 = path.clone();
+            jobs.push(Box::new(move |go| {
+                let rx = options.reader(&path)?;
+                let mut buf = warm_buffer(size);
+                go()?;
+                for _ in 0..messages {
+                    read_exact(rx.as_fd(), &mut buf, None)?;
+                }
+                Ok(Vec::new())
+            }));
+            jobs.push(Box::new(move |go| {
+                // Its fd only: plain writes, no lock, no framing.
+                let tx = options.writer(&p2)?;
+                let msg = vec![0x5au8; size];
+                go()?;
+                for _ in 0..messages {
+                    write_all(tx.as_fd(), &msg)?;
+                }
+                Ok(Vec::new())
+            }));
+            1
+        }
         Case::Pipe | Case::PipeAlloc => {
             let (tx, mut rx) = pipe()?;
             jobs.push(Box::new(move |go| {
