@@ -191,6 +191,18 @@ pub trait Source {
         Ok(n)
     }
 
+    /// True if [`read_split`](Self::read_split) reads into both buffers in
+    /// one call; the decoder only uses it then.
+    const READS_SPLIT: bool = false;
+
+    /// Reads at most `head.len() + rest.len()` (> 0) bytes, filling `head`
+    /// first, then `rest`; returns how many; `Ok(0)` is end of stream. The
+    /// default reads into `head` only.
+    fn read_split(&mut self, head: &mut [u8], rest: &mut [u8]) -> io::Result<usize> {
+        let _ = rest;
+        self.read_into(head)
+    }
+
     /// Waits until a read would not block, or `deadline` passes
     /// (`Ok(false)`). Sources that cannot block return `Ok(true)`.
     fn wait_readable(&mut self, deadline: Instant) -> io::Result<bool> {
@@ -215,6 +227,15 @@ impl Source for FdSource<'_> {
 
     fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match sys::read(self.0, buf) {
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Ok(0),
+            other => other,
+        }
+    }
+
+    const READS_SPLIT: bool = true;
+
+    fn read_split(&mut self, head: &mut [u8], rest: &mut [u8]) -> io::Result<usize> {
+        match sys::read_split(self.0, head, rest) {
             Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Ok(0),
             other => other,
         }
@@ -382,7 +403,7 @@ impl Decoder {
                 let start = self.pos + hlen;
                 let end = start + len as usize;
                 self.pos = end;
-                self.guess = next_guess(end - start + hlen);
+                self.guess = end - start + hlen;
                 Ok(Frame::Buffered(&self.buf[start..end]))
             }
             Err(e) => Err(e),
@@ -478,7 +499,7 @@ impl Decoder {
                 hlen + len as usize - have
             }
             Ok(Some(_)) => READ_AHEAD,
-            _ => self.guess.saturating_sub(have),
+            _ => next_guess(self.guess).saturating_sub(have),
         };
         let room = want.min(READ_AHEAD - have).max(1);
         let n = read_some(src, &mut self.buf, room, deadline)?;
@@ -516,8 +537,15 @@ impl Decoder {
     /// allocation-free. An error in the middle of a message read straight
     /// into `out` poisons the decoder, as every framing error does.
     pub fn recv_into(&mut self, src: &mut impl Source, out: &mut [u8]) -> Result<usize> {
-        if self.pos == self.buf.len() && self.guess <= EXACT_READ_MAX {
-            if let Some(n) = self.recv_small_into(src, out)? {
+        if self.pos == self.buf.len() {
+            let fast = if self.guess <= EXACT_READ_MAX {
+                self.recv_small_into(src, out)?
+            } else if self.guess <= READ_AHEAD && self.guess - HEADER_LEN <= out.len() {
+                self.recv_direct_into(src, out)?
+            } else {
+                None
+            };
+            if let Some(n) = fast {
                 return Ok(n);
             }
         }
@@ -552,7 +580,7 @@ impl Decoder {
                 // the read-ahead buffer. Copy it out, parsed once.
                 out[..len].copy_from_slice(&self.buf[start..start + len]);
                 self.pos = start + len;
-                self.guess = next_guess(hlen + len);
+                self.guess = hlen + len;
                 return Ok(len);
             }
             if have >= len || hlen + len <= READ_AHEAD || len > out.len() {
@@ -614,11 +642,55 @@ impl Decoder {
             if HEADER_LEN + len == n && len <= out.len() && len as u64 <= self.max {
                 out[..len].copy_from_slice(&self.buf[HEADER_LEN..n]);
                 self.pos = n;
-                // `n <= guess <= EXACT_READ_MAX`: the guess stays `n`.
                 self.guess = n;
                 return Ok(Some(len));
             }
         }
+        Ok(None)
+    }
+
+    /// The fast path of [`recv_into`](Self::recv_into) for frames too big to
+    /// read one per `read` into the read-ahead buffer cheaply (more than
+    /// `EXACT_READ_MAX`) but small enough for it, taken when nothing is
+    /// buffered: one `readv` of a header into a local and of the payload the
+    /// last frame had straight into `out`, so the payload is copied once (by
+    /// the kernel), not twice. When the frame is not exactly that size, the
+    /// bytes read are moved into the read-ahead buffer (`Ok(None)`), for
+    /// the general path to go on from: never a wrong message.
+    ///
+    /// At 4 KiB the second copy, with the read-ahead buffer's compaction,
+    /// was about 440 of the 613 user-space instructions of a receive.
+    fn recv_direct_into<S: Source>(
+        &mut self,
+        src: &mut S,
+        out: &mut [u8],
+    ) -> Result<Option<usize>> {
+        if !S::READS_SPLIT || self.poisoned || self.partial.is_some() {
+            return Ok(None);
+        }
+        let want = self.guess - HEADER_LEN;
+        let mut head = [0u8; HEADER_LEN];
+        let n = src
+            .read_split(&mut head, &mut out[..want])
+            .map_err(|e| Error::io("read", e))?;
+        if n == 0 {
+            return Err(Error::Closed);
+        }
+        if n == self.guess {
+            if let Ok(Some((HEADER_LEN, len))) = parse_header(&head) {
+                if len as usize == want && len <= self.max {
+                    return Ok(Some(want));
+                }
+            }
+        }
+        self.buf.clear();
+        self.pos = 0;
+        if self.buf.capacity() < READ_AHEAD {
+            self.buf.reserve_exact(READ_AHEAD);
+        }
+        let in_head = n.min(HEADER_LEN);
+        self.buf.extend_from_slice(&head[..in_head]);
+        self.buf.extend_from_slice(&out[..n - in_head]);
         Ok(None)
     }
 
@@ -1353,6 +1425,101 @@ mod tests {
         let later = Instant::now() + std::time::Duration::from_secs(60);
         let frame = dec.recv(&mut FdSource(r.as_fd()), Some(later)).unwrap();
         assert_eq!(frame.as_slice(), b"late");
+    }
+
+    /// Frames sent over a real pipe, received with `recv_into` (whose fast
+    /// paths only an fd source takes): every size change, several frames
+    /// per write, a buffer too small, and a stream cut inside a frame.
+    #[test]
+    fn recv_into_from_a_pipe_takes_the_fast_paths_and_leaves_them_for_anything_else() {
+        use std::os::fd::AsFd;
+        let (r, w) = sys::pipe(false).unwrap();
+        let sizes = [
+            4096, 4096, 100, 100, 4096, 3000, 4096, 10, 4096, 2000, 2000, 2000, 70_000, 4096, 0, 1,
+            1024, 1000, 10, 500, 3, 64, 64, 1500,
+        ];
+        let msgs: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| ((i * 31 + j) % 251) as u8).collect())
+            .collect();
+        // The writer runs ahead, so a read of the last frame's size often
+        // brings a shorter frame and part of the next; it closes its end
+        // when done, so a lost byte shows as an error, not a hang.
+        let writer = {
+            let msgs = msgs.clone();
+            std::thread::spawn(move || {
+                for m in &msgs {
+                    write_frame(w.as_fd(), WriteKind::Pipe, m, UNLIMITED).unwrap();
+                }
+            })
+        };
+        let mut src = FdSource(r.as_fd());
+        let mut dec = Decoder::default();
+        let mut out = vec![0u8; 100_000];
+        for m in &msgs {
+            let n = dec.recv_into(&mut src, &mut out).unwrap();
+            assert_eq!(n, m.len());
+            assert!(out[..n] == m[..], "a {}-byte message", m.len());
+        }
+        writer.join().unwrap();
+        assert!(dec.recv_into(&mut src, &mut out).unwrap_err().is_closed());
+        // The same decoder on a new pipe, the frames written before the
+        // receive: a read of the last frame's size brings a shorter frame
+        // and the start of the next ones, on both fast paths.
+        let (r, w) = sys::pipe(false).unwrap();
+        let mut src = FdSource(r.as_fd());
+        assert!(!dec.has_buffered());
+        for (first, then) in [(500, &[3, 64, 64, 500][..]), (4096, &[10, 4096, 4096, 1500])] {
+            write_frame(w.as_fd(), WriteKind::Pipe, &pattern(first), UNLIMITED).unwrap();
+            assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), first);
+            for &n in then {
+                write_frame(w.as_fd(), WriteKind::Pipe, &pattern(n), UNLIMITED).unwrap();
+            }
+            for &n in then {
+                assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), n);
+                assert!(out[..n] == pattern(n)[..], "a {n}-byte message");
+            }
+        }
+        // A buffer too small for the frame the last one's size announces.
+        write_frame(w.as_fd(), WriteKind::Pipe, &pattern(1500), UNLIMITED).unwrap();
+        let mut small = [0u8; 1000];
+        match dec.recv_into(&mut src, &mut small) {
+            Err(Error::BufferTooSmall { message }) => assert_eq!(message, pattern(1500)),
+            other => panic!("{other:?}"),
+        }
+        // A stream that ends inside a frame the size of the last one.
+        write_frame(w.as_fd(), WriteKind::Pipe, &pattern(1500), UNLIMITED).unwrap();
+        assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), 1500);
+        let whole = encode(&pattern(1500));
+        sys::write_all_vectored(w.as_fd(), WriteKind::Pipe, &[&whole[..700]]).unwrap();
+        drop(w);
+        let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+        assert!(
+            matches!(e, Error::Truncated { expected: 1500, got: 696 }),
+            "{e:?}"
+        );
+    }
+
+    /// At a boundary, the end of the stream is `Closed` on either fast path.
+    #[test]
+    fn recv_into_from_a_pipe_sees_the_end_at_a_boundary_as_closed() {
+        use std::os::fd::AsFd;
+        for size in [64, 4096] {
+            let (r, w) = sys::pipe(false).unwrap();
+            write_frame(w.as_fd(), WriteKind::Pipe, &pattern(size), UNLIMITED).unwrap();
+            write_frame(w.as_fd(), WriteKind::Pipe, &pattern(size), UNLIMITED).unwrap();
+            drop(w);
+            let mut src = FdSource(r.as_fd());
+            let mut dec = Decoder::default();
+            let mut out = vec![0u8; 8192];
+            for _ in 0..2 {
+                assert_eq!(dec.recv_into(&mut src, &mut out).unwrap(), size);
+                assert_eq!(&out[..size], &pattern(size)[..]);
+            }
+            let e = dec.recv_into(&mut src, &mut out).unwrap_err();
+            assert!(e.is_closed(), "{size}: {e:?}");
+        }
     }
 
     #[test]

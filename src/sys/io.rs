@@ -1,6 +1,6 @@
 //! Reads and writes: `EINTR` retried, `SIGPIPE` never raised.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -10,6 +10,13 @@ use super::{cvt_size, retry};
 /// `read(2)` into `buf`, retrying on `EINTR`. `Ok(0)` is end of stream.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     retry(|| Ok(nix::unistd::read(fd, buf)?))
+}
+
+/// One `readv(2)` into `head`, then `rest`, retrying on `EINTR`; returns how
+/// many bytes it read (`head` is filled first). `Ok(0)` is end of stream.
+pub fn read_split(fd: BorrowedFd<'_>, head: &mut [u8], rest: &mut [u8]) -> io::Result<usize> {
+    let mut slices = [IoSliceMut::new(head), IoSliceMut::new(rest)];
+    retry(|| Ok(nix::sys::uio::readv(fd, &mut slices)?))
 }
 
 /// Reads at most `max` bytes into the spare capacity of `buf` (reserving
