@@ -416,7 +416,10 @@ fn large_messages_arrive_as_sent_though_the_sender_rewrites_its_buffer_at_once()
             let n = rx.recv_bytes_into(&mut into).unwrap();
             into[..n].to_vec()
         };
-        assert!(got == numbered(i, LEN), "message {i} changed after it was sent");
+        assert!(
+            got == numbered(i, LEN),
+            "message {i} changed after it was sent"
+        );
     }
     assert!(rx.recv_bytes().unwrap_err().is_closed());
     child.wait(DEADLINE).unwrap().expect_success();
@@ -461,7 +464,10 @@ fn a_sender_with_zero_copy_off_sends_the_same_bytes() {
     })
     .unwrap();
     for i in 0..6 {
-        assert!(rx.recv_bytes().unwrap() == numbered(i, 200 * KIB), "message {i}");
+        assert!(
+            rx.recv_bytes().unwrap() == numbered(i, 200 * KIB),
+            "message {i}"
+        );
     }
     assert!(rx.recv_bytes().unwrap_err().is_closed());
     child.wait(DEADLINE).unwrap().expect_success();

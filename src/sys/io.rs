@@ -60,7 +60,10 @@ pub fn write_joined(
     body: &[u8],
 ) -> io::Result<()> {
     let n = head.len() + body.len();
-    assert!(n <= JOINED_MAX, "write_joined takes at most {JOINED_MAX} bytes");
+    assert!(
+        n <= JOINED_MAX,
+        "write_joined takes at most {JOINED_MAX} bytes"
+    );
     let mut buf = [MaybeUninit::<u8>::uninit(); JOINED_MAX];
     // SAFETY: `head.len() + body.len() <= JOINED_MAX` (asserted), so both
     // copies stay inside `buf`; sources and `buf` do not overlap (`buf` is a

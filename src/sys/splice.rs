@@ -66,7 +66,10 @@ impl SpliceRing {
     /// `len`).
     pub fn new(len: usize, piece: usize) -> io::Result<SpliceRing> {
         assert!(len > 0 && len % PAGE == 0, "ring length {len}");
-        assert!(piece > 0 && piece % PAGE == 0 && piece <= len, "piece {piece}");
+        assert!(
+            piece > 0 && piece % PAGE == 0 && piece <= len,
+            "piece {piece}"
+        );
         // SAFETY: a fresh private anonymous mapping: no fd, no address hint,
         // so it cannot overlap any memory Rust already uses.
         let ptr = unsafe {
@@ -260,10 +263,7 @@ fn write_range(
         let end = (done + n).saturating_sub(at).min(part.len());
         let mut rest = &part[start..end];
         while !rest.is_empty() {
-            // SAFETY: `rest` is a live slice of initialized bytes.
-            let k = retry(|| {
-                cvt_size(unsafe { libc::write(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len()) })
-            })?;
+            let k = retry(|| Ok(nix::unistd::write(fd, rest)?))?;
             if k == 0 {
                 return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
             }
@@ -286,7 +286,7 @@ impl Drop for SpliceRing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::{pipe, read, socketpair, SocketKind};
+    use crate::sys::{SocketKind, pipe, read, socketpair};
     use std::os::fd::{AsFd, OwnedFd};
 
     fn read_exactly(fd: &OwnedFd, n: usize) -> Vec<u8> {
@@ -396,7 +396,8 @@ mod tests {
     fn an_fd_that_is_not_a_pipe_is_written_plainly() {
         let (a, b) = socketpair(SocketKind::Stream).unwrap();
         let mut ring = SpliceRing::new(4 * PAGE, PAGE).unwrap();
-        ring.write_all(a.as_fd(), b"HD", &fill(7, 2 * PAGE)).unwrap();
+        ring.write_all(a.as_fd(), b"HD", &fill(7, 2 * PAGE))
+            .unwrap();
         ring.write_all(a.as_fd(), b"HD", &fill(8, 10)).unwrap();
         // The first piece found out; every later one was plain.
         assert_eq!(ring.counts(), (0, 4));
@@ -412,7 +413,9 @@ mod tests {
         let (r, w) = pipe(false).unwrap();
         drop(r);
         let mut ring = SpliceRing::new(4 * PAGE, PAGE).unwrap();
-        let e = ring.write_all(w.as_fd(), b"HD", &fill(1, PAGE)).unwrap_err();
+        let e = ring
+            .write_all(w.as_fd(), b"HD", &fill(1, PAGE))
+            .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
         assert_eq!(ring.counts(), (0, 0));
     }

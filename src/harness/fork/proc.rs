@@ -254,8 +254,7 @@ pub(super) fn describe_syscall(line: &str) -> Option<String> {
     };
     Some(match (name, arg0) {
         (
-            "read" | "write" | "readv" | "writev" | "recvfrom" | "sendmsg" | "recvmsg"
-            | "vmsplice",
+            "read" | "write" | "readv" | "writev" | "recvfrom" | "sendmsg" | "recvmsg" | "vmsplice",
             Some(fd),
         ) => {
             format!("{name}(fd {fd})")
