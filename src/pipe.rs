@@ -51,10 +51,11 @@
 //! A receive with nothing buffered is one `read`: of one frame's worth when
 //! the last frame was small (at most 1 KiB), else of up to 64 KiB that may
 //! bring in many frames; either way header and payload come in one call.
-//! `recv_bytes_into` after a frame of 1-64 KiB makes it one `readv` of a
-//! frame of that size, header into the decoder and payload straight into
-//! the caller's buffer (a frame of another size is taken from what it read,
-//! never lost).
+//! `recv_bytes_into` after a frame of more than 1 KiB makes it one `readv`
+//! of a frame of that size (at most 64 KiB of it), header into the decoder
+//! and payload straight into the caller's buffer, then reads of the rest
+//! of a larger one into the caller's buffer too (a frame of another size is
+//! taken from what was read, never lost).
 //! A large frame is read straight into its own buffer, or with
 //! `recv_bytes_into` straight into the caller's. A receive with a timeout
 //! polls before each read. Nothing on the send path allocates (but the
