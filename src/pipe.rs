@@ -65,7 +65,7 @@
 //! # Performance
 //! Measured with `ipc-harness bench` (2 vCPUs, medians of interleaved
 //! rounds):
-//! - Small messages: at 64 B, `pipe()` moves 0.8-0.9x the messages of a raw
+//! - Small messages: at 64 B, `pipe()` moves 0.85-0.9x the messages of a raw
 //!   pipe that sends one unframed write per message (one `read` and one
 //!   `write` per message, as the raw pipe, no allocation, no `poll`; about
 //!   175 user-space instructions per send and per receive against 27 for a
@@ -82,10 +82,12 @@
 //!   many pipes carrying only small messages should not exhaust it for
 //!   nothing (past it, the kernel gives new pipes just two pages).
 //! - On top of that a [`pipe()`]'s sender skips the kernel's copy of large
-//!   payloads ([`Sender::set_zero_copy`]): 1.7-2.0x a raw 1 MiB pipe at
-//!   64 KiB, 2.5-2.7x at 1 MiB, and 1.2-1.3x (64 KiB) and 1.9-2.0x (1 MiB)
-//!   the messages of `ipc-channel`'s `SOCK_SEQPACKET` channel in the same
-//!   runs. The sender keeps a 2 MiB ring of pages for it.
+//!   payloads ([`Sender::set_zero_copy`]) and `recv_bytes_into` reads them
+//!   straight into the caller's buffer: 1.7-2.0x a raw 1 MiB pipe at
+//!   64 KiB, 2.5-3.4x at 1 MiB; against `ipc-channel`'s `SOCK_SEQPACKET`
+//!   channel in the same runs, 0.9-1.3x at 64 KiB (level, within the
+//!   noise) and 1.9-2.2x at 1 MiB. The sender keeps a 2 MiB ring of pages
+//!   for it.
 //! - [`duplex()`] is one `SOCK_STREAM` socketpair, whose end is one fd that
 //!   CPython's `Connection(fd)` takes as is. It moves large messages faster
 //!   than a pipe (about 5x the default pipe) and small ones slower (0.4x); a
