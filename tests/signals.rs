@@ -225,8 +225,9 @@ fn large_transfers_lose_nothing_under_a_signal_storm(
         let (tx, mut rx) = open(way);
         let plan_s = plan.clone();
         let sender = fork::spawn(move || {
-            // Not inherited across fork: S arms its own, out of step with P's.
-            let _storm = Storm::start(Duration::from_micros(317));
+            // Not inherited across fork: S arms its own, out of step with P's
+            // (and dense enough for a pipe() that moves the 64 MiB in ~15 ms).
+            let _storm = Storm::start(Duration::from_micros(113));
             assert_storm_bites();
             let before = sys::noop_handler_runs();
             for (seq, &len) in plan_s.iter().enumerate() {

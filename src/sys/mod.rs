@@ -23,6 +23,7 @@ mod io;
 mod poll;
 mod process;
 mod signal;
+mod splice;
 mod time;
 
 pub use fd::*;
@@ -32,6 +33,7 @@ pub use process::*;
 // Without the test hooks and the harness, nothing uses these.
 #[allow(unused_imports)]
 pub use signal::*;
+pub use splice::*;
 pub use time::*;
 
 use std::io as stdio;

@@ -249,10 +249,14 @@ pub(super) fn describe_syscall(line: &str) -> Option<String> {
         257 => "openat",
         270 => "pselect6",
         271 => "ppoll",
+        278 => "vmsplice",
         _ => return Some(format!("syscall {nr}")),
     };
     Some(match (name, arg0) {
-        ("read" | "write" | "readv" | "writev" | "recvfrom" | "sendmsg" | "recvmsg", Some(fd)) => {
+        (
+            "read" | "write" | "readv" | "writev" | "recvfrom" | "sendmsg" | "recvmsg" | "vmsplice",
+            Some(fd),
+        ) => {
             format!("{name}(fd {fd})")
         }
         _ => name.to_string(),
