@@ -130,6 +130,10 @@ impl Case {
         Case::Iceoryx2Poll,
         Case::Iceoryx2Event,
     ];
+    /// The peers that move bytes through the kernel, as [`pipe()`](ipc_harness::pipe())
+    /// and [`duplex()`](ipc_harness::duplex()) do: what those two are compared with
+    /// (the shared-memory iceoryx2 is the [`Queue`](ipc_harness::queue::Queue)'s peer).
+    pub const KERNEL_PEERS: [Case; 2] = [Case::IpcChannel, Case::Interprocess];
     /// The raw transports: the "best raw" of a round is the fastest of these.
     pub const RAW: [Case; 3] = [Case::RawPipe, Case::RawPipe1M, Case::RawSocket];
 

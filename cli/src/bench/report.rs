@@ -158,10 +158,39 @@ impl Report {
     /// Median over rounds of `case` / the fastest peer ([`Case::PEERS`]) of
     /// that round; NaN without peers.
     pub fn ratio_to_best_peer(&self, case: Case, size: usize) -> f64 {
+        self.ratio_to_best_of(case, &Case::PEERS, size)
+    }
+
+    /// Median over rounds of `case` / the fastest of `peers` of that round.
+    pub fn ratio_to_best_of(&self, case: Case, peers: &[Case], size: usize) -> f64 {
         match self.samples(case, size) {
-            Some(x) => median(&ratios(&x.per_round, &self.best_of(&Case::PEERS, size))),
+            Some(x) => median(&ratios(&x.per_round, &self.best_of(peers, size))),
             None => f64::NAN,
         }
+    }
+
+    /// Median over rounds of `case`'s median round trip / the shortest of
+    /// `peers` in that round (below 1: `case` is faster than all of them).
+    pub fn latency_ratio_to_best_of(
+        &self,
+        case: LatencyCase,
+        peers: &[LatencyCase],
+        pinned: bool,
+    ) -> f64 {
+        let Some(x) = self.lat(case, pinned) else {
+            return f64::NAN;
+        };
+        let best: Vec<f64> = (0..x.median_us.len())
+            .map(|round| {
+                peers
+                    .iter()
+                    .filter_map(|&p| self.lat(p, pinned))
+                    .map(|l| l.median_us[round])
+                    .filter(|v| v.is_finite())
+                    .fold(f64::NAN, f64::min)
+            })
+            .collect();
+        median(&ratios(&x.median_us, &best))
     }
 
     /// Median over rounds of `case` / the best raw transport of that round.
@@ -288,15 +317,23 @@ impl Report {
             }
         }
         if self.throughput.iter().any(|t| t.case == Case::IpcChannel) {
-            for case in [Case::Pipe, Case::Duplex, Case::Queue1x1] {
+            for (case, peers, whom) in [
+                (
+                    Case::Pipe,
+                    &Case::KERNEL_PEERS[..],
+                    "ipc-channel and interprocess",
+                ),
+                (
+                    Case::Duplex,
+                    &Case::KERNEL_PEERS[..],
+                    "ipc-channel and interprocess",
+                ),
+                (Case::Queue1x1, &Case::PEERS[..], "every peer"),
+            ] {
                 for &size in sizes {
                     out.push(Target::at_least(
-                        format!(
-                            "{} ahead of every peer at {}",
-                            case.label(),
-                            size_label(size)
-                        ),
-                        self.ratio_to_best_peer(case, size),
+                        format!("{} ahead of {whom} at {}", case.label(), size_label(size)),
+                        self.ratio_to_best_of(case, peers, size),
                         1.0,
                     ));
                 }
@@ -307,6 +344,18 @@ impl Report {
             self.latency_ratio(LatencyCase::Queue, true),
             2.0,
         ));
+        if self.lat(LatencyCase::IpcChannel, false).is_some() {
+            for pinned in [false, true] {
+                out.push(Target::at_most(
+                    format!(
+                        "Queue round trip{} shorter than every peer's",
+                        if pinned { " on one CPU" } else { "" }
+                    ),
+                    self.latency_ratio_to_best_of(LatencyCase::Queue, &LatencyCase::PEERS, pinned),
+                    1.0,
+                ));
+            }
+        }
         for &size in sizes {
             out.push(Target::at_least(
                 format!("Fifo >= 0.9x pipe() at {}", size_label(size)),
