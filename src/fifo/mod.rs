@@ -232,15 +232,20 @@
 //! payload; one system call per chunk, where a framed writer sends a large
 //! message in one `writev`; the reader copies a multi-chunk message into
 //! its own buffer, and holds messages in progress. Measured (the
-//! `ipc-harness bench` cases `Fifo chunked` and `Fifo chunked 8 writers`,
-//! medians of per-round ratios over interleaved rounds on two shared,
-//! busy cores, where differences under ~1.3x are noise): one chunked
-//! writer runs at about 0.6-0.75x of [`pipe()`](crate::pipe()) at 64 B
-//! (a locked framed writer: 0.2-0.3x), 0.35-1.0x at 4 KiB (a 4096-byte
-//! message is two chunks), 0.45-1.0x from 64 KiB up; eight chunked writers
-//! together run at 0.9x of one or more at every size (1.0x at 64 KiB and
-//! 0.95x at 1 MiB, where they take turns; 0.35-0.5x at 1 MiB before large
-//! messages took turns).
+//! `ipc-harness bench` cases `Fifo chunked`, `Fifo chunked 8 writers` and
+//! `raw FIFO`, medians of per-round ratios over interleaved rounds on two
+//! cores, where differences under ~1.3x are noise): one chunked writer runs
+//! at about 0.6-0.9x of [`pipe()`](crate::pipe()) at 64 B (a locked framed
+//! writer: 0.2-0.3x). Much of that gap is the kernel's: plain 64-byte
+//! writes and reads on a FIFO run at 0.75-0.9x of the same on an anonymous
+//! pipe (a FIFO's reads and writes also update its inode's times), and a
+//! chunked writer runs at 0.7-1.0x of those plain FIFO writes. At 4 KiB a
+//! message is two chunks (0.35-0.6x of `pipe()`); from 64 KiB up 0.35-0.6x
+//! of `pipe()`, whose sender skips a copy there, and 2-5x of plain FIFO
+//! writes. Eight chunked writers together run at 0.7-1.2x of one at every
+//! size (three runs: 0.74-1.16 at 64 B, 0.73-0.82 at 4 KiB, 0.74-1.04 at
+//! 64 KiB, 0.47-0.80 at 1 MiB, 0.88-1.00 at 16 MiB; 0.35-0.5x at 1 MiB
+//! before large messages took turns).
 
 mod chunked;
 mod lines;
