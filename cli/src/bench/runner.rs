@@ -313,6 +313,37 @@ pub(super) fn warm_buffer(size: usize) -> Vec<u8> {
     vec![0xa5u8; size]
 }
 
+/// A consumer's timed work: `messages` receives into a buffer of `size`
+/// bytes written in set-up.
+fn receive_loop(
+    go: &mut dyn FnMut() -> Result<()>,
+    size: usize,
+    messages: usize,
+    mut recv: impl FnMut(&mut [u8]) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let mut buf = warm_buffer(size);
+    go()?;
+    for _ in 0..messages {
+        recv(&mut buf)?;
+    }
+    Ok(Vec::new())
+}
+
+/// A producer's timed work: `messages` sends of one `size`-byte message.
+fn send_loop(
+    go: &mut dyn FnMut() -> Result<()>,
+    size: usize,
+    messages: usize,
+    mut send: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let msg = vec![0x5au8; size];
+    go()?;
+    for _ in 0..messages {
+        send(&msg)?;
+    }
+    Ok(Vec::new())
+}
+
 /// Reads `n` bytes from `fd` (each side writes one when it is ready, and
 /// one when it is done), or fewer if every writer is gone, or until
 /// `deadline` (then the caller's wait for the sides reports the one that
@@ -439,20 +470,10 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
         Case::RawPipe | Case::RawPipe1M | Case::RawSocket => {
             let (r, w) = raw_pair(case)?;
             jobs.push(Box::new(move |go| {
-                let mut buf = warm_buffer(size);
-                go()?;
-                for _ in 0..messages {
-                    read_exact(r.as_fd(), &mut buf, None)?;
-                }
-                Ok(Vec::new())
+                receive_loop(go, size, messages, |buf| read_exact(r.as_fd(), buf, None))
             }));
             jobs.push(Box::new(move |go| {
-                let msg = vec![0x5au8; size];
-                go()?;
-                for _ in 0..messages {
-                    write_all(w.as_fd(), &msg)?;
-                }
-                Ok(Vec::new())
+                send_loop(go, size, messages, |msg| write_all(w.as_fd(), msg))
             }));
             1
         }
@@ -463,22 +484,12 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
             let p2 = path.clone();
             jobs.push(Box::new(move |go| {
                 let rx = options.reader(&path)?;
-                let mut buf = warm_buffer(size);
-                go()?;
-                for _ in 0..messages {
-                    read_exact(rx.as_fd(), &mut buf, None)?;
-                }
-                Ok(Vec::new())
+                receive_loop(go, size, messages, |buf| read_exact(rx.as_fd(), buf, None))
             }));
             jobs.push(Box::new(move |go| {
                 // Its fd only: plain writes, no lock, no framing.
                 let tx = options.writer(&p2)?;
-                let msg = vec![0x5au8; size];
-                go()?;
-                for _ in 0..messages {
-                    write_all(tx.as_fd(), &msg)?;
-                }
-                Ok(Vec::new())
+                send_loop(go, size, messages, |msg| write_all(tx.as_fd(), msg))
             }));
             1
         }
@@ -497,52 +508,27 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
                 Ok(Vec::new())
             }));
             jobs.push(Box::new(move |go| {
-                let msg = vec![0x5au8; size];
-                go()?;
-                for _ in 0..messages {
-                    tx.send_bytes(&msg)?;
-                }
-                Ok(Vec::new())
+                send_loop(go, size, messages, |msg| tx.send_bytes(msg))
             }));
             1
         }
         Case::Duplex => {
             let (a, mut b) = duplex()?;
             jobs.push(Box::new(move |go| {
-                let mut buf = warm_buffer(size);
-                go()?;
-                for _ in 0..messages {
-                    b.recv_bytes_into(&mut buf)?;
-                }
-                Ok(Vec::new())
+                receive_loop(go, size, messages, |buf| b.recv_bytes_into(buf).map(drop))
             }));
             jobs.push(Box::new(move |go| {
-                let msg = vec![0x5au8; size];
-                go()?;
-                for _ in 0..messages {
-                    a.send_bytes(&msg)?;
-                }
-                Ok(Vec::new())
+                send_loop(go, size, messages, |msg| a.send_bytes(msg))
             }));
             1
         }
         Case::DuplexPipes => {
             let (a, mut b) = duplex_pipes()?;
             jobs.push(Box::new(move |go| {
-                let mut buf = warm_buffer(size);
-                go()?;
-                for _ in 0..messages {
-                    b.recv_bytes_into(&mut buf)?;
-                }
-                Ok(Vec::new())
+                receive_loop(go, size, messages, |buf| b.recv_bytes_into(buf).map(drop))
             }));
             jobs.push(Box::new(move |go| {
-                let msg = vec![0x5au8; size];
-                go()?;
-                for _ in 0..messages {
-                    a.send_bytes(&msg)?;
-                }
-                Ok(Vec::new())
+                send_loop(go, size, messages, |msg| a.send_bytes(msg))
             }));
             1
         }
@@ -556,23 +542,13 @@ pub fn measure_throughput(case: Case, size: usize, messages: usize) -> Result<Me
             let p2 = path.clone();
             jobs.push(Box::new(move |go| {
                 let mut rx = options.reader(&path)?;
-                let mut buf = warm_buffer(size);
-                go()?;
-                for _ in 0..messages {
-                    rx.recv_bytes_into(&mut buf)?;
-                }
-                Ok(Vec::new())
+                receive_loop(go, size, messages, |buf| rx.recv_bytes_into(buf).map(drop))
             }));
             for _ in 0..writers {
                 let p2 = p2.clone();
                 jobs.push(Box::new(move |go| {
                     let tx = options.writer(&p2)?;
-                    let msg = vec![0x5au8; size];
-                    go()?;
-                    for _ in 0..messages / writers {
-                        tx.send_bytes(&msg)?;
-                    }
-                    Ok(Vec::new())
+                    send_loop(go, size, messages / writers, |msg| tx.send_bytes(msg))
                 }));
             }
             1
