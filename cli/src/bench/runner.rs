@@ -13,7 +13,7 @@ use ipc_harness::fifo::FifoOptions;
 use ipc_harness::harness::fork;
 use ipc_harness::queue::Queue;
 use ipc_harness::sys::{self, SocketKind};
-use ipc_harness::{duplex, duplex_pipes, pipe};
+use ipc_harness::{Connection, PipeConnection, duplex, duplex_pipes, pipe};
 
 use super::cases::{Case, LatencyCase};
 use super::peers::{peer_latency, peer_throughput};
@@ -659,6 +659,39 @@ pub(super) const WARM_UP: usize = 100;
 /// The round trips a "first thousand" median is taken over.
 pub const FIRST: usize = 1000;
 
+/// The pinger's and the echoer's jobs over the two ends of one two-way
+/// connection (`duplex()`, `duplex_pipes()`), `send` and `recv` being its
+/// methods.
+#[allow(clippy::too_many_arguments)]
+fn connection_round_trips<'a, C: 'a>(
+    jobs: &mut Vec<Job<'a>>,
+    n: usize,
+    total: usize,
+    cpu: Option<usize>,
+    mut a: C,
+    mut b: C,
+    send: fn(&C, &[u8]) -> Result<()>,
+    recv: fn(&mut C, &mut [u8]) -> Result<usize>,
+) {
+    jobs.push(Box::new(move |go| {
+        pin(cpu)?;
+        let msg = [0x5au8; LATENCY_SIZE];
+        let mut buf = [0u8; LATENCY_SIZE];
+        ping_loop(go, n, || {
+            send(&a, &msg)?;
+            recv(&mut a, &mut buf).map(drop)
+        })
+    }));
+    jobs.push(Box::new(move |go| {
+        pin(cpu)?;
+        let mut buf = [0u8; LATENCY_SIZE];
+        echo_loop(go, total, || {
+            let len = recv(&mut b, &mut buf)?;
+            send(&b, &buf[..len])
+        })
+    }));
+}
+
 /// One round-trip measurement: every timed round trip, in order, and what
 /// each side saw.
 #[derive(Debug, Clone, Default)]
@@ -935,46 +968,30 @@ pub fn measure_latency(case: LatencyCase, n: usize, cpu: Option<usize>) -> Resul
             }));
         }
         LatencyCase::Duplex => {
-            let (mut a, mut b) = duplex()?;
-            jobs.push(Box::new(move |go| {
-                pin(cpu)?;
-                let msg = [0x5au8; LATENCY_SIZE];
-                let mut buf = [0u8; LATENCY_SIZE];
-                ping_loop(go, n, || {
-                    a.send_bytes(&msg)?;
-                    a.recv_bytes_into(&mut buf).map(drop)
-                })
-            }));
-            jobs.push(Box::new(move |go| {
-                pin(cpu)?;
-                let mut buf = [0u8; LATENCY_SIZE];
-                echo_loop(go, total, || {
-                    let len = b.recv_bytes_into(&mut buf)?;
-                    b.send_bytes(&buf[..len])
-                })
-            }));
+            let (a, b) = duplex()?;
+            connection_round_trips(
+                &mut jobs,
+                n,
+                total,
+                cpu,
+                a,
+                b,
+                Connection::send_bytes,
+                Connection::recv_bytes_into,
+            );
         }
         LatencyCase::DuplexPipes => {
-            let (mut a, mut b) = duplex_pipes()?;
-            jobs.push(Box::new(move |go| {
-                pin(cpu)?;
-                let msg = [0x5au8; LATENCY_SIZE];
-                let mut buf = [0u8; LATENCY_SIZE];
-                ping_loop(go, n, || {
-                    a.send_bytes(&msg)?;
-                    a.recv_bytes_into(&mut buf).map(drop)
-                })
-            }));
-            jobs.push(Box::new(move |go| {
-                pin(cpu)?;
-                let mut buf = [0u8; LATENCY_SIZE];
-                go()?;
-                for _ in 0..total {
-                    let len = b.recv_bytes_into(&mut buf)?;
-                    b.send_bytes(&buf[..len])?;
-                }
-                Ok(Vec::new())
-            }));
+            let (a, b) = duplex_pipes()?;
+            connection_round_trips(
+                &mut jobs,
+                n,
+                total,
+                cpu,
+                a,
+                b,
+                PipeConnection::send_bytes,
+                PipeConnection::recv_bytes_into,
+            );
         }
         LatencyCase::Queue => {
             let (ping, pong) = (Queue::new()?, Queue::new()?);
