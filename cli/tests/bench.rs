@@ -242,12 +242,16 @@ fn round_trips_keep_every_sample_and_each_sides_trace() {
         .last()
         .expect("a CPU");
     let n = 2 * FIRST + 500;
-    for case in [
+    let mut cases = vec![
         LatencyCase::Queue,
         LatencyCase::RawPipe,
         LatencyCase::Duplex,
         LatencyCase::DuplexPipes,
-    ] {
+    ];
+    if bench::PEERS_BUILT {
+        cases.extend(LatencyCase::PEERS);
+    }
+    for case in cases {
         for pin in [None, Some(cpu)] {
             let r = bench::measure_latency(case, n, pin).expect("measured");
             assert_eq!(r.samples_ns.len(), n, "{case:?}");

@@ -870,10 +870,16 @@ pub(super) fn ping_loop(
 pub(super) fn echo_loop(
     go: &mut dyn FnMut() -> Result<()>,
     total: usize,
-    mut once: impl FnMut() -> Result<()>,
+    once: impl FnMut() -> Result<()>,
 ) -> Result<Vec<u8>> {
-    let mut tracer = Tracer::new(total.saturating_sub(WARM_UP));
     go()?;
+    echoes(total, once)
+}
+
+/// [`echo_loop`] for an echoer that has already called `go` (as one whose
+/// set-up ends by greeting its peer does).
+pub(super) fn echoes(total: usize, mut once: impl FnMut() -> Result<()>) -> Result<Vec<u8>> {
+    let mut tracer = Tracer::new(total.saturating_sub(WARM_UP));
     for i in 0..total {
         tracer.at(i);
         once()?;

@@ -33,7 +33,7 @@ use ipc_harness::queue::DEFAULT_RING_BYTES;
 use ipc_harness::sys;
 
 use super::super::LATENCY_SIZE;
-use super::super::runner::{Job, WARM_UP, bench_error, pin, ping_loop};
+use super::super::runner::{Job, WARM_UP, bench_error, echoes, pin, ping_loop};
 
 /// How the receiving side learns that a sample is there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -562,12 +562,12 @@ pub(super) fn latency<'a>(
             tx.send_until_delivered(&buf[..len])?;
             Ok((node, tx, rx))
         })?;
-        for _ in 0..n + WARM_UP {
+        let trace = echoes(n + WARM_UP, || {
             let len = rx.recv_into(&mut buf)?;
-            tx.send(&buf[..len])?;
-        }
+            tx.send(&buf[..len])
+        })?;
         tx.linger()?;
-        Ok(Vec::new())
+        Ok(trace)
     }));
     domain
 }

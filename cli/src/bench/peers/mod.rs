@@ -15,7 +15,7 @@ use super::cases::{Case, LatencyCase};
 use super::runner::NO_PEERS;
 use super::runner::{Job, bench_error};
 #[cfg(feature = "peers")]
-use super::runner::{WARM_UP, pin, ping_loop};
+use super::runner::{WARM_UP, echo_loop, pin, ping_loop};
 
 /// Held by the parent across one peer measurement; when dropped (after its
 /// processes are reaped, whether it succeeded or not) it removes the
@@ -162,16 +162,14 @@ pub(super) fn peer_latency<'a>(
     }));
     jobs.push(Box::new(move |go| {
         pin(cpu)?;
-        go()?;
-        for _ in 0..n + WARM_UP {
+        echo_loop(go, n + WARM_UP, || {
             let m = ping_rx
                 .recv()
                 .map_err(|e| peer_error("ipc-channel recv", e))?;
             pong_tx
                 .send(&m)
-                .map_err(|e| Error::io("ipc-channel send", e))?;
-        }
-        Ok(Vec::new())
+                .map_err(|e| Error::io("ipc-channel send", e))
+        })
     }));
     Ok(PeerCleanup { iceoryx2: None })
 }
